@@ -1,0 +1,1 @@
+"""export: Google-format BERT checkpoints to TF1 Hub format modules."""

