@@ -162,7 +162,10 @@ class BertLayer(keras.layers.Layer):
         return {name: tf.cast(t, tf.int32) for name, t in zip(TOKEN_INPUTS, inputs)}
 
     def call(self, inputs, training=None):
-        features = self._token_inputs(inputs)
+        return self.encode(self._token_inputs(inputs), training=training)
+
+    def encode(self, features: dict[str, tf.Tensor], training=None):
+        """The layer's output for already tokenized `input_ids`, `input_mask`, `segment_ids`."""
         outputs = self._signature(bool(training))(*[features[n] for n in TOKEN_INPUTS])
         mask = features["input_mask"]
         pooled = pool(self.pooling, outputs["pooled_output"], outputs["sequence_output"], mask)

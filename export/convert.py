@@ -9,7 +9,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
-from bert_layer.files import atomic_output
+from bert_layer.files import atomic_output, check_output_free
 from export.checkpoint import write_checkpoint_folder
 from export.config import BertConfig
 from export.names import variable_specs
@@ -48,6 +48,8 @@ def read_hf_config(path: str) -> BertConfig:
         raise FileNotFoundError(f"Hugging Face config not found: {path}") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e}).") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a JSON object, found {type(values).__name__}.")
     model_type = values.get("model_type", "bert")
     if model_type != "bert":
         raise ValueError(f"{path}: model_type must be 'bert'. Received: {model_type!r}")
@@ -94,6 +96,7 @@ def convert_hf_to_google(hf_dir: str, out_dir: str, *, overwrite: bool = False) 
     """Converts a Hugging Face BERT folder into a Google-format checkpoint folder."""
     if not os.path.isdir(hf_dir):
         raise FileNotFoundError(f"Hugging Face model folder not found: {hf_dir}")
+    check_output_free(out_dir, overwrite)  # Fail before the slow work.
     config = read_hf_config(os.path.join(hf_dir, HF_CONFIG_FILE))
     vocab = read_vocab_tokens(os.path.join(hf_dir, HF_VOCAB_FILE))
     if len(vocab) != config.vocab_size:

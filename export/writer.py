@@ -16,7 +16,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from bert_layer.files import atomic_output
+from bert_layer.files import atomic_output, check_output_free
 from export.checkpoint import CONFIG_FILE, BertCheckpoint, load_checkpoint
 from export.module_fn import INIT_OP_COLLECTION, ModuleOptions, Signature, module_fn
 
@@ -98,6 +98,7 @@ def export_module(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike,
       do_lower_case: None infers it from the vocabulary (uncased vocabularies lower-case).
       overwrite: replace an existing `out_dir`.
     """
+    check_output_free(out_dir, overwrite)  # Fail before the slow work.
     checkpoint = load_checkpoint(checkpoint_dir)
     limit = checkpoint.config.max_position_embeddings
     if not 3 <= max_seq_length <= limit:

@@ -150,6 +150,13 @@ def test_unsupported_configs_are_named(tmp_path, tiny_weights, changes, message)
         convert_hf_to_google(hf_dir, str(tmp_path / "google"))
 
 
+def test_config_that_is_not_an_object_is_rejected(hf_dir, tmp_path):
+    with open(os.path.join(hf_dir, "config.json"), "w", encoding="utf-8") as f:
+        f.write("[]")
+    with pytest.raises(ValueError, match="config.json: expected a JSON object, found list"):
+        convert_hf_to_google(hf_dir, str(tmp_path / "google"))
+
+
 def test_unreadable_weights_are_reported(hf_dir, tmp_path):
     with open(os.path.join(hf_dir, "model.safetensors"), "wb") as f:
         f.write(b"not safetensors")

@@ -1,0 +1,185 @@
+"""Freezing a trained Keras model into a lean inference graph, and running one.
+
+A frozen graph is one GraphDef: variables turned into constants, training-only
+nodes gone, Grappler's inference rewrites applied. With the graph tokenizer it
+takes raw strings (`text`); with the numpy tokenizer, whose Python code cannot
+live in a GraphDef, it takes `input_ids`, `input_mask`, `segment_ids` and the
+tokenizer runs outside (see `FrozenClassifier`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+from google.protobuf.message import DecodeError
+from tensorflow.core.framework import graph_pb2
+from tensorflow.core.protobuf import config_pb2, meta_graph_pb2
+from tensorflow.python.framework.convert_to_constants import (
+    convert_variables_to_constants_v2,
+)
+from tensorflow.python.grappler import tf_optimizer
+
+from bert_layer.files import atomic_output
+from bert_layer.layer import BertLayer
+from bert_layer.module import TOKEN_INPUTS
+
+TEXT_INPUT = "text"
+OUTPUT = "probabilities"
+CLASS_NAMES = "class_names"
+MULTI_LABEL = "multi_label"
+GRAPPLER_PASSES = ("pruning", "constfold", "arithmetic", "dependency", "remap",
+                   "common_subgraph_elimination", "debug_stripper")
+
+
+@dataclasses.dataclass(frozen=True)
+class FreezeReport:
+    path: str
+    inputs: tuple[str, ...]
+    nodes_before: int  # the frozen graph before Grappler
+    nodes_after: int
+    bytes_before: int
+    bytes_after: int
+
+    def table(self) -> str:
+        return (f"{'':14}{'nodes':>8}{'bytes':>14}\n"
+                f"{'before':14}{self.nodes_before:>8}{self.bytes_before:>14,}\n"
+                f"{'after':14}{self.nodes_after:>8}{self.bytes_after:>14,}")
+
+
+def find_bert_layer(model: keras.Model) -> BertLayer:
+    layers = [layer for layer in model.layers if isinstance(layer, BertLayer)]
+    if len(layers) != 1:
+        raise ValueError(f"Freezing needs a model with exactly one BertLayer; "
+                         f"found {len(layers)} in {model.name}.")
+    return layers[0]
+
+
+def _text_function(model: keras.Model):
+    spec = tf.TensorSpec([None], tf.string, name=TEXT_INPUT)
+    return tf.function(lambda text: model(text, training=False)).get_concrete_function(spec)
+
+
+def _ids_function(model: keras.Model):
+    """ids -> probabilities: the BertLayer's encoder, then the layers after it in order."""
+    bert = find_bert_layer(model)
+    head = model.layers[model.layers.index(bert) + 1:]
+
+    def run(input_ids, input_mask, segment_ids):
+        x = bert.encode({"input_ids": input_ids, "input_mask": input_mask,
+                         "segment_ids": segment_ids}, training=False)
+        for layer in head:
+            x = layer(x, training=False)
+        return x
+
+    specs = [tf.TensorSpec([None, None], tf.int32, name=n) for n in TOKEN_INPUTS]
+    return tf.function(run).get_concrete_function(*specs)
+
+
+def _add_constant(graph_def: graph_pb2.GraphDef, name: str, value) -> None:
+    node = graph_def.node.add(name=name, op="Const")
+    tensor = tf.make_tensor_proto(value)
+    node.attr["dtype"].type = tensor.dtype
+    node.attr["value"].tensor.CopyFrom(tensor)
+
+
+def _add_identity(graph_def: graph_pb2.GraphDef, name: str, source: str, dtype) -> None:
+    node = graph_def.node.add(name=name, op="Identity", input=[source])
+    node.attr["T"].type = dtype.as_datatype_enum
+
+
+def optimize_for_inference(graph_def: graph_pb2.GraphDef,
+                           outputs: list[str]) -> graph_pb2.GraphDef:
+    """Runs Grappler's inference passes, keeping the `outputs` nodes."""
+    with tf.Graph().as_default() as graph:
+        tf.graph_util.import_graph_def(graph_def, name="")
+        meta_graph = tf.compat.v1.train.export_meta_graph(graph=graph)
+    fetches = meta_graph_pb2.CollectionDef()
+    fetches.node_list.value.extend(outputs)
+    meta_graph.collection_def["train_op"].CopyFrom(fetches)  # Grappler keeps these.
+    config = config_pb2.ConfigProto()
+    rewrites = config.graph_options.rewrite_options
+    rewrites.optimizers.extend(GRAPPLER_PASSES)
+    rewrites.min_graph_nodes = -1
+    return tf_optimizer.OptimizeGraph(config, meta_graph)
+
+
+def freeze_model(model: keras.Model, out_path: str | os.PathLike, *, class_names: list[str],
+                 multi_label: bool = False, overwrite: bool = False) -> FreezeReport:
+    """Writes `model` (strings -> probabilities) as a frozen, optimized GraphDef `.pb`."""
+    bert = find_bert_layer(model)
+    function = _ids_function(model) if bert.tokenizer == "numpy" else _text_function(model)
+    frozen = convert_variables_to_constants_v2(function)
+    graph_def = frozen.graph.as_graph_def()
+    (output,) = frozen.outputs
+    _add_identity(graph_def, OUTPUT, output.name.split(":")[0], output.dtype)
+    _add_constant(graph_def, CLASS_NAMES, np.array(class_names, dtype=object))
+    _add_constant(graph_def, MULTI_LABEL, np.array(multi_label))
+    optimized = optimize_for_inference(graph_def, [OUTPUT, CLASS_NAMES, MULTI_LABEL])
+    data = optimized.SerializeToString()
+    with atomic_output(out_path, overwrite=overwrite, is_dir=False) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    inputs = tuple(t.name.split(":")[0] for t in frozen.inputs)
+    return FreezeReport(path=os.fspath(out_path), inputs=inputs,
+                        nodes_before=len(graph_def.node), nodes_after=len(optimized.node),
+                        bytes_before=graph_def.ByteSize(), bytes_after=len(data))
+
+
+class FrozenClassifier:
+    """Runs a graph written by `freeze_model`.
+
+    Args:
+      path: the `.pb` file.
+      tokenizer: for graphs that take ids (numpy tokenizer), a callable
+        strings -> {input_ids, input_mask, segment_ids}; e.g. `BertLayer.preprocess`.
+    """
+
+    def __init__(self, path: str | os.PathLike, tokenizer=None):
+        import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph uses)
+
+        self.path = os.fspath(path)
+        graph_def = read_graph_def(self.path)
+        nodes = {n.name: n for n in graph_def.node}
+        missing = [n for n in (OUTPUT, CLASS_NAMES) if n not in nodes]
+        if missing:
+            raise ValueError(f"{self.path} is not a graph written by `bert-layer freeze`: "
+                             f"nodes {missing} are missing.")
+        self.class_names = [c.decode() for c in tf.make_ndarray(nodes[CLASS_NAMES].attr["value"].tensor)]
+        self.multi_label = bool(tf.make_ndarray(nodes[MULTI_LABEL].attr["value"].tensor))
+        self.takes_text = TEXT_INPUT in nodes
+        self.inputs = (TEXT_INPUT,) if self.takes_text else TOKEN_INPUTS
+        if not self.takes_text and tokenizer is None:
+            raise ValueError(f"{self.path} takes token ids (it was frozen with the numpy "
+                             "tokenizer): pass a tokenizer that turns strings into ids.")
+        self._tokenizer = tokenizer
+        wrapped = tf.compat.v1.wrap_function(
+            lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
+        self._run = wrapped.prune(
+            feeds=[wrapped.graph.get_tensor_by_name(f"{n}:0") for n in self.inputs],
+            fetches=wrapped.graph.get_tensor_by_name(f"{OUTPUT}:0"))
+
+    def __call__(self, texts) -> np.ndarray:
+        """Class probabilities [batch, n_classes] for a batch of strings."""
+        texts = tf.constant(texts, dtype=tf.string)
+        if self.takes_text:
+            return self._run(texts).numpy()
+        features = self._tokenizer(texts)
+        return self._run(*[tf.cast(features[n], tf.int32) for n in TOKEN_INPUTS]).numpy()
+
+
+def read_graph_def(path: str) -> graph_pb2.GraphDef:
+    graph_def = graph_pb2.GraphDef()
+    try:
+        with open(path, "rb") as f:
+            graph_def.ParseFromString(f.read())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Frozen graph not found: {path}") from None
+    except DecodeError:
+        raise ValueError(f"{path} is not a frozen graph (a serialized GraphDef).") from None
+    if not graph_def.node:
+        raise ValueError(f"{path} is not a frozen graph: it holds no nodes.")
+    return graph_def

@@ -1,0 +1,151 @@
+"""Packing word-piece ids into BERT inputs: `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`.
+
+Texts hold one sentence, or a pair written "a ||| b". The packed batch is as wide as its
+longest packed row, capped at `max_seq_length`: never padded further. Truncation is Google's
+`run_classifier._truncate_seq_pair` (tf_text.ShrinkLongestTrimmer breaks ties the other way:
+for a = b = 4 tokens and room for 5 it keeps 2 + 3, Google keeps 3 + 2).
+
+Dimension legend:
+  B = batch size    T = packed length (longest row of the batch, at most max_seq_length)
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from bert_layer.tokenizer import Tokenizer
+
+PAIR_SEPARATOR = "|||"
+MIN_SEQ_LENGTH = 3  # [CLS] a [SEP] b [SEP] with a and b emptied.
+MAX_SEQ_LENGTH = 512  # BERT's position embeddings.
+
+
+def check_pair_text(text: str) -> None:
+    """Raises ValueError if `text` holds more than one PAIR_SEPARATOR."""
+    count = text.count(PAIR_SEPARATOR)
+    if count > 1:
+        raise ValueError(f"Only one {PAIR_SEPARATOR!r} is allowed per text (\"a {PAIR_SEPARATOR} "
+                         f"b\"); found {count} in {text!r}.")
+
+
+def split_pairs(texts) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Splits "a ||| b" texts into (first, second, is_pair), each of shape [B].
+
+    A text without separator gives (text, "", False). Whitespace around the separator stays
+    in `first` and `second`; tokenization drops it.
+
+    Raises:
+      tf.errors.InvalidArgumentError (when run): a text holds more than one separator; the
+        message quotes the texts that do.
+    """
+    texts = tf.convert_to_tensor(texts, dtype=tf.string)
+    parts = tf.strings.split(texts, sep=PAIR_SEPARATOR)  # [B, (parts)], at least one part each.
+    count = parts.row_lengths()
+    check = tf.debugging.Assert(
+        tf.reduce_all(count <= 2),
+        [f"Only one {PAIR_SEPARATOR!r} is allowed per text (\"a {PAIR_SEPARATOR} b\"); these "
+         f"texts have more:", tf.boolean_mask(texts, count > 2)],
+        summarize=10, name="check_one_pair_separator")
+    with tf.control_dependencies([check]):  # In TF1 graphs nothing else would run the check.
+        starts = tf.identity(parts.row_starts())
+    is_pair = tf.equal(count, 2)
+    first = tf.gather(parts.values, starts)
+    second_index = tf.minimum(starts + 1, tf.size(parts.values, out_type=tf.int64) - 1)
+    second = tf.where(is_pair, tf.gather(parts.values, second_index), "")
+    return first, second, is_pair
+
+
+def check_max_seq_length(max_seq_length: int) -> None:
+    if not MIN_SEQ_LENGTH <= max_seq_length <= MAX_SEQ_LENGTH:
+        raise ValueError(f"max_seq_length must be in [{MIN_SEQ_LENGTH}, {MAX_SEQ_LENGTH}] (room "
+                         f"for [CLS] and two [SEP], at most BERT's positions). Received: "
+                         f"{max_seq_length}")
+
+
+def _truncated_lengths(len_a: tf.Tensor, len_b: tf.Tensor,
+                       budget: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """The lengths `_truncate_seq_pair(a, b, budget)` leaves, in closed form.
+
+    Google removes one token at a time from the longer list, from `b` on ties, until the
+    total fits; so a long list shrinks to what the other leaves, and two long ones meet at
+    half the budget, `a` keeping the odd token.
+    """
+    keep_a = tf.minimum(len_a, tf.maximum(budget - len_b, (budget + 1) // 2))
+    keep_b = tf.minimum(len_b, tf.maximum(budget - len_a, budget // 2))
+    return keep_a, keep_b
+
+
+def _gather_rows(ids: tf.RaggedTensor, index: tf.Tensor) -> tf.Tensor:
+    """`ids[i, index[i, j]]` as [B, T], or 0 where `index` is outside row i."""
+    inside = (index >= 0) & (index < ids.row_lengths()[:, None])
+    flat_index = tf.where(inside, ids.row_starts()[:, None] + index, 0)
+    values = tf.concat([tf.cast(ids.flat_values, tf.int32), [0]], 0)  # Never empty.
+    return tf.where(inside, tf.gather(values, flat_index), 0)
+
+
+def pack_inputs(first_ids: tf.RaggedTensor, second_ids: tf.RaggedTensor, is_pair: tf.Tensor,
+                *, max_seq_length: int, cls_id: int, sep_id: int) -> dict[str, tf.Tensor]:
+    """Packs word-piece ids into int32 `input_ids`, `input_mask`, `segment_ids` of shape [B, T].
+
+    Rows are `[CLS] a [SEP]`, or `[CLS] a [SEP] b [SEP]` where `is_pair` (even with `b`
+    empty), truncated as Google's run_classifier does; segment 0 covers [CLS] a [SEP] and 1
+    covers b [SEP]. Padding (id 0, mask 0) fills up to T, the longest row of the batch.
+
+    Args:
+      first_ids: int RaggedTensor [B, (a)], the ids of `a`.
+      second_ids: int RaggedTensor [B, (b)], the ids of `b` (ignored where not `is_pair`).
+      is_pair: bool Tensor [B].
+      max_seq_length: int in [3, 512]. T is at most this.
+      cls_id, sep_id: int. Ids of [CLS] and [SEP].
+    """
+    check_max_seq_length(max_seq_length)
+    for name, ids in (("first_ids", first_ids), ("second_ids", second_ids)):
+        if not isinstance(ids, tf.RaggedTensor) or ids.shape.rank != 2:
+            raise TypeError(f"{name} must be a RaggedTensor of shape [batch, (tokens)]. "
+                            f"Received: {ids!r}")
+    pair = tf.cast(is_pair, tf.int64)  # [B]
+    len_a = first_ids.row_lengths()
+    len_b = second_ids.row_lengths() * pair
+    keep_a, keep_b = _truncated_lengths(len_a, len_b, max_seq_length - 2 - pair)
+    b_start = keep_a + 2  # Position of b's first token (or of padding, for a single text).
+    length = b_start + pair * (keep_b + 1)  # [B]
+
+    position = tf.range(tf.reduce_max(tf.concat([length, [0]], 0)))[None, :]  # [1, T]
+    b_start, keep_a, keep_b, length, pair = (
+        x[:, None] for x in (b_start, keep_a, keep_b, length, pair))  # [B, 1] each
+    is_cls = tf.equal(position, 0)
+    is_sep = tf.equal(position, keep_a + 1) | (
+        tf.equal(position, b_start + keep_b) & tf.equal(pair, 1))
+    in_a = (position >= 1) & (position <= keep_a)
+    input_mask = position < length  # [B, T]
+    input_ids = tf.where(
+        is_cls, cls_id, tf.where(
+            is_sep, sep_id, tf.where(
+                in_a, _gather_rows(first_ids, position - 1),
+                tf.where(input_mask, _gather_rows(second_ids, position - b_start), 0))))
+    segment_ids = input_mask & (position >= b_start)
+    return {"input_ids": tf.cast(input_ids, tf.int32),
+            "input_mask": tf.cast(input_mask, tf.int32),
+            "segment_ids": tf.cast(segment_ids, tf.int32)}
+
+
+class Preprocessor:
+    """Strings [B] ("a" or "a ||| b") to the packed BERT inputs of `pack_inputs`.
+
+    Args:
+      tokenizer: a GraphTokenizer or NumpyTokenizer (see bert_layer.tokenizer).
+      max_seq_length: int in [3, 512]. The longest packed row.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, max_seq_length: int):
+        check_max_seq_length(max_seq_length)
+        self.tokenizer = tokenizer
+        self.max_seq_length = max_seq_length
+
+    def __call__(self, texts) -> dict[str, tf.Tensor]:
+        first, second, is_pair = split_pairs(texts)
+        batch = tf.size(first, out_type=tf.int64)
+        # One tokenizer call for both halves: half the ops, and one word-piece model constant.
+        ids = self.tokenizer.tokenize(tf.concat([first, second], 0))  # [2B, (tokens)]
+        return pack_inputs(ids[:batch], ids[batch:], is_pair, max_seq_length=self.max_seq_length,
+                           cls_id=self.tokenizer.cls_id, sep_id=self.tokenizer.sep_id)

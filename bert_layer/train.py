@@ -1,0 +1,158 @@
+"""Fine-tuning a BERT classifier with Keras `fit`: the `bert-layer train` job."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from bert_layer.classifier import ClassifierSpec, F1Score, build_classifier
+from bert_layer.data import Examples, make_dataset
+from bert_layer.files import atomic_output
+
+MODEL_FILE = "model.keras"
+REPORT_FILE = "report.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings; the defaults are BERT's fine-tuning recipe."""
+
+    epochs: int = 3
+    batch_size: int = 32
+    learning_rate: float = 5e-5
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.01
+    seed: int = 0
+    bucket: bool = True  # group similar lengths into batches (less padding)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1; received epochs="
+                             f"{self.epochs}, batch_size={self.batch_size}.")
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise ValueError(f"warmup_fraction must be in [0, 1); received {self.warmup_fraction}.")
+
+
+@keras.saving.register_keras_serializable(package="bert_layer")
+class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from 0 to `peak` over `warmup_steps`, then linear decay to 0."""
+
+    def __init__(self, peak: float, warmup_steps: int, total_steps: int):
+        self.peak, self.warmup_steps, self.total_steps = peak, warmup_steps, total_steps
+        self._decay = keras.optimizers.schedules.PolynomialDecay(
+            peak, max(total_steps - warmup_steps, 1), end_learning_rate=0.0, power=1.0)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warmup = self.peak * step / max(self.warmup_steps, 1)
+        return tf.where(step < self.warmup_steps, warmup, self._decay(step - self.warmup_steps))
+
+    def get_config(self) -> dict:
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps,
+                "total_steps": self.total_steps}
+
+
+class ThroughputLogger(keras.callbacks.Callback):
+    """Adds the epoch's wall time and training examples per second to the logs."""
+
+    def __init__(self, n_examples: int):
+        super().__init__()
+        self.n_examples = n_examples
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._start
+        if logs is not None:
+            logs["epoch_seconds"] = seconds
+
+
+def _one_hot(examples: Examples) -> Examples:
+    """Keras's F1 needs one-hot targets; multi-label rows already are."""
+    if examples.multi_label:
+        return examples
+    labels = np.eye(len(examples.classes), dtype=np.float32)[examples.labels]
+    return dataclasses.replace(examples, labels=labels)
+
+
+def compile_classifier(model: keras.Model, config: TrainConfig, n_classes: int,
+                       multi_label: bool, steps: int) -> None:
+    schedule = WarmupLinearDecay(config.learning_rate,
+                                 int(config.warmup_fraction * steps), steps)
+    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay,
+                                       epsilon=1e-6, clipnorm=1.0)
+    # BERT's recipe: no weight decay on LayerNorm parameters and biases.
+    optimizer.exclude_from_weight_decay(var_names=["LayerNorm", "bias"])
+    if multi_label:
+        loss = keras.losses.BinaryCrossentropy()
+        metrics = [keras.metrics.BinaryAccuracy(name="accuracy"),
+                   F1Score(n_classes, threshold=0.5)]
+    else:
+        loss = keras.losses.CategoricalCrossentropy()
+        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy"), F1Score(n_classes)]
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+
+
+def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None,
+                     out_dir: str, config: TrainConfig = TrainConfig(), *,
+                     overwrite: bool = False, verbose: int = 1) -> dict:
+    """Fine-tunes, keeps the best epoch (by dev accuracy), writes `model.keras` and
+    `report.json` into `out_dir`; returns the report."""
+    if train.labels is None:
+        raise ValueError(f"{train.source}: training needs a label column.")
+    keras.utils.set_random_seed(config.seed)
+    train_ds = make_dataset(_one_hot(train), batch_size=config.batch_size, shuffle=True,
+                            seed=config.seed, bucket=config.bucket)
+    dev_ds = None if dev is None else make_dataset(
+        _one_hot(dev), batch_size=config.batch_size, shuffle=False, seed=config.seed,
+        bucket=config.bucket)
+    steps = config.epochs * math.ceil(len(train) / config.batch_size)
+    model = build_classifier(spec)
+    compile_classifier(model, config, len(spec.classes), spec.multi_label, steps)
+    start = time.perf_counter()
+    with atomic_output(out_dir, overwrite=overwrite) as tmp:
+        model_path = os.path.join(tmp, MODEL_FILE)
+        callbacks = [ThroughputLogger(len(train))]
+        if dev_ds is not None:
+            callbacks.append(keras.callbacks.ModelCheckpoint(
+                model_path, monitor="val_accuracy", mode="max", save_best_only=True))
+        history = model.fit(train_ds, validation_data=dev_ds, epochs=config.epochs,
+                            callbacks=callbacks, verbose=verbose)
+        if dev_ds is None:
+            model.save(model_path)
+        report = _report(spec, config, train, dev, history.history,
+                         time.perf_counter() - start)
+        with open(os.path.join(tmp, REPORT_FILE), "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2)
+    return report
+
+
+def _report(spec: ClassifierSpec, config: TrainConfig, train: Examples, dev: Examples | None,
+            history: dict, wall_seconds: float) -> dict:
+    epochs = []
+    for i in range(len(history["loss"])):
+        epoch = {k: float(v[i]) for k, v in history.items() if k != "learning_rate"}
+        epoch["epoch"] = i + 1
+        epoch["examples_per_second"] = len(train) / epoch["epoch_seconds"]
+        epochs.append(epoch)
+    best = max(epochs, key=lambda e: e.get("val_accuracy", -e["loss"]))
+    return {
+        "classifier": dataclasses.asdict(spec),
+        "train_config": dataclasses.asdict(config),
+        "train_source": train.source, "train_examples": len(train),
+        "dev_source": dev.source if dev else None, "dev_examples": len(dev) if dev else 0,
+        "epochs": epochs, "best_epoch": best["epoch"],
+        "best": {k: v for k, v in best.items() if k.startswith("val_")},
+        "wall_seconds": wall_seconds,
+        "machine": {"python": platform.python_version(), "tensorflow": tf.__version__,
+                    "keras": keras.__version__, "cpus": os.cpu_count()},
+    }
