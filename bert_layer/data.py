@@ -498,6 +498,8 @@ def make_dataset(examples: Examples, *, batch_size: int, shuffle: bool, seed: in
             ds = ds.shuffle(n_batches, seed=seed + 1, reshuffle_each_iteration=True)
     else:
         ds = ds.batch(batch_size)
+    # Unbatching loses the count; Keras's progress bar and epoch end need it.
+    ds = ds.apply(tf.data.experimental.assert_cardinality(math.ceil(len(examples) / batch_size)))
     if examples.labels is None:
         ds = ds.map(lambda batch: batch["text"])
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 
 import keras
 import numpy as np
@@ -31,6 +32,8 @@ TEXT_INPUT = "text"
 OUTPUT = "probabilities"
 CLASS_NAMES = "class_names"
 MULTI_LABEL = "multi_label"
+# Graphs frozen with the numpy tokenizer take ids; these constants rebuild the tokenizer.
+VOCAB, DO_LOWER_CASE, MAX_SEQ_LENGTH = "vocab", "do_lower_case", "max_seq_length"
 GRAPPLER_PASSES = ("pruning", "constfold", "arithmetic", "dependency", "remap",
                    "common_subgraph_elimination", "debug_stripper")
 
@@ -118,7 +121,14 @@ def freeze_model(model: keras.Model, out_path: str | os.PathLike, *, class_names
     _add_identity(graph_def, OUTPUT, output.name.split(":")[0], output.dtype)
     _add_constant(graph_def, CLASS_NAMES, np.array(class_names, dtype=object))
     _add_constant(graph_def, MULTI_LABEL, np.array(multi_label))
-    optimized = optimize_for_inference(graph_def, [OUTPUT, CLASS_NAMES, MULTI_LABEL])
+    keep = [OUTPUT, CLASS_NAMES, MULTI_LABEL]
+    if bert.tokenizer == "numpy":  # What predict needs to tokenize outside the graph.
+        tokenizer = bert._preprocessor.tokenizer
+        _add_constant(graph_def, VOCAB, np.array(tokenizer.vocab, dtype=object))
+        _add_constant(graph_def, DO_LOWER_CASE, np.array(tokenizer.do_lower_case))
+        _add_constant(graph_def, MAX_SEQ_LENGTH, np.array(bert.max_seq_length, np.int32))
+        keep += [VOCAB, DO_LOWER_CASE, MAX_SEQ_LENGTH]
+    optimized = optimize_for_inference(graph_def, keep)
     data = optimized.SerializeToString()
     with atomic_output(out_path, overwrite=overwrite, is_dir=False) as tmp:
         with open(tmp, "wb") as f:
@@ -130,45 +140,59 @@ def freeze_model(model: keras.Model, out_path: str | os.PathLike, *, class_names
 
 
 class FrozenClassifier:
-    """Runs a graph written by `freeze_model`.
+    """Runs a graph written by `freeze_model`: strings in, class probabilities out.
+
+    A graph frozen with the numpy tokenizer takes ids: its vocabulary travels in the graph,
+    and FullTokenizer runs here, outside it.
 
     Args:
       path: the `.pb` file.
-      tokenizer: for graphs that take ids (numpy tokenizer), a callable
-        strings -> {input_ids, input_mask, segment_ids}; e.g. `BertLayer.preprocess`.
     """
 
-    def __init__(self, path: str | os.PathLike, tokenizer=None):
+    def __init__(self, path: str | os.PathLike):
         import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph uses)
 
         self.path = os.fspath(path)
         graph_def = read_graph_def(self.path)
-        nodes = {n.name: n for n in graph_def.node}
-        missing = [n for n in (OUTPUT, CLASS_NAMES) if n not in nodes]
+        self._constants = {n.name: n for n in graph_def.node if n.op == "Const"}
+        nodes = {n.name for n in graph_def.node}
+        missing = [n for n in (OUTPUT, CLASS_NAMES, MULTI_LABEL) if n not in nodes]
         if missing:
             raise ValueError(f"{self.path} is not a graph written by `bert-layer freeze`: "
                              f"nodes {missing} are missing.")
-        self.class_names = [c.decode() for c in tf.make_ndarray(nodes[CLASS_NAMES].attr["value"].tensor)]
-        self.multi_label = bool(tf.make_ndarray(nodes[MULTI_LABEL].attr["value"].tensor))
+        self.class_names = [c.decode() for c in self._constant(CLASS_NAMES)]
+        self.multi_label = bool(self._constant(MULTI_LABEL))
         self.takes_text = TEXT_INPUT in nodes
         self.inputs = (TEXT_INPUT,) if self.takes_text else TOKEN_INPUTS
-        if not self.takes_text and tokenizer is None:
-            raise ValueError(f"{self.path} takes token ids (it was frozen with the numpy "
-                             "tokenizer): pass a tokenizer that turns strings into ids.")
-        self._tokenizer = tokenizer
+        self._preprocessor = None if self.takes_text else self._numpy_preprocessor()
         wrapped = tf.compat.v1.wrap_function(
             lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
         self._run = wrapped.prune(
             feeds=[wrapped.graph.get_tensor_by_name(f"{n}:0") for n in self.inputs],
             fetches=wrapped.graph.get_tensor_by_name(f"{OUTPUT}:0"))
 
+    def _constant(self, name: str) -> np.ndarray:
+        return tf.make_ndarray(self._constants[name].attr["value"].tensor)
+
+    def _numpy_preprocessor(self):
+        from bert_layer.packing import Preprocessor
+        from bert_layer.tokenizer import NumpyTokenizer
+
+        vocab = [token.decode() for token in self._constant(VOCAB)]
+        self._vocab_dir = tempfile.TemporaryDirectory(prefix="bert_layer_vocab_")
+        vocab_file = os.path.join(self._vocab_dir.name, "vocab.txt")
+        with open(vocab_file, "w", encoding="utf-8") as f:
+            f.writelines(token + "\n" for token in vocab)
+        tokenizer = NumpyTokenizer(vocab_file, bool(self._constant(DO_LOWER_CASE)))
+        return Preprocessor(tokenizer, int(self._constant(MAX_SEQ_LENGTH)))
+
     def __call__(self, texts) -> np.ndarray:
         """Class probabilities [batch, n_classes] for a batch of strings."""
         texts = tf.constant(texts, dtype=tf.string)
         if self.takes_text:
             return self._run(texts).numpy()
-        features = self._tokenizer(texts)
-        return self._run(*[tf.cast(features[n], tf.int32) for n in TOKEN_INPUTS]).numpy()
+        features = self._preprocessor(texts)
+        return self._run(*[features[n] for n in TOKEN_INPUTS]).numpy()
 
 
 def read_graph_def(path: str) -> graph_pb2.GraphDef:

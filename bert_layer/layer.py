@@ -18,11 +18,20 @@ INFERENCE_TAGS = frozenset()
 _LAYER_INDEX = re.compile(r"(?:^|/)layer_(\d+)/")
 _EMBEDDINGS = re.compile(r"(?:^|/)embeddings/")
 _POOLER = re.compile(r"(?:^|/)pooler/")
+_POSITION_EMBEDDINGS = re.compile(r"(?:^|/)embeddings/position_embeddings$")
 
 
 def keras_weight_name(module_name: str) -> str:
     """Keras 3 forbids '/' in weight names: `bert/pooler/dense/kernel` -> `bert.pooler.dense.kernel`."""
     return module_name.replace("/", ".")
+
+
+def _check_text_dtype(dtype: str) -> None:
+    if dtype != "string":
+        raise TypeError(
+            f"BertLayer with do_preprocessing=True expects a string tensor of shape [batch] "
+            f"(texts, pairs written 'a ||| b'); received dtype {dtype}. For token ids pass "
+            f"do_preprocessing=False and (input_ids, input_mask, segment_ids).")
 
 
 @keras.saving.register_keras_serializable(package="bert_layer")
@@ -79,6 +88,7 @@ class BertLayer(keras.layers.Layer):
                 f"{self.num_encoder_layers} encoder layers. Received: {n_fine_tune_layers}")
         self._preprocessor = None
         if do_preprocessing:
+            self._check_max_seq_length()
             info = self._module.tokenization_info()
             self._preprocessor = Preprocessor(
                 make_tokenizer(tokenizer, info.vocab_file, info.do_lower_case), max_seq_length)
@@ -100,6 +110,16 @@ class BertLayer(keras.layers.Layer):
         indexes = {int(m.group(1)) for name in self._variable_shapes
                    if (m := _LAYER_INDEX.search(name))}
         return max(indexes) + 1 if indexes else 0
+
+    def _check_max_seq_length(self) -> None:
+        """Longer packed rows would index past the position embeddings, failing at run time."""
+        positions = [shape[0] for name, shape in self._variable_shapes.items()
+                     if _POSITION_EMBEDDINGS.search(name)]
+        if positions and self.max_seq_length > positions[0]:
+            raise ValueError(
+                f"max_seq_length={self.max_seq_length} exceeds the {positions[0]} position "
+                f"embeddings of the module {self.bert_path}; pass max_seq_length <= "
+                f"{positions[0]}.")
 
     def _is_trainable(self, name: str) -> bool:
         if self.n_fine_tune_layers == -1:
@@ -144,9 +164,7 @@ class BertLayer(keras.layers.Layer):
         if self._preprocessor is None:
             raise ValueError("This BertLayer was built with do_preprocessing=False.")
         texts = tf.convert_to_tensor(texts)
-        if texts.dtype != tf.string:
-            raise TypeError(f"BertLayer with do_preprocessing=True expects a string tensor "
-                            f"[batch]; received dtype {texts.dtype.name}.")
+        _check_text_dtype(texts.dtype.name)
         if texts.shape.rank == 2:
             texts = tf.squeeze(texts, axis=1)
         return self._preprocessor(texts)
@@ -184,9 +202,7 @@ class BertLayer(keras.layers.Layer):
 
     def compute_output_spec(self, inputs, training=None):
         if self.do_preprocessing:
-            if inputs.dtype != "string":
-                raise TypeError(f"BertLayer with do_preprocessing=True expects string inputs "
-                                f"[batch]; received dtype {inputs.dtype}.")
+            _check_text_dtype(keras.backend.standardize_dtype(inputs.dtype))
             batch = inputs.shape[0]
         else:
             first = inputs[TOKEN_INPUTS[0]] if isinstance(inputs, dict) else inputs[0]

@@ -21,6 +21,7 @@ SAVED_MODEL_FILE = "saved_model.pb"
 VARIABLES_PREFIX = os.path.join("variables", "variables")
 TOKENS_SIGNATURE = "tokens"
 TOKENIZATION_INFO_SIGNATURE = "tokenization_info"
+ASSETS_COLLECTION = "saved_model_assets"  # tf.compat.v1.saved_model.ASSETS_KEY
 TOKEN_INPUTS = ("input_ids", "input_mask", "segment_ids")
 TOKEN_OUTPUTS = ("pooled_output", "sequence_output")
 # Op types that hold a variable; the imported graph reads ours in their place.
@@ -123,7 +124,7 @@ class HubModule:
         meta_graph = self.meta_graph(frozenset())
         sig = meta_graph.signature_def[TOKENIZATION_INFO_SIGNATURE]
         nodes = {n.name: n for n in meta_graph.graph_def.node}
-        assets = {_node_name(a.tensor_info.name): a.filename for a in meta_graph.asset_file_def}
+        assets = _asset_files(meta_graph)
         asset = _find_asset(_node_name(sig.outputs["vocab_file"].name), nodes, assets)
         if asset is None:
             raise ValueError(f"{self.path}: tokenization_info's vocab_file is not a bundled "
@@ -137,6 +138,21 @@ class HubModule:
                              f"constant; found a {lower.op} op.")
         do_lower_case = bool(tf.make_ndarray(lower.attr["value"].tensor))
         return TokenizationInfo(vocab_file=vocab_file, do_lower_case=do_lower_case)
+
+
+def _asset_files(meta_graph: meta_graph_pb2.MetaGraphDef) -> dict[str, str]:
+    """Asset node name -> file name in `assets/`.
+
+    TF2 writers list assets in `asset_file_def`; TF1's SavedModelBuilder (which writes hub
+    modules) lists them only in the `saved_model_assets` collection, as packed AssetFileDefs.
+    """
+    asset_defs = list(meta_graph.asset_file_def)
+    if ASSETS_COLLECTION in meta_graph.collection_def:
+        for packed in meta_graph.collection_def[ASSETS_COLLECTION].any_list.value:
+            asset_def = meta_graph_pb2.AssetFileDef()
+            packed.Unpack(asset_def)
+            asset_defs.append(asset_def)
+    return {_node_name(a.tensor_info.name): a.filename for a in asset_defs}
 
 
 def _find_asset(start: str, nodes: dict, assets: dict[str, str]) -> str | None:

@@ -24,8 +24,8 @@ def check_pair_text(text: str) -> None:
     """Raises ValueError if `text` holds more than one PAIR_SEPARATOR."""
     count = text.count(PAIR_SEPARATOR)
     if count > 1:
-        raise ValueError(f"Only one {PAIR_SEPARATOR!r} is allowed per text (\"a {PAIR_SEPARATOR} "
-                         f"b\"); found {count} in {text!r}.")
+        raise ValueError(f"Only one {PAIR_SEPARATOR} is allowed per text (first {PAIR_SEPARATOR} "
+                         f"second); found {count} in {text!r}.")
 
 
 def split_pairs(texts) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -43,8 +43,8 @@ def split_pairs(texts) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     count = parts.row_lengths()
     check = tf.debugging.Assert(
         tf.reduce_all(count <= 2),
-        [f"Only one {PAIR_SEPARATOR!r} is allowed per text (\"a {PAIR_SEPARATOR} b\"); these "
-         f"texts have more:", tf.boolean_mask(texts, count > 2)],
+        [f"Only one {PAIR_SEPARATOR} is allowed per text (first {PAIR_SEPARATOR} second); "
+         f"these texts have more:", tf.boolean_mask(texts, count > 2)],
         summarize=10, name="check_one_pair_separator")
     with tf.control_dependencies([check]):  # In TF1 graphs nothing else would run the check.
         starts = tf.identity(parts.row_starts())

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 
 import keras
@@ -104,11 +105,13 @@ def compile_classifier(model: keras.Model, config: TrainConfig, n_classes: int,
 
 def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None,
                      out_dir: str, config: TrainConfig = TrainConfig(), *,
-                     overwrite: bool = False, verbose: int = 1) -> dict:
+                     overwrite: bool = False, verbose: int | None = None) -> dict:
     """Fine-tunes, keeps the best epoch (by dev accuracy), writes `model.keras` and
     `report.json` into `out_dir`; returns the report."""
     if train.labels is None:
         raise ValueError(f"{train.source}: training needs a label column.")
+    if verbose is None:  # A progress bar on a terminal, one line per epoch in a log.
+        verbose = 1 if sys.stdout.isatty() else 2
     keras.utils.set_random_seed(config.seed)
     train_ds = make_dataset(_one_hot(train), batch_size=config.batch_size, shuffle=True,
                             seed=config.seed, bucket=config.bucket)
