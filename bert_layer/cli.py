@@ -49,7 +49,7 @@ def _train(args: argparse.Namespace) -> None:
 
     declared = args.labels.split(",") if args.labels else None
     train = _read_labelled(args.train, args, declared)
-    if args.max_train_rows:
+    if args.max_train_rows is not None:  # 0 is an error below (no examples), not "all".
         train = train.take(range(min(args.max_train_rows, len(train))))
     dev = _read_labelled(args.dev, args, train.classes) if args.dev else None
     spec = ClassifierSpec(bert_path=args.module, classes=tuple(train.classes),
@@ -86,10 +86,13 @@ def _freeze(args: argparse.Namespace) -> None:
 
 def _predict(args: argparse.Namespace) -> None:
     from bert_layer.data import read_examples, read_lines
-    from bert_layer.files import atomic_output
+    from bert_layer.files import atomic_output, check_output_free
     from bert_layer.predict import (load_classifier, output_format, predict_probabilities,
                                     write_predictions)
 
+    to_stdout = args.output in (None, "-")
+    if not to_stdout:  # Refuse before the work, not after it.
+        check_output_free(args.output, args.overwrite)
     if args.input in (None, "-"):
         texts = read_lines(sys.stdin)
     else:
@@ -103,7 +106,7 @@ def _predict(args: argparse.Namespace) -> None:
     write = functools.partial(write_predictions, texts=texts, probabilities=probabilities,
                               class_names=classifier.class_names,
                               multi_label=classifier.multi_label, fmt=fmt)
-    if args.output in (None, "-"):
+    if to_stdout:
         write(sys.stdout)
     else:
         with atomic_output(args.output, overwrite=args.overwrite, is_dir=False) as tmp:

@@ -24,7 +24,7 @@ from tensorflow.python.framework.convert_to_constants import (
 )
 from tensorflow.python.grappler import tf_optimizer
 
-from bert_layer.files import atomic_output
+from bert_layer.files import atomic_output, check_output_free
 from bert_layer.layer import BertLayer
 from bert_layer.module import TOKEN_INPUTS
 
@@ -113,6 +113,7 @@ def optimize_for_inference(graph_def: graph_pb2.GraphDef,
 def freeze_model(model: keras.Model, out_path: str | os.PathLike, *, class_names: list[str],
                  multi_label: bool = False, overwrite: bool = False) -> FreezeReport:
     """Writes `model` (strings -> probabilities) as a frozen, optimized GraphDef `.pb`."""
+    check_output_free(out_path, overwrite)  # Before the work; atomic_output checks again.
     bert = find_bert_layer(model)
     function = _ids_function(model) if bert.tokenizer == "numpy" else _text_function(model)
     frozen = convert_variables_to_constants_v2(function)

@@ -22,7 +22,8 @@ _POSITION_EMBEDDINGS = re.compile(r"(?:^|/)embeddings/position_embeddings$")
 
 
 def keras_weight_name(module_name: str) -> str:
-    """Keras 3 forbids '/' in weight names: `bert/pooler/dense/kernel` -> `bert.pooler.dense.kernel`."""
+    """Keras 3 forbids '/' in weight names: `bert/pooler/dense/kernel` becomes
+    `bert.pooler.dense.kernel`."""
     return module_name.replace("/", ".")
 
 

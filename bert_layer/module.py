@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import graph_pb2
+from tensorflow.core.framework import graph_pb2, node_def_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -88,8 +88,9 @@ class HubModule:
             missing = [k for k in inputs if k not in signature.inputs]
             missing += [k for k in outputs if k not in signature.outputs]
             if missing:
-                raise ValueError(f"{self.path}: signature `{name}` lacks {missing} (has inputs "
-                                 f"{sorted(signature.inputs)}, outputs {sorted(signature.outputs)}).")
+                raise ValueError(
+                    f"{self.path}: signature `{name}` lacks {missing} (has inputs "
+                    f"{sorted(signature.inputs)}, outputs {sorted(signature.outputs)}).")
 
     def variable_values(self) -> dict[str, np.ndarray]:
         """Every variable stored in the module, by its name in the module."""
@@ -117,6 +118,7 @@ class HubModule:
         inputs = {k: v.name for k, v in sig.inputs.items()}
         graph_def = tf.compat.v1.graph_util.extract_sub_graph(
             meta_graph.graph_def, sorted({_node_name(n) for n in outputs.values()}))
+        _keep_called_functions(graph_def)
         return graph_def, inputs, outputs
 
     def tokenization_info(self) -> TokenizationInfo:
@@ -138,6 +140,44 @@ class HubModule:
                              f"constant; found a {lower.op} op.")
         do_lower_case = bool(tf.make_ndarray(lower.attr["value"].tensor))
         return TokenizationInfo(vocab_file=vocab_file, do_lower_case=do_lower_case)
+
+
+def _called_functions(node: node_def_pb2.NodeDef) -> list[str]:
+    """Names `node` may call: its op (if a function) and the functions in its attributes."""
+    names = [node.op]
+    for value in node.attr.values():
+        if value.HasField("func"):
+            names.append(value.func.name)
+        names.extend(f.name for f in value.list.func)
+    return names
+
+
+def _keep_called_functions(graph_def: graph_pb2.GraphDef) -> None:
+    """Drops the library functions no node of `graph_def` reaches, in place.
+
+    `extract_sub_graph` keeps the whole library, e.g. the `text` signature's tokenizer
+    functions in the `tokens` graph. Importing them is not only waste: their names are unique
+    only within the exporting process, so a same-named, different function already known to
+    this process (another module, or this one exported here) makes the import fail.
+    """
+    functions = {f.signature.name: f for f in graph_def.library.function}
+    gradients = {g.function_name: g.gradient_func for g in graph_def.library.gradient}
+    used: set[str] = set()
+    stack = [name for node in graph_def.node for name in _called_functions(node)]
+    while stack:
+        name = stack.pop()
+        if name in used or name not in functions:
+            continue
+        used.add(name)
+        stack.extend(n for node in functions[name].node_def for n in _called_functions(node))
+        if name in gradients:
+            stack.append(gradients[name])
+    kept_functions = [functions[name] for name in sorted(used)]
+    kept_gradients = [g for g in graph_def.library.gradient if g.function_name in used]
+    del graph_def.library.function[:]
+    del graph_def.library.gradient[:]
+    graph_def.library.function.extend(kept_functions)
+    graph_def.library.gradient.extend(kept_gradients)
 
 
 def _asset_files(meta_graph: meta_graph_pb2.MetaGraphDef) -> dict[str, str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from bert_layer.tokenizer import Tokenizer
+from bert_layer.tokenizer import Tokenizer, text_batch
 
 PAIR_SEPARATOR = "|||"
 MIN_SEQ_LENGTH = 3  # [CLS] a [SEP] b [SEP] with a and b emptied.
@@ -38,7 +38,7 @@ def split_pairs(texts) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
       tf.errors.InvalidArgumentError (when run): a text holds more than one separator; the
         message quotes the texts that do.
     """
-    texts = tf.convert_to_tensor(texts, dtype=tf.string)
+    texts = text_batch(texts)
     parts = tf.strings.split(texts, sep=PAIR_SEPARATOR)  # [B, (parts)], at least one part each.
     count = parts.row_lengths()
     check = tf.debugging.Assert(
@@ -97,6 +97,10 @@ def pack_inputs(first_ids: tf.RaggedTensor, second_ids: tf.RaggedTensor, is_pair
       is_pair: bool Tensor [B].
       max_seq_length: int in [3, 512]. T is at most this.
       cls_id, sep_id: int. Ids of [CLS] and [SEP].
+
+    Note: a pair whose `b` has no tokens ("a |||") keeps its `[SEP] [SEP]`, as in
+    tests/reference_packing.py; run_classifier, which tests `if tokens_b:`, would pack it as
+    the single text `a`.
     """
     check_max_seq_length(max_seq_length)
     for name, ids in (("first_ids", first_ids), ("second_ids", second_ids)):

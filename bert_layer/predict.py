@@ -76,8 +76,8 @@ def predict_probabilities(classifier: Callable, texts: list[str],
 
 def labels_of(probabilities: np.ndarray, class_names: list[str],
               multi_label: bool) -> list[str]:
-    if multi_label:
-        return [",".join(c for c, p in zip(class_names, row) if p >= 0.5)
+    if multi_label:  # Above 0.5, as the F1 metric that chose the best epoch counts it.
+        return [",".join(c for c, p in zip(class_names, row) if p > 0.5)
                 for row in probabilities]
     return [class_names[i] for i in probabilities.argmax(axis=1)]
 

@@ -137,8 +137,9 @@ class _UnicodeTables:
 
 @functools.cache
 def _unicode_tables() -> _UnicodeTables:
-    """Builds the tables once per process (about half a second)."""
+    """Builds the tables once per process (about a second)."""
     chars = [chr(cp) for cp in range(_NUM_CODE_POINTS)]
+    lowered = [c.lower() for c in chars]
     categories = np.array([unicodedata.category(c) for c in chars])
 
     # _clean_text drops \0, U+FFFD and control/format characters except \t, \n and \r, and
@@ -161,8 +162,7 @@ def _unicode_tables() -> _UnicodeTables:
     output_class[whitespace] = _SEPARATOR
 
     keys, pieces = [], []
-    for cp, c in enumerate(chars):
-        mapped = c.lower()
+    for cp, (c, mapped) in enumerate(zip(chars, lowered)):
         if not unicodedata.is_normalized("NFD", mapped):
             mapped = unicodedata.normalize("NFD", mapped)
         if mapped != c and not 0xD800 <= cp <= 0xDFFF:
@@ -173,7 +173,7 @@ def _unicode_tables() -> _UnicodeTables:
     tables = _UnicodeTables(
         input_class=_StepTable.from_dense(input_class),
         output_class=_StepTable.from_dense(output_class),
-        sigma_context=_StepTable.from_dense(_sigma_context(chars)),
+        sigma_context=_StepTable.from_dense(_sigma_context(lowered)),
         combining_class=_StepTable.from_dense(
             np.array([unicodedata.combining(c) for c in chars], np.int32)),
         nonspacing_mark=_StepTable.from_dense((categories == "Mn").astype(np.int32)),
@@ -184,27 +184,27 @@ def _unicode_tables() -> _UnicodeTables:
     return tables
 
 
-def _sigma_context(chars: list[str]) -> np.ndarray:
+def _sigma_context(lowered: list[str]) -> np.ndarray:
     """Python's Case_Ignorable and Cased properties, read off `str.lower()` itself.
 
     Python has no API for them, but its Final_Sigma rule shows them: "XΣ" ends in "ς" iff X
     is cased and not case-ignorable; "AXΣ" ends in "ς" iff X is either. A space before each
     probe keeps the probes apart (it is neither).
     """
-    sigma = chr(_CAPITAL_SIGMA)
-    lengths = np.array([len(c.lower()) for c in chars])
-    one_char = [chars[cp] for cp in np.flatnonzero(lengths == 1)]  # Fixed-length probes.
-    other = [chars[cp] for cp in np.flatnonzero(lengths != 1)]
+    lengths = np.fromiter(map(len, lowered), np.int64, count=_NUM_CODE_POINTS)
+    one_char = np.flatnonzero(lengths == 1)  # Their probes keep their length when lowered.
+    one_char = one_char[(one_char < 0xD800) | (one_char > 0xDFFF)]  # No surrogates in text.
 
     def probe(prefix: str) -> np.ndarray:
-        lowered = "".join(" " + prefix + c + sigma for c in one_char).lower()
-        stride = len(prefix) + 3
-        lowered = np.frombuffer(lowered.encode("utf-32-le", "surrogatepass"), np.uint32)
-        last = lowered[stride - 1::stride]
+        columns = [_SPACE, *map(ord, prefix), one_char, _CAPITAL_SIGMA]
+        probes = np.stack(np.broadcast_arrays(*columns), axis=1).astype("<u4")
+        text = probes.tobytes().decode("utf-32-le").lower().encode("utf-32-le")
         final = np.zeros(_NUM_CODE_POINTS, bool)
-        final[[ord(c) for c in one_char]] = last == _SMALL_FINAL_SIGMA
-        for c in other:
-            final[ord(c)] = (prefix + c + sigma).lower()[-1] == chr(_SMALL_FINAL_SIGMA)
+        final[one_char] = np.frombuffer(text, "<u4")[probes.shape[1] - 1::probes.shape[1]] == (
+            _SMALL_FINAL_SIGMA)
+        for cp in np.flatnonzero(lengths != 1):
+            final[cp] = ord((prefix + chr(cp) + chr(_CAPITAL_SIGMA)).lower()[-1]) == (
+                _SMALL_FINAL_SIGMA)
         return final
 
     cased_only = probe("")
@@ -331,7 +331,16 @@ def _wordpiece_vocab(vocab: list[str]) -> list[str]:
     return [f" unreachable token {i}" if "\x00" in t else t for i, t in enumerate(vocab)]
 
 
-def _check_texts(texts) -> tf.Tensor:
+def _wordpiece_model(vocab: list[str]) -> np.ndarray:
+    """FastWordpieceTokenizer's model for whole words (uint8 bytes), long enough for 200 chars."""
+    model = pywrap_fast_wordpiece_tokenizer_model_builder.build_fast_wordpiece_model(
+        _wordpiece_vocab(vocab), MAX_INPUT_CHARS_PER_WORD * _MAX_BYTES_PER_CHAR,
+        SUFFIX_INDICATOR, UNK_TOKEN, True, False)  # no_pretokenization, support_detokenization
+    return np.frombuffer(model, np.uint8)
+
+
+def text_batch(texts) -> tf.Tensor:
+    """`texts` as a string tensor of shape [batch]; ValueError for any other known rank."""
     texts = tf.convert_to_tensor(texts, dtype=tf.string)
     if texts.shape.rank is not None and texts.shape.rank != 1:
         raise ValueError(f"Expected a string tensor of shape [batch]. Received shape "
@@ -356,23 +365,23 @@ class GraphTokenizer(_VocabTokenizer):
     "##ing", ","], lower-cased):
       tokenize(["UNwant\u00e9d,running"]) -> <tf.RaggedTensor [[7, 4, 5, 10, 8, 9]]>
 
-    Note: ids match FullTokenizer's for all valid UTF-8 text (docs/tokenization.md). Bytes
-    that are not UTF-8 are dropped, like FullTokenizer's `decode("utf-8", "ignore")`; the
-    two decoders may drop different amounts of a malformed sequence.
+    Note: no class of characters is known to give other ids than FullTokenizer, for any input
+    bytes (docs/tokenization.md). The Unicode tables come from the Python that builds the
+    graph, so a saved graph keeps that Python's Unicode version (3.11: Unicode 14.0).
     """
 
     def __init__(self, vocab_file: str, do_lower_case: bool):
         super().__init__(vocab_file, do_lower_case)
         self._tables = _unicode_tables()
-        self._wordpiece_model = np.frombuffer(
-            pywrap_fast_wordpiece_tokenizer_model_builder.build_fast_wordpiece_model(
-                _wordpiece_vocab(self.vocab), MAX_INPUT_CHARS_PER_WORD * _MAX_BYTES_PER_CHAR, SUFFIX_INDICATOR,
-                UNK_TOKEN, True, False),  # no_pretokenization, support_detokenization
-            np.uint8)
+        self._wordpiece_model = _wordpiece_model(self.vocab)
+        # Eager calls run as one graph: dispatching its ~80 small ops one by one costs more
+        # than the work itself.
+        self._eager_tokenize = tf.function(
+            self._tokenize, input_signature=[tf.TensorSpec([None], tf.string)])
 
     def split_words(self, texts) -> tf.RaggedTensor:
         """FullTokenizer's BasicTokenizer: string words `[batch, (words)]` of `texts` [batch]."""
-        texts = _check_texts(texts)
+        texts = text_batch(texts)
         chars = tf.strings.unicode_decode(texts, "UTF-8", errors="ignore")  # [B, (chars)]
         code_points, rows = chars.flat_values, chars.value_rowids()
 
@@ -401,6 +410,12 @@ class GraphTokenizer(_VocabTokenizer):
 
     def tokenize(self, texts) -> tf.RaggedTensor:
         """int32 word-piece ids `[batch, (tokens)]` of the string tensor `texts` [batch]."""
+        texts = text_batch(texts)
+        if tf.executing_eagerly():
+            return self._eager_tokenize(texts)
+        return self._tokenize(texts)
+
+    def _tokenize(self, texts: tf.Tensor) -> tf.RaggedTensor:
         words = self.split_words(texts)
         too_long = tf.strings.length(words.flat_values, unit="UTF8_CHAR") > (
             MAX_INPUT_CHARS_PER_WORD)
@@ -434,7 +449,7 @@ class NumpyTokenizer(_VocabTokenizer):
 
     def tokenize(self, texts) -> tf.RaggedTensor:
         """int32 word-piece ids `[batch, (tokens)]` of the string tensor `texts` [batch]."""
-        texts = _check_texts(texts)
+        texts = text_batch(texts)
         values, lengths = tf.numpy_function(
             self._tokenize_numpy, [texts], [tf.int32, tf.int64], stateful=False,
             name="full_tokenizer")

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from bert_layer.classifier import ClassifierSpec, F1Score, build_classifier
 from bert_layer.data import Examples, make_dataset
-from bert_layer.files import atomic_output
+from bert_layer.files import atomic_output, check_output_free
 
 MODEL_FILE = "model.keras"
 REPORT_FILE = "report.json"
@@ -90,7 +90,7 @@ def compile_classifier(model: keras.Model, config: TrainConfig, n_classes: int,
     schedule = WarmupLinearDecay(config.learning_rate,
                                  int(config.warmup_fraction * steps), steps)
     optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay,
-                                       epsilon=1e-6, clipnorm=1.0)
+                                       epsilon=1e-6, global_clipnorm=1.0)
     # BERT's recipe: no weight decay on LayerNorm parameters and biases.
     optimizer.exclude_from_weight_decay(var_names=["LayerNorm", "bias"])
     if multi_label:
@@ -106,10 +106,14 @@ def compile_classifier(model: keras.Model, config: TrainConfig, n_classes: int,
 def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None,
                      out_dir: str, config: TrainConfig = TrainConfig(), *,
                      overwrite: bool = False, verbose: int | None = None) -> dict:
-    """Fine-tunes, keeps the best epoch (by dev accuracy), writes `model.keras` and
-    `report.json` into `out_dir`; returns the report."""
+    """Fine-tunes, keeps the best epoch (by dev accuracy; without dev data, the last),
+    writes `model.keras` and `report.json` into `out_dir`; returns the report."""
     if train.labels is None:
         raise ValueError(f"{train.source}: training needs a label column.")
+    check_output_free(out_dir, overwrite)  # Before the work; atomic_output checks again.
+    _check_matches_spec(train, spec)
+    if dev is not None:
+        _check_matches_spec(dev, spec)
     if verbose is None:  # A progress bar on a terminal, one line per epoch in a log.
         verbose = 1 if sys.stdout.isatty() else 2
     keras.utils.set_random_seed(config.seed)
@@ -139,6 +143,16 @@ def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None
     return report
 
 
+def _check_matches_spec(examples: Examples, spec: ClassifierSpec) -> None:
+    """The head has one output per class of `spec`; the labels must index the same classes."""
+    if list(examples.classes) != list(spec.classes) or examples.multi_label != spec.multi_label:
+        raise ValueError(
+            f"{examples.source}: the classifier expects classes {list(spec.classes)} with "
+            f"multi_label={spec.multi_label}; the examples have classes {examples.classes} "
+            f"with multi_label={examples.multi_label}. Read them with labels="
+            f"{list(spec.classes)}.")
+
+
 def _report(spec: ClassifierSpec, config: TrainConfig, train: Examples, dev: Examples | None,
             history: dict, wall_seconds: float) -> dict:
     epochs = []
@@ -147,9 +161,11 @@ def _report(spec: ClassifierSpec, config: TrainConfig, train: Examples, dev: Exa
         epoch["epoch"] = i + 1
         epoch["examples_per_second"] = len(train) / epoch["epoch_seconds"]
         epochs.append(epoch)
-    best = max(epochs, key=lambda e: e.get("val_accuracy", -e["loss"]))
+    # With dev data ModelCheckpoint keeps the first epoch of highest val_accuracy (max()
+    # also returns the first of equals); without, the model saved is the last epoch's.
+    best = max(epochs, key=lambda e: e["val_accuracy"]) if dev is not None else epochs[-1]
     return {
-        "classifier": dataclasses.asdict(spec),
+        "classifier": {**dataclasses.asdict(spec), "classes": list(spec.classes)},  # As JSON.
         "train_config": dataclasses.asdict(config),
         "train_source": train.source, "train_examples": len(train),
         "dev_source": dev.source if dev else None, "dev_examples": len(dev) if dev else 0,

@@ -9,12 +9,12 @@ pass, tokenization included, for every combination of
 Each configuration is one `tf.function` (strings in, pooled output out) whose input
 signature has a dynamic batch, and the encoder's inputs are `[None, None]`: nothing
 retraces per shape. All configurations run in one process: each is warmed up once on every
-padded shape it will see, then the timed passes are interleaved, `--repeats` rounds, and
-the best (or median) time of each is reported, so that the ratios compare passes taken
-under the same load of a shared machine.
+padded shape it will see; then `--repeats` rounds each time one pass of every configuration,
+interleaved batch by batch, and the best (or median) pass of each is reported: the ratios
+compare passes that met the same load of a shared machine.
 
 Usage:
-  python scripts/bench_padding.py                 # full SST-2 dev, about 10 minutes on 2 cores
+  python scripts/bench_padding.py                 # full SST-2 dev, about 10 minutes on 2 idle cores
   python scripts/bench_padding.py --quick         # the first 96 sentences
   python scripts/bench_padding.py --module DIR --json results.json
 """
@@ -202,11 +202,10 @@ def make_forward(layer: BertLayer, padding: Padding) -> Forward:
     return forward
 
 
-def time_pass(forward: Forward, batches: Sequence[tf.Tensor]) -> float:
-    """Seconds to run `forward` on every batch, results fetched to numpy."""
+def time_batch(forward: Forward, batch: tf.Tensor) -> float:
+    """Seconds to run `forward` on `batch`, the result fetched to numpy."""
     start = time.perf_counter()
-    for batch in batches:
-        forward(batch).numpy()
+    forward(batch).numpy()
     return time.perf_counter() - start
 
 
@@ -233,6 +232,32 @@ def check_paddings_agree(forwards: dict[tuple[str, str], Forward], batch: tf.Ten
                                  f"{OUTPUT_ATOL} (padding must be masked out).")
 
 
+def planned_passes(config: Config, repeats: int, fixed_512_repeats: int) -> int:
+    """How many timed passes `config` gets: fixed-512 ones are slow, so fewer."""
+    slow = config.padding.fixed and config.padding.max_seq_length == MODULE_MAX_SEQ_LENGTH
+    return fixed_512_repeats if slow else repeats
+
+
+def time_round(timed: Sequence[Measurement], forwards: dict[tuple[str, str], Forward],
+               batches: dict[str, Sequence[tf.Tensor]], round_index: int) -> None:
+    """Times one pass of each of `timed`, appended to its `times_s`.
+
+    The passes are interleaved batch by batch (batch i of every configuration, then batch
+    i + 1), in an order rotated at each batch: a burst of load from other processes then
+    slows all configurations alike, instead of whichever pass happened to be running.
+    """
+    totals = [0.0] * len(timed)
+    num_batches = len(batches[ORDERS[0]])  # Every order has the same batches, reordered.
+    for batch_index in range(num_batches):
+        shift = (round_index * num_batches + batch_index) % len(timed)
+        for slot in [*range(shift, len(timed)), *range(shift)]:
+            c = timed[slot].config
+            totals[slot] += time_batch(forwards[c.padding.name, c.tokenizer],
+                                       batches[c.order][batch_index])
+    for m, total in zip(timed, totals):
+        m.times_s.append(total)
+
+
 def measure(module: str, texts: Sequence[str], *, batch_size: int, repeats: int,
             fixed_512_repeats: int) -> list[Measurement]:
     """Warms up every configuration, then times interleaved passes over `texts`."""
@@ -255,17 +280,12 @@ def measure(module: str, texts: Sequence[str], *, batch_size: int, repeats: int,
     print(f"Warmed up {len(configs)} configurations in {time.perf_counter() - start:.0f}s")
 
     for round_index in range(repeats):
-        # Rotate the order each round, so slow drifts of the machine's load spread evenly.
-        shift = round_index * len(measurements) // repeats
-        for m in measurements[shift:] + measurements[:shift]:
-            wanted = fixed_512_repeats if m.config.padding.max_seq_length == 512 and (
-                m.config.padding.fixed) else repeats
-            if round_index < wanted:
-                c = m.config
-                m.times_s.append(time_pass(forwards[c.padding.name, c.tokenizer],
-                                           batches[c.order]))
-                print(f"  round {round_index + 1}/{repeats}  {c.label:<24} "
-                      f"{m.times_s[-1]:7.2f}s", flush=True)
+        timed = [m for m in measurements
+                 if round_index < planned_passes(m.config, repeats, fixed_512_repeats)]
+        round_start = time.perf_counter()
+        time_round(timed, forwards, batches, round_index)
+        print(f"Round {round_index + 1}/{repeats} ({time.perf_counter() - round_start:.0f}s): "
+              + ", ".join(f"{m.config.label} {m.times_s[-1]:.2f}s" for m in timed), flush=True)
     return measurements
 
 

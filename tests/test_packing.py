@@ -6,6 +6,7 @@ The reference is tests/reference_packing.py: FullTokenizer plus run_classifier's
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 
@@ -137,6 +138,11 @@ def test_more_than_one_separator_fails_in_tf1_graph(tiny_vocab):
                 session.run(features, {texts: [TWO_SEPARATORS]})
 
 
+def test_split_pairs_rejects_a_scalar():
+    with pytest.raises(ValueError, match=r"shape \[batch\].*\(\)"):
+        split_pairs("a ||| b")
+
+
 def test_check_pair_text():
     check_pair_text("a ||| b")
     check_pair_text("no pair")
@@ -202,13 +208,20 @@ def real_vocab(default_model_dir) -> str:
     return path
 
 
+@functools.cache
+def _dataset_reference(vocab_file: str,
+                       max_seq_length: int) -> tuple[list[str], dict[str, np.ndarray]]:
+    """MRPC dev pairs ("s1 ||| s2") and SST-2 dev sentences, with the reference features."""
+    texts = [f"{a} {PAIR_SEPARATOR} {b}" for a, b, _ in read_mrpc_dev()] + read_sst2_dev()
+    return texts, reference_features(full_tokenizer(vocab_file, True), texts, max_seq_length)
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("max_seq_length", [128, 16])
 def test_parity_on_mrpc_pairs_and_sst2(kind, max_seq_length, real_vocab):
-    texts = [f"{a} {PAIR_SEPARATOR} {b}" for a, b, _ in read_mrpc_dev()] + read_sst2_dev()
+    texts, expected = _dataset_reference(real_vocab, max_seq_length)
     assert len(texts) == 408 + 872
-    expected = reference_features(full_tokenizer(real_vocab, True), texts, max_seq_length)
     features = _numpy(Preprocessor(make_tokenizer(kind, real_vocab, True), max_seq_length)(texts))
     for name in expected:
         np.testing.assert_array_equal(features[name], expected[name], err_msg=name)

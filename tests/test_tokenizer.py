@@ -6,10 +6,10 @@ GraphTokenizer shares no code with it, only Python's Unicode data.
 
 from __future__ import annotations
 
+import functools
 import os
 import unicodedata
 
-import numpy as np
 import pytest
 import tensorflow as tf
 from bert import tokenization
@@ -290,18 +290,19 @@ def test_frozen_graph_runs_after_moving(google_vocab):
 # === Real data ===
 
 
-def _dataset_sentences() -> list[str]:
-    mrpc = read_mrpc_dev()
-    return read_sst2_dev() + [s for pair in mrpc for s in pair[:2]]
+@functools.cache
+def _dataset_reference(vocab_file: str, do_lower_case: bool) -> tuple[list[str], list[list[int]]]:
+    """SST-2 dev sentences and both columns of MRPC dev, with FullTokenizer's ids."""
+    sentences = read_sst2_dev() + [s for pair in read_mrpc_dev() for s in pair[:2]]
+    return sentences, _reference_ids(vocab_file, do_lower_case, sentences)
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("do_lower_case", [True, False])
 def test_parity_on_sst2_and_mrpc_dev(kind, do_lower_case, real_vocab):
-    sentences = _dataset_sentences()
+    sentences, expected = _dataset_reference(real_vocab, do_lower_case)
     assert len(sentences) == 872 + 2 * 408
     got = _ids(make_tokenizer(kind, real_vocab, do_lower_case).tokenize(sentences))
-    expected = _reference_ids(real_vocab, do_lower_case, sentences)
     mismatches = [(s, g, e) for s, g, e in zip(sentences, got, expected) if g != e]
     assert not mismatches, f"{len(mismatches)} of {len(sentences)} differ, e.g. {mismatches[:3]}"
