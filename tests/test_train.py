@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -196,7 +197,7 @@ def test_examples_must_match_the_classifier_classes(spec, data, tmp_path):
                        r"\['neg', 'pos'\] with multi_label=False; the examples have classes "
                        r"\['bad', 'good'\]"):
         train_classifier(spec, renamed, None, str(tmp_path / "out"), CONFIG, verbose=0)
-    multi_spec = ClassifierSpec(**{**spec.__dict__, "multi_label": True})
+    multi_spec = dataclasses.replace(spec, multi_label=True)
     with pytest.raises(ValueError, match="expects classes .* with multi_label=True"):
         train_classifier(multi_spec, train, None, str(tmp_path / "out"), CONFIG, verbose=0)
     unlabelled = Examples(texts=train.texts, labels=None, classes=CLASSES, source="x.tsv")
