@@ -124,7 +124,7 @@ def freeze_model(model: keras.Model, out_path: str | os.PathLike, *, class_names
     _add_constant(graph_def, MULTI_LABEL, np.array(multi_label))
     keep = [OUTPUT, CLASS_NAMES, MULTI_LABEL]
     if bert.tokenizer == "numpy":  # What predict needs to tokenize outside the graph.
-        tokenizer = bert._preprocessor.tokenizer
+        tokenizer = bert.preprocessor.tokenizer
         _add_constant(graph_def, VOCAB, np.array(tokenizer.vocab, dtype=object))
         _add_constant(graph_def, DO_LOWER_CASE, np.array(tokenizer.do_lower_case))
         _add_constant(graph_def, MAX_SEQ_LENGTH, np.array(bert.max_seq_length, np.int32))

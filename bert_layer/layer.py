@@ -102,9 +102,8 @@ class BertLayer(keras.layers.Layer):
         graph_nodes = {n.name for n in self._module.signature_graph(
             INFERENCE_TAGS, TOKENS_SIGNATURE)[0].node}
         variables = self._module.variable_nodes(INFERENCE_TAGS)
-        shapes = tf.train.load_checkpoint(
-            self._module.path + "/variables/variables").get_variable_to_shape_map()
-        return {name: tuple(shapes[name]) for name in sorted(variables)
+        shapes = self._module.variable_shapes()
+        return {name: shapes[name] for name in sorted(variables)
                 if name in graph_nodes and name in shapes}
 
     def _count_encoder_layers(self) -> int:
@@ -157,6 +156,11 @@ class BertLayer(keras.layers.Layer):
                     TOKENS_SIGNATURE, specs,
                     {name: w.value for name, w in self._module_weights.items()})
         return self._signatures[training]
+
+    @property
+    def preprocessor(self) -> Preprocessor | None:
+        """Strings -> ids as this layer does it (None when do_preprocessing=False)."""
+        return self._preprocessor
 
     # === Call ===
 

@@ -92,9 +92,17 @@ class HubModule:
                     f"{self.path}: signature `{name}` lacks {missing} (has inputs "
                     f"{sorted(signature.inputs)}, outputs {sorted(signature.outputs)}).")
 
+    def _variables_reader(self):
+        return tf.train.load_checkpoint(os.path.join(self.path, VARIABLES_PREFIX))
+
+    def variable_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every variable stored in the module: its shape, by its name in the module."""
+        shapes = self._variables_reader().get_variable_to_shape_map()
+        return {name: tuple(shape) for name, shape in sorted(shapes.items())}
+
     def variable_values(self) -> dict[str, np.ndarray]:
         """Every variable stored in the module, by its name in the module."""
-        reader = tf.train.load_checkpoint(os.path.join(self.path, VARIABLES_PREFIX))
+        reader = self._variables_reader()
         return {name: reader.get_tensor(name)
                 for name in sorted(reader.get_variable_to_shape_map())}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -11,7 +10,7 @@ from safetensors.numpy import load_file
 
 from bert_layer.files import atomic_output, check_output_free
 from export.checkpoint import write_checkpoint_folder
-from export.config import BertConfig
+from export.config import BertConfig, read_json_object
 from export.names import variable_specs
 
 HF_CONFIG_FILE = "config.json"
@@ -23,7 +22,7 @@ DEFAULT_MODEL_NAME = "all-minilm-l6-v2"
 # Hugging Face config keys that describe the wrapper, not BERT's sizes.
 _HF_ONLY_KEYS = ("_name_or_path", "architectures", "gradient_checkpointing", "model_type",
                  "pad_token_id", "position_embedding_type", "transformers_version",
-                 "use_cache", "torch_dtype", "dtype", "classifier_dropout", "layer_norm_eps_",
+                 "use_cache", "torch_dtype", "dtype", "classifier_dropout",
                  "bos_token_id", "eos_token_id", "is_decoder", "add_cross_attention",
                  "id2label", "label2id", "problem_type", "chunk_size_feed_forward",
                  "output_hidden_states", "output_attentions", "return_dict")
@@ -41,15 +40,7 @@ def default_model_dir() -> str:
 
 
 def read_hf_config(path: str) -> BertConfig:
-    try:
-        with open(path, encoding="utf-8") as f:
-            values = json.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"Hugging Face config not found: {path}") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e}).") from None
-    if not isinstance(values, dict):
-        raise ValueError(f"{path}: expected a JSON object, found {type(values).__name__}.")
+    values = read_json_object(path, "Hugging Face config")
     model_type = values.get("model_type", "bert")
     if model_type != "bert":
         raise ValueError(f"{path}: model_type must be 'bert'. Received: {model_type!r}")
