@@ -25,7 +25,7 @@ the order each round, and the best pass of each configuration is reported.
    The first step of each timed `fit` is excluded (it waits for the input pipeline).
 
 Usage:
-  python scripts/bench.py                  # the full benchmark, about 15 minutes on 2 cores
+  python scripts/bench.py                  # the full benchmark: 15 minutes on 2 busy cores
   python scripts/bench.py --quick          # 128 sentences, 1 repeat, 5 training steps
   python scripts/bench.py --module DIR --no-torch --repeats 5 --json out.json --plot out.png
 """
@@ -605,7 +605,7 @@ def evaluate(found: Sequence[Target], series: dict[str, Series]) -> list[dict[st
 
 
 def format_targets(results: Sequence[dict[str, object]]) -> list[str]:
-    return [f"{r['target']:<50} {r['ratio']:6.2f}x  {'PASS' if r['passed'] else 'FAIL'}"
+    return [f"{r['target']:<50} {r['ratio']:6.3f}x  {'PASS' if r['passed'] else 'FAIL'}"
             for r in results]
 
 
@@ -841,7 +841,7 @@ def run_benchmark(settings: Settings) -> None:
     write_json(settings.json, report_json(report))
     print(f"Wrote {settings.json}")
     title = (f"Length-grouped batches of {settings.batch_size}, dynamic padding, "
-             f"{settings.threads} threads: frozen graph vs PyTorch")
+             f"{settings.threads} threads: {' vs '.join(inference.curves)}")
     if inference.curves and write_plot(settings.plot, inference.curves, title):
         print(f"Wrote {settings.plot}")
 
