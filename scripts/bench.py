@@ -48,8 +48,7 @@ import platform  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable, Iterator, Sequence  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import keras  # noqa: E402
@@ -63,6 +62,7 @@ from bert_layer.files import atomic_output  # noqa: E402
 from bert_layer.freeze import FrozenClassifier, find_bert_layer, freeze_model  # noqa: E402
 from bert_layer.layer import BertLayer  # noqa: E402
 from bert_layer.train import TrainConfig, compile_classifier  # noqa: E402
+from bench_common import module_folder  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = PROJECT_ROOT / "checkpoints" / "all-minilm-l6-v2"
@@ -176,26 +176,6 @@ def batch_indices(texts: Sequence[str], order: str, batch_size: int) -> list[np.
         indices = np.arange(len(texts))
         return [indices[i:i + batch_size] for i in range(0, len(texts), batch_size)]
     raise ValueError(f"Unknown order {order!r}; expected one of {list(ORDERS)}.")
-
-
-@contextmanager
-def module_folder(module: Path | None, checkpoint: Path) -> Iterator[str]:
-    """Yields `module`, or a module exported from `checkpoint` into a temporary folder."""
-    if module is not None:
-        yield os.fspath(module)
-        return
-    if not checkpoint.is_dir():
-        raise FileNotFoundError(f"Checkpoint folder not found: {checkpoint}. Create it with "
-                                f"`bert-layer convert --default`, or pass --module.")
-    from export.writer import export_module  # Loads the TF1 exporter: only when needed.
-
-    with tempfile.TemporaryDirectory(prefix="bench_module_") as tmp:
-        start = time.perf_counter()
-        path = export_module(checkpoint, os.path.join(tmp, "module"),
-                             max_seq_length=MAX_SEQ_LENGTH)
-        print(f"Exported {checkpoint} -> {path} in {time.perf_counter() - start:.1f}s",
-              flush=True)
-        yield path
 
 
 # === Our models ===
@@ -826,7 +806,7 @@ def run_benchmark(settings: Settings) -> None:
     tf.get_logger().setLevel("ERROR")  # The exporter's TF1 deprecation warnings.
     wall_start, load_at_start = time.perf_counter(), os.getloadavg()[0]
     texts = load_texts(settings.dev, settings.sentences)
-    with module_folder(settings.module, settings.checkpoint) as module, \
+    with module_folder(settings.module, settings.checkpoint, MAX_SEQ_LENGTH) as module, \
             tempfile.TemporaryDirectory(prefix="bench_frozen_") as folder:
         inference = run_inference(module, texts, settings, folder)
         training = run_training(module, settings, inference.torch_models,

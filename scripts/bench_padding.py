@@ -30,10 +30,8 @@ import dataclasses  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable, Iterator, Sequence  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -42,6 +40,7 @@ import tensorflow as tf  # noqa: E402
 from bert_layer.data import read_examples  # noqa: E402
 from bert_layer.layer import BertLayer  # noqa: E402
 from bert_layer.tokenizer import TOKENIZER_KINDS  # noqa: E402
+from bench_common import module_folder  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = PROJECT_ROOT / "checkpoints" / "all-minilm-l6-v2"
@@ -115,25 +114,6 @@ def load_sentences(path: Path, limit: int | None) -> list[str]:
             raise ValueError(f"--limit must be at least 1 sentence. Received: {limit}")
         texts = texts[:limit]
     return texts
-
-
-@contextmanager
-def module_folder(module: Path | None, checkpoint: Path) -> Iterator[str]:
-    """Yields `module`, or a module exported from `checkpoint` into a temporary folder."""
-    if module is not None:
-        yield os.fspath(module)
-        return
-    if not checkpoint.is_dir():
-        raise FileNotFoundError(f"Checkpoint folder not found: {checkpoint}. Create it with "
-                                f"`bert-layer convert --default`, or pass --module.")
-    from export.writer import export_module  # Only needed here; it loads the TF1 exporter.
-
-    with tempfile.TemporaryDirectory(prefix="bench_padding_") as tmp:
-        start = time.perf_counter()
-        path = export_module(checkpoint, os.path.join(tmp, "module"),
-                             max_seq_length=MODULE_MAX_SEQ_LENGTH)
-        print(f"Exported {checkpoint} -> {path} in {time.perf_counter() - start:.1f}s")
-        yield path
 
 
 def token_counts(layer: BertLayer, texts: Sequence[str], batch_size: int) -> np.ndarray:
@@ -391,7 +371,7 @@ def run_benchmark(args: argparse.Namespace) -> None:
     limit = args.limit if args.limit is not None else (QUICK_LIMIT if args.quick else None)
     texts = load_sentences(args.data, limit)
     info = machine_info()
-    with module_folder(args.module, args.checkpoint) as module:
+    with module_folder(args.module, args.checkpoint, MODULE_MAX_SEQ_LENGTH) as module:
         measurements = measure(module, texts, batch_size=args.batch_size,
                                repeats=args.repeats, fixed_512_repeats=args.fixed_512_repeats)
     data = {"path": os.fspath(args.data), "sentences": len(texts), "batch_size": args.batch_size}
