@@ -62,19 +62,19 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 
 class ThroughputLogger(keras.callbacks.Callback):
-    """Adds the epoch's wall time and training examples per second to the logs."""
-
-    def __init__(self, n_examples: int):
-        super().__init__()
-        self.n_examples = n_examples
+    """Adds the epoch's training time (validation excluded) to the logs as `epoch_seconds`."""
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
+        self._start, self._train_end = time.perf_counter(), None
+
+    def on_test_begin(self, logs=None):  # Within fit: validation starts, training is done.
+        if self._train_end is None:
+            self._train_end = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        seconds = time.perf_counter() - self._start
+        end = self._train_end or time.perf_counter()
         if logs is not None:
-            logs["epoch_seconds"] = seconds
+            logs["epoch_seconds"] = end - self._start
 
 
 def _one_hot(examples: Examples) -> Examples:
@@ -128,7 +128,7 @@ def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None
     start = time.perf_counter()
     with atomic_output(out_dir, overwrite=overwrite) as tmp:
         model_path = os.path.join(tmp, MODEL_FILE)
-        callbacks = [ThroughputLogger(len(train))]
+        callbacks = [ThroughputLogger()]
         if dev_ds is not None:
             callbacks.append(keras.callbacks.ModelCheckpoint(
                 model_path, monitor="val_accuracy", mode="max", save_best_only=True))
