@@ -129,8 +129,9 @@ def _write_tsv(path: str, examples) -> None:
             writer.writerow([" ".join(text.split()), examples.classes[label]])
 
 
-def _run_step(argv: list[str]) -> None:
-    print(f"\n$ bert-layer {' '.join(argv)}", flush=True)
+def _run_step(argv: list[str], shown: str | None = None) -> None:
+    """Runs one `bert-layer` command of the demo, printed first as a user would type it."""
+    print(f"\n$ {shown or 'bert-layer ' + ' '.join(argv)}", flush=True)
     if main(argv) != 0:
         raise SystemExit(2)
 
@@ -162,22 +163,17 @@ def _demo(args: argparse.Namespace) -> None:
     sentences = os.path.join(work, "sentences.txt")
     with open(sentences, "w", encoding="utf-8") as f:
         f.writelines(s + "\n" for s in DEMO_SENTENCES)
-    print(f"\n$ bert-layer predict --model {frozen} --format jsonl < {sentences}", flush=True)
     with open(sentences, encoding="utf-8") as stdin:
         sys.stdin = stdin
         try:
-            _run_step_quiet(["predict", "--model", frozen, "--format", "jsonl"])
+            _run_step(["predict", "--model", frozen, "--format", "jsonl"],
+                      shown=f"bert-layer predict --model {frozen} --format jsonl < {sentences}")
         finally:
             sys.stdin = sys.__stdin__
     with open(os.path.join(run, "report.json"), encoding="utf-8") as f:
         best = json.load(f)["best"]
     print(f"\nHeld-out accuracy {best['val_accuracy']:.3f}, F1 {best['val_f1']:.3f} on "
           f"{len(test)} snippets; the whole job took {time.perf_counter() - start:.0f}s.")
-
-
-def _run_step_quiet(argv: list[str]) -> None:
-    if main(argv) != 0:
-        raise SystemExit(2)
 
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:
