@@ -153,3 +153,12 @@ def default_module_dir(default_checkpoint_dir: str,
     from export.writer import export_module
     out_dir = os.path.join(str(tmp_path_factory.mktemp("default_module")), "module")
     return export_module(default_checkpoint_dir, out_dir, max_seq_length=128)
+
+
+@pytest.fixture(scope="session")
+def real_vocab(default_model_dir: str) -> str:
+    """The uncased WordPiece vocabulary of all-MiniLM-L6-v2 (30,522 tokens)."""
+    path = os.path.join(default_model_dir, "vocab.txt")
+    if not os.path.isfile(path):
+        pytest.skip(f"The default model has no vocab.txt: {path}")
+    return path

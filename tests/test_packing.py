@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import os
 
 import numpy as np
 import pytest
@@ -198,14 +197,6 @@ def test_execution_paths_match_reference(run, kind, tiny_vocab):
 
 
 # === Real data ===
-
-
-@pytest.fixture(scope="module")
-def real_vocab(default_model_dir) -> str:
-    path = os.path.join(default_model_dir, "vocab.txt")
-    if not os.path.isfile(path):
-        pytest.skip(f"The default model has no vocab.txt: {path}")
-    return path
 
 
 @functools.cache

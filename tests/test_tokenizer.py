@@ -42,14 +42,6 @@ def google_vocab(tmp_path_factory) -> str:
     return _write_vocab(tmp_path_factory.mktemp("google_vocab"), GOOGLE_VOCAB)
 
 
-@pytest.fixture(scope="module")
-def real_vocab(default_model_dir) -> str:
-    path = os.path.join(default_model_dir, "vocab.txt")
-    if not os.path.isfile(path):
-        pytest.skip(f"The default model has no vocab.txt: {path}")
-    return path
-
-
 def _ids(ragged: tf.RaggedTensor) -> list[list[int]]:
     return [[int(i) for i in row] for row in ragged.to_list()]
 
