@@ -57,15 +57,20 @@ def read_checkpoint_values(prefix: str) -> dict[str, np.ndarray]:
             if not is_optimizer_slot(name)}
 
 
-def count_vocab(vocab_file: str) -> int:
-    """Number of tokens in a WordPiece `vocab.txt` (one per line)."""
+def read_vocab_tokens(vocab_file: str) -> list[str]:
+    """The tokens of a WordPiece `vocab.txt`, one per line, by id."""
     try:
         with open(vocab_file, encoding="utf-8") as f:
-            return sum(1 for _ in f)
+            return [line.strip() for line in f]
     except FileNotFoundError:
         raise FileNotFoundError(f"Vocabulary file not found: {vocab_file}") from None
     except UnicodeDecodeError as e:
         raise ValueError(f"{vocab_file}: not UTF-8 text ({e}).") from None
+
+
+def count_vocab(vocab_file: str) -> int:
+    """Number of tokens in a WordPiece `vocab.txt` (one per line)."""
+    return len(read_vocab_tokens(vocab_file))
 
 
 def check_vocab(vocab_file: str, config: BertConfig) -> None:

@@ -9,7 +9,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
 from bert_layer.files import atomic_output, check_output_free
-from export.checkpoint import write_checkpoint_folder
+from export.checkpoint import read_vocab_tokens, write_checkpoint_folder
 from export.config import BertConfig, read_json_object
 from export.names import variable_specs
 
@@ -73,14 +73,6 @@ def read_hf_weights(path: str, config: BertConfig) -> dict[str, np.ndarray]:
                 f"conversion but {spec.name} needs {list(spec.shape)} for this config.")
         weights[spec.name] = np.ascontiguousarray(value)
     return weights
-
-
-def read_vocab_tokens(path: str) -> list[str]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return [line.rstrip("\n").strip() for line in f]
-    except FileNotFoundError:
-        raise FileNotFoundError(f"Vocabulary file not found: {path}") from None
 
 
 def convert_hf_to_google(hf_dir: str, out_dir: str, *, overwrite: bool = False) -> str:
