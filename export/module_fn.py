@@ -39,6 +39,9 @@ def _layer_norm(x: tf.Tensor, epsilon: float, name: str = "LayerNorm") -> tf.Ten
     with tf1.variable_scope(name):
         gamma = tf1.get_variable("gamma", [size], dtype=tf.float32)
         beta = tf1.get_variable("beta", [size], dtype=tf.float32)
+    # Keep axis -1: with a positive axis, Grappler's remapper (TF 2.21, oneDNN) fuses these
+    # ops into _MklLayerNorm wherever gamma and beta are constants (a frozen graph), and that
+    # fusion drops `epsilon` for its default 1e-3: probabilities then move by ~2e-3.
     mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
     return tf.nn.batch_normalization(x, mean, variance, beta, gamma, epsilon)
 

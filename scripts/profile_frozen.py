@@ -1,0 +1,82 @@
+"""Where a frozen graph spends its time: run time per op type, over a file's texts.
+
+Runs the graph written by `bert-layer freeze` in a TF1 session with full tracing, on
+length-grouped batches, and prints each op type's share of the traced op time (after
+Grappler's runtime rewrites, so fused ops show as such). Tracing slows small ops more than
+large ones: read the shares, not the absolute times.
+
+Usage:
+  python scripts/profile_frozen.py MODEL.pb [--data ../shared/data/sst2/glue_dev.tsv]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow reads it once, when loaded.
+
+import argparse  # noqa: E402
+import collections  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import tensorflow as tf  # noqa: E402
+
+from bert_layer.data import estimate_lengths, length_grouped_batches, read_examples  # noqa: E402
+from bert_layer.freeze import OUTPUT, TEXT_INPUT, read_graph_def  # noqa: E402
+
+DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared/data/sst2/glue_dev.tsv"
+
+
+def op_seconds(graph_path: str, batches: list[list[str]], threads: int) -> collections.Counter:
+    """op type -> traced seconds over all `batches` (after one untraced warm-up pass)."""
+    import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph uses)
+
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(read_graph_def(graph_path), name="")
+    names = {op.name for op in graph.get_operations()}
+    if TEXT_INPUT not in names:
+        raise ValueError(f"{graph_path} takes ids, not text (a numpy-tokenizer graph); this "
+                         f"profile feeds raw strings to `{TEXT_INPUT}`.")
+    config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads)
+    inputs, output = graph.get_tensor_by_name(f"{TEXT_INPUT}:0"), f"{OUTPUT}:0"
+    options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
+    seconds: collections.Counter = collections.Counter()
+    with tf.compat.v1.Session(graph=graph, config=config) as session:
+        for batch in batches:
+            session.run(output, {inputs: batch})
+        for batch in batches:
+            metadata = tf.compat.v1.RunMetadata()
+            session.run(output, {inputs: batch}, options=options, run_metadata=metadata)
+            for device in metadata.step_stats.dev_stats:
+                for node in device.node_stats:
+                    op = node.timeline_label.split("(")[0].split("=")[-1].strip() or "?"
+                    seconds[op] += node.all_end_rel_micros / 1e6
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("graph", help="a .pb written by `bert-layer freeze` (graph tokenizer)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help="TSV/CSV of texts (default: %(default)s)")
+    parser.add_argument("--text-column", default="sentence", help="default: %(default)s")
+    parser.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                        help="intra-op threads (default: usable CPUs, %(default)s)")
+    parser.add_argument("--top", type=int, default=15, help="op types shown (default: 15)")
+    args = parser.parse_args(argv)
+    texts = read_examples(os.fspath(args.data), text_column=args.text_column).texts
+    batches = [[texts[i] for i in batch] for batch in
+               length_grouped_batches(estimate_lengths(texts), args.batch_size)]
+    seconds = op_seconds(args.graph, batches, args.threads)
+    total = sum(seconds.values())
+    print(f"{len(texts)} texts of {args.data}, {len(batches)} length-grouped batches; "
+          f"traced op time {total:.2f}s")
+    print(f"{'op type':<40}{'seconds':>9}{'share':>8}")
+    for op, s in seconds.most_common(args.top):
+        print(f"{op:<40}{s:>9.3f}{s / total:>8.1%}")
+
+
+if __name__ == "__main__":
+    main()
