@@ -27,7 +27,7 @@ the order each round, and the best pass of each configuration is reported.
    The first step of each timed `fit` is excluded (it waits for the input pipeline).
 
 Usage:
-  python scripts/bench.py                  # the full benchmark: 15 minutes on 2 busy cores
+  python scripts/bench.py                  # the full benchmark: about 12 minutes on 2 cores
   python scripts/bench.py --quick          # 128 sentences, 1 repeat, 5 training steps
   python scripts/bench.py --module DIR --no-torch --repeats 5 --json out.json --plot out.png
 """
