@@ -24,7 +24,8 @@ import numpy as np
 if TYPE_CHECKING:
     import tensorflow as tf
 
-# How a pair is written in one string; the packer splits on it (tests/reference_packing.py).
+# How a pair is written in one string; bert_layer.packing splits on it (as does
+# tests/reference_packing.py).
 PAIR_SEPARATOR = "|||"
 
 _DELIMITERS = {".tsv": "\t", ".tab": "\t", ".csv": ","}

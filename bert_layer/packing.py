@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from bert_layer.data import PAIR_SEPARATOR  # One definition: data writes pairs, this splits them.
 from bert_layer.tokenizer import Tokenizer, text_batch
 
-PAIR_SEPARATOR = "|||"
 MIN_SEQ_LENGTH = 3  # [CLS] a [SEP] b [SEP] with a and b emptied.
 MAX_SEQ_LENGTH = 512  # BERT's position embeddings.
 
