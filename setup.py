@@ -13,7 +13,10 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.13",
-    packages=find_packages(include=["bert_layer", "bert_layer.*", "export", "export.*"]),
+    # The exporter lives in the top-level folder export/ but installs as bert_layer.export:
+    # no generic top-level name `export` is claimed in site-packages.
+    packages=find_packages(include=["bert_layer", "bert_layer.*"]) + ["bert_layer.export"],
+    package_dir={"bert_layer.export": "export"},
     install_requires=[
         "tensorflow>=2.21,<2.22",
         "tensorflow-text>=2.21,<2.22",

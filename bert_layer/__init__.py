@@ -4,7 +4,7 @@ __all__ = ["BertLayer"]
 
 
 def __getattr__(name: str):
-    # Imported lazily so that `bert-layer --help` and `bert_layer.files` need no TensorFlow.
+    # Imported lazily so that `bert-layer --help` and `bert_layer.outputs` need no TensorFlow.
     if name == "BertLayer":
         from bert_layer.layer import BertLayer
         return BertLayer

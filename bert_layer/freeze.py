@@ -1,17 +1,16 @@
-"""Freezing a trained Keras model into a lean inference graph, and running one.
+"""Freezing a trained Keras model into a lean inference graph (run by `classifiers.py`).
 
 A frozen graph is one GraphDef: variables turned into constants, training-only
 nodes gone, Grappler's inference rewrites applied. With the graph tokenizer it
 takes raw strings (`text`); with the numpy tokenizer, whose Python code cannot
 live in a GraphDef, it takes `input_ids`, `input_mask`, `segment_ids` and the
-tokenizer runs outside (see `FrozenClassifier`).
+tokenizer runs outside (see `bert_layer.classifiers.FrozenClassifier`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 
 import keras
 import numpy as np
@@ -24,9 +23,9 @@ from tensorflow.python.framework.convert_to_constants import (
 )
 from tensorflow.python.grappler import tf_optimizer
 
-from bert_layer.files import atomic_output, check_output_free
+from bert_layer.outputs import atomic_output, check_output_free
 from bert_layer.layer import BertLayer
-from bert_layer.module import TOKEN_INPUTS
+from bert_layer.contract import TOKEN_INPUTS
 
 TEXT_INPUT = "text"
 OUTPUT = "probabilities"
@@ -138,62 +137,6 @@ def freeze_model(model: keras.Model, out_path: str | os.PathLike, *, class_names
     return FreezeReport(path=os.fspath(out_path), inputs=inputs,
                         nodes_before=len(graph_def.node), nodes_after=len(optimized.node),
                         bytes_before=graph_def.ByteSize(), bytes_after=len(data))
-
-
-class FrozenClassifier:
-    """Runs a graph written by `freeze_model`: strings in, class probabilities out.
-
-    A graph frozen with the numpy tokenizer takes ids: its vocabulary travels in the graph,
-    and FullTokenizer runs here, outside it.
-
-    Args:
-      path: the `.pb` file.
-    """
-
-    def __init__(self, path: str | os.PathLike):
-        import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph uses)
-
-        self.path = os.fspath(path)
-        graph_def = read_graph_def(self.path)
-        self._constants = {n.name: n for n in graph_def.node if n.op == "Const"}
-        nodes = {n.name for n in graph_def.node}
-        missing = [n for n in (OUTPUT, CLASS_NAMES, MULTI_LABEL) if n not in nodes]
-        if missing:
-            raise ValueError(f"{self.path} is not a graph written by `bert-layer freeze`: "
-                             f"nodes {missing} are missing.")
-        self.class_names = [c.decode() for c in self._constant(CLASS_NAMES)]
-        self.multi_label = bool(self._constant(MULTI_LABEL))
-        self.takes_text = TEXT_INPUT in nodes
-        self.inputs = (TEXT_INPUT,) if self.takes_text else TOKEN_INPUTS
-        self._preprocessor = None if self.takes_text else self._numpy_preprocessor()
-        wrapped = tf.compat.v1.wrap_function(
-            lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
-        self._run = wrapped.prune(
-            feeds=[wrapped.graph.get_tensor_by_name(f"{n}:0") for n in self.inputs],
-            fetches=wrapped.graph.get_tensor_by_name(f"{OUTPUT}:0"))
-
-    def _constant(self, name: str) -> np.ndarray:
-        return tf.make_ndarray(self._constants[name].attr["value"].tensor)
-
-    def _numpy_preprocessor(self):
-        from bert_layer.packing import Preprocessor
-        from bert_layer.tokenizer import NumpyTokenizer
-
-        vocab = [token.decode() for token in self._constant(VOCAB)]
-        self._vocab_dir = tempfile.TemporaryDirectory(prefix="bert_layer_vocab_")
-        vocab_file = os.path.join(self._vocab_dir.name, "vocab.txt")
-        with open(vocab_file, "w", encoding="utf-8") as f:
-            f.writelines(token + "\n" for token in vocab)
-        tokenizer = NumpyTokenizer(vocab_file, bool(self._constant(DO_LOWER_CASE)))
-        return Preprocessor(tokenizer, int(self._constant(MAX_SEQ_LENGTH)))
-
-    def __call__(self, texts) -> np.ndarray:
-        """Class probabilities [batch, n_classes] for a batch of strings."""
-        texts = tf.constant(texts, dtype=tf.string)
-        if self.takes_text:
-            return self._run(texts).numpy()
-        features = self._preprocessor(texts)
-        return self._run(*[features[n] for n in TOKEN_INPUTS]).numpy()
 
 
 def read_graph_def(path: str) -> graph_pb2.GraphDef:

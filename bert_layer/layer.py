@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import re
-
 import keras
 import tensorflow as tf
 
+from bert_layer import contract
+from bert_layer.contract import INFERENCE_TAGS, TOKEN_INPUTS, TOKENS_SIGNATURE, TRAIN_TAGS
 from bert_layer.graph_import import import_signature
-from bert_layer.module import TOKEN_INPUTS, TOKENS_SIGNATURE, HubModule
-from bert_layer.packing import Preprocessor
+from bert_layer.module import HubModule
 from bert_layer.pooling import check_pooling, masked_sequence, pool
-from bert_layer.tokenizer import make_tokenizer
-
-TRAIN_TAGS = frozenset({"train"})
-INFERENCE_TAGS = frozenset()
-_LAYER_INDEX = re.compile(r"(?:^|/)layer_(\d+)/")
-_EMBEDDINGS = re.compile(r"(?:^|/)embeddings/")
-_POOLER = re.compile(r"(?:^|/)pooler/")
-_POSITION_EMBEDDINGS = re.compile(r"(?:^|/)embeddings/position_embeddings$")
+from bert_layer.text.packing import Preprocessor, check_max_seq_length
+from bert_layer.text.tokenizer import make_tokenizer
 
 
 def keras_weight_name(module_name: str) -> str:
@@ -108,27 +101,24 @@ class BertLayer(keras.layers.Layer):
 
     def _count_encoder_layers(self) -> int:
         indexes = {int(m.group(1)) for name in self._variable_shapes
-                   if (m := _LAYER_INDEX.search(name))}
+                   if (m := contract.LAYER_INDEX.search(name))}
         return max(indexes) + 1 if indexes else 0
 
     def _check_max_seq_length(self) -> None:
         """Longer packed rows would index past the position embeddings, failing at run time."""
         positions = [shape[0] for name, shape in self._variable_shapes.items()
-                     if _POSITION_EMBEDDINGS.search(name)]
-        if positions and self.max_seq_length > positions[0]:
-            raise ValueError(
-                f"max_seq_length={self.max_seq_length} exceeds the {positions[0]} position "
-                f"embeddings of the module {self.bert_path}; pass max_seq_length <= "
-                f"{positions[0]}.")
+                     if contract.POSITION_EMBEDDINGS.search(name)]
+        check_max_seq_length(self.max_seq_length, positions[0] if positions else None,
+                             source=f"the module {self.bert_path}")
 
     def _is_trainable(self, name: str) -> bool:
         if self.n_fine_tune_layers == -1:
             return True
-        if _EMBEDDINGS.search(name):
+        if contract.EMBEDDINGS.search(name):
             return self.tune_embeddings
-        if _POOLER.search(name):
+        if contract.POOLER.search(name):
             return self.pooling == "cls" and self.n_fine_tune_layers > 0
-        match = _LAYER_INDEX.search(name)
+        match = contract.LAYER_INDEX.search(name)
         first_tuned = self.num_encoder_layers - self.n_fine_tune_layers
         return match is not None and int(match.group(1)) >= first_tuned
 

@@ -17,13 +17,12 @@ import tensorflow as tf
 from tensorflow.core.framework import graph_pb2, node_def_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
+from bert_layer.contract import (TOKEN_INPUTS, TOKEN_OUTPUTS, TOKENIZATION_INFO_OUTPUTS,
+                                 TOKENIZATION_INFO_SIGNATURE, TOKENS_SIGNATURE)
+
 SAVED_MODEL_FILE = "saved_model.pb"
 VARIABLES_PREFIX = os.path.join("variables", "variables")
-TOKENS_SIGNATURE = "tokens"
-TOKENIZATION_INFO_SIGNATURE = "tokenization_info"
 ASSETS_COLLECTION = "saved_model_assets"  # tf.compat.v1.saved_model.ASSETS_KEY
-TOKEN_INPUTS = ("input_ids", "input_mask", "segment_ids")
-TOKEN_OUTPUTS = ("pooled_output", "sequence_output")
 # Op types that hold a variable; the imported graph reads ours in their place.
 _RESOURCE_VARIABLE_OPS = ("VarHandleOp",)
 _REF_VARIABLE_OPS = ("VariableV2", "Variable")
@@ -61,11 +60,7 @@ class HubModule:
         self.meta_graphs: dict[frozenset, meta_graph_pb2.MetaGraphDef] = {
             frozenset(mg.meta_info_def.tags): mg for mg in saved_model.meta_graphs}
         self._check_signature(TOKENS_SIGNATURE, TOKEN_INPUTS, TOKEN_OUTPUTS)
-        self._check_signature(TOKENIZATION_INFO_SIGNATURE, (), ("vocab_file", "do_lower_case"))
-
-    @property
-    def tag_sets(self) -> list[frozenset]:
-        return list(self.meta_graphs)
+        self._check_signature(TOKENIZATION_INFO_SIGNATURE, (), TOKENIZATION_INFO_OUTPUTS)
 
     def meta_graph(self, tags: frozenset) -> meta_graph_pb2.MetaGraphDef:
         """The meta graph for `tags`, or the inference graph ({}) if the module lacks them."""

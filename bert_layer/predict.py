@@ -8,63 +8,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-from collections.abc import Callable
 
 import numpy as np
 
-from bert_layer.data import estimate_lengths, length_grouped_batches, restore_order
+from bert_layer.classifiers import Classifier
+from bert_layer.batching import estimate_lengths, length_grouped_batches, restore_order
 
-REPORT_FILE = "report.json"
-
-
-class KerasClassifier:
-    """A saved `.keras` classifier (strings -> probabilities) behind one traced function."""
-
-    def __init__(self, path: str | os.PathLike):
-        import keras
-        import tensorflow as tf
-
-        import bert_layer.layer  # noqa: F401  (registers BertLayer for deserialization)
-        import bert_layer.train  # noqa: F401  (registers the schedule and metrics)
-
-        self.path = os.fspath(path)
-        if not os.path.isfile(self.path):
-            raise FileNotFoundError(f"Saved model not found: {self.path}")
-        self.model = keras.models.load_model(self.path, compile=False)
-        self.class_names, self.multi_label = _classes_beside(self.path, self.model)
-        spec = tf.TensorSpec([None], tf.string)
-        self._run = tf.function(lambda texts: self.model(texts, training=False),
-                                input_signature=[spec])
-
-    def __call__(self, texts) -> np.ndarray:
-        import tensorflow as tf
-        return self._run(tf.constant(texts, dtype=tf.string)).numpy()
-
-
-def _classes_beside(model_path: str, model) -> tuple[list[str], bool]:
-    """Class names from the training report next to the model, else "0", "1", ..."""
-    report = os.path.join(os.path.dirname(model_path), REPORT_FILE)
-    if os.path.isfile(report):
-        with open(report, encoding="utf-8") as f:
-            classifier = json.load(f)["classifier"]
-        return list(classifier["classes"]), bool(classifier["multi_label"])
-    return [str(i) for i in range(model.output_shape[-1])], False
-
-
-def load_classifier(path: str | os.PathLike) -> Callable:
-    """A frozen graph (`.pb`) or a saved Keras model (`.keras`), as texts -> probabilities."""
-    path = os.fspath(path)
-    if path.endswith(".pb"):
-        from bert_layer.freeze import FrozenClassifier
-        return FrozenClassifier(path)
-    if path.endswith(".keras"):
-        return KerasClassifier(path)
-    raise ValueError(f"Unknown model file {path}: expected a frozen graph (.pb) from "
-                     f"`bert-layer freeze` or a Keras model (.keras) from `bert-layer train`.")
-
-
-def predict_probabilities(classifier: Callable, texts: list[str],
+def predict_probabilities(classifier: Classifier, texts: list[str],
                           batch_size: int = 32) -> np.ndarray:
     """Probabilities [n, classes] in input order, computed on length-grouped batches."""
     if not texts:

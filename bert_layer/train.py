@@ -15,11 +15,10 @@ import numpy as np
 import tensorflow as tf
 
 from bert_layer.classifier import ClassifierSpec, F1Score, build_classifier
-from bert_layer.data import Examples, make_dataset
-from bert_layer.files import atomic_output, check_output_free
+from bert_layer.batching import make_dataset
+from bert_layer.examples import Examples
+from bert_layer.outputs import MODEL_FILE, REPORT_FILE, atomic_output, check_output_free
 
-MODEL_FILE = "model.keras"
-REPORT_FILE = "report.json"
 
 
 @dataclasses.dataclass(frozen=True)

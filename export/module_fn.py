@@ -17,7 +17,11 @@ import math
 
 import tensorflow as tf
 
-from export.config import BertConfig
+from bert_layer import contract
+from bert_layer.export.config import BertConfig
+# Preprocessing is shared with BertLayer so the two tokenize identically; plain string ops.
+from bert_layer.text.packing import Preprocessor
+from bert_layer.text.tokenizer import GraphTokenizer
 
 tf1 = tf.compat.v1
 
@@ -152,7 +156,7 @@ def bert_model(config: BertConfig, input_ids: tf.Tensor, input_mask: tf.Tensor,
 def token_placeholders() -> dict[str, tf.Tensor]:
     """The `tokens` signature's inputs: int32 [batch, seq], both dimensions dynamic."""
     return {name: tf1.placeholder(tf.int32, [None, None], name=name)
-            for name in ("input_ids", "input_mask", "segment_ids")}
+            for name in contract.TOKEN_INPUTS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,16 +198,11 @@ def module_fn(options: ModuleOptions, is_training: bool) -> dict[str, Signature]
     Returns the signatures by name: `tokens` (also `default`), `text` and
     `tokenization_info`. Both encoder signatures share the variables.
     """
-    # Preprocessing is shared with BertLayer so the two tokenize identically;
-    # it is plain string ops, no BERT maths.
-    from bert_layer.packing import Preprocessor
-    from bert_layer.tokenizer import GraphTokenizer
-
     config = options.config
     tokens_in = token_placeholders()
     tokens_out = bert_model(config, **tokens_in, is_training=is_training)
 
-    text = tf1.placeholder(tf.string, [None], name="text")
+    text = tf1.placeholder(tf.string, [None], name=contract.TEXT_INPUT)
     tokenizer = GraphTokenizer(options.vocab_file, options.do_lower_case)
     with tf1.name_scope("preprocessing"):
         packed = Preprocessor(tokenizer, options.max_seq_length)(text)
@@ -213,8 +212,9 @@ def module_fn(options: ModuleOptions, is_training: bool) -> dict[str, Signature]
     _asset(options.config_file, "bert_config_file")
     do_lower_case = tf.constant(options.do_lower_case, name="do_lower_case")
     return {
-        "tokens": (tokens_in, tokens_out),
+        contract.TOKENS_SIGNATURE: (tokens_in, tokens_out),
         "default": (tokens_in, tokens_out),
-        "text": ({"text": text}, text_out),
-        "tokenization_info": ({}, {"vocab_file": vocab_file, "do_lower_case": do_lower_case}),
+        contract.TEXT_SIGNATURE: ({contract.TEXT_INPUT: text}, text_out),
+        contract.TOKENIZATION_INFO_SIGNATURE: (
+            {}, {"vocab_file": vocab_file, "do_lower_case": do_lower_case}),
     }

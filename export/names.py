@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from export.config import BertConfig
+from bert_layer.export.config import BertConfig
 
-EMBEDDINGS_PREFIX = "bert/embeddings/"
 ENCODER_LAYER_PREFIX = "bert/encoder/layer_{}/"
-POOLER_PREFIX = "bert/pooler/"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,14 +16,17 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from bert_layer.files import atomic_output, check_output_free
-from export.checkpoint import CONFIG_FILE, BertCheckpoint, load_checkpoint
-from export.module_fn import INIT_OP_COLLECTION, ModuleOptions, Signature, module_fn
+from bert_layer.contract import INFERENCE_TAGS, TRAIN_TAGS
+from bert_layer.export.checkpoint import CONFIG_FILE, BertCheckpoint, load_checkpoint
+from bert_layer.export.module_fn import INIT_OP_COLLECTION, ModuleOptions, Signature, module_fn
+from bert_layer.outputs import atomic_output, check_output_free
+from bert_layer.text.packing import check_max_seq_length
+from bert_layer.text.vocab import read_vocab_lines
 
 tf1 = tf.compat.v1
 
-# Tag sets as the TF1 Hub format names them: the empty set is inference.
-TAG_SETS = ((frozenset(), False), (frozenset({"train"}), True))
+# Each tag set with whether its graph applies dropout.
+TAG_SETS = ((INFERENCE_TAGS, False), (TRAIN_TAGS, True))
 MODULE_DEF_FILE = "tfhub_module.pb"
 # A serialized `ModuleDef{format: FORMAT_V3}` (field 1, varint 3): what TF1 Hub writes.
 _MODULE_DEF_V3 = b"\x08\x03"
@@ -31,13 +34,9 @@ _MODULE_DEF_V3 = b"\x08\x03"
 
 def infer_do_lower_case(vocab_file: str) -> bool:
     """Uncased vocabularies have no upper-case word pieces outside `[SPECIAL]` tokens."""
-    with open(vocab_file, encoding="utf-8") as f:
-        for line in f:
-            token = line.strip()
-            if re.fullmatch(r"\[[A-Za-z0-9_]+\]", token):
-                continue
-            if token != token.lower():
-                return False
+    for token in read_vocab_lines(vocab_file):
+        if not re.fullmatch(r"\[[A-Za-z0-9_]+\]", token) and token != token.lower():
+            return False
     return True
 
 
@@ -100,10 +99,8 @@ def export_module(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike,
     """
     check_output_free(out_dir, overwrite)  # Fail before the slow work.
     checkpoint = load_checkpoint(checkpoint_dir)
-    limit = checkpoint.config.max_position_embeddings
-    if not 3 <= max_seq_length <= limit:
-        raise ValueError(f"max_seq_length must be in [3, {limit}] (the checkpoint's "
-                         f"max_position_embeddings). Received: {max_seq_length}")
+    check_max_seq_length(max_seq_length, checkpoint.config.max_position_embeddings,
+                         source=f"the checkpoint {os.fspath(checkpoint_dir)}")
     if do_lower_case is None:
         do_lower_case = infer_do_lower_case(checkpoint.vocab_file)
     options = ModuleOptions(

@@ -58,11 +58,12 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bert_layer.classifier import ClassifierSpec, build_classifier  # noqa: E402
-from bert_layer.data import (  # noqa: E402
-    PAIR_SEPARATOR, Examples, estimate_lengths, length_grouped_batches, make_dataset,
-    read_examples)
-from bert_layer.files import atomic_output  # noqa: E402
-from bert_layer.freeze import FrozenClassifier, find_bert_layer, freeze_model  # noqa: E402
+from bert_layer.batching import estimate_lengths, length_grouped_batches, make_dataset  # noqa: E402
+from bert_layer.examples import Examples, read_examples  # noqa: E402
+from bert_layer.text.pairs import PAIR_SEPARATOR  # noqa: E402
+from bert_layer.outputs import atomic_output  # noqa: E402
+from bert_layer.classifiers import FrozenClassifier  # noqa: E402
+from bert_layer.freeze import find_bert_layer, freeze_model  # noqa: E402
 from bert_layer.layer import BertLayer  # noqa: E402
 from bert_layer.train import TrainConfig, compile_classifier  # noqa: E402
 from bench_common import module_folder  # noqa: E402
@@ -760,7 +761,7 @@ def run_inference(module: str, texts: list[str], settings: Settings,
     counts = count_tokens(texts)
     torch_models = None
     if settings.torch and torch_importable():
-        from export.convert import default_model_dir
+        from bert_layer.export.convert import default_model_dir
         torch_models = load_torch_models(default_model_dir(), settings.threads,
                                          models[DYNAMIC].get_layer("probabilities"))
     predicts = engine_predicts(models, frozen, torch_models)
@@ -803,7 +804,7 @@ def task_training_jobs(task: TrainTask, module: str, settings: Settings,
         sizes = [len(texts) for texts, _ in batches[order]]
         jobs[train_label(task.name, "ours", order)] = keras_fit_job(model, datasets[order], sizes)
     if torch_models is not None:
-        from export.convert import default_model_dir
+        from bert_layer.export.convert import default_model_dir
         steps = torch_trainer(default_model_dir(), torch_models,
                               pairs=task.pair_column is not None)
         for order in TRAIN_ORDERS:

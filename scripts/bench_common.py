@@ -19,7 +19,7 @@ def module_folder(module: Path | None, checkpoint: Path, max_seq_length: int) ->
     if not checkpoint.is_dir():
         raise FileNotFoundError(f"Checkpoint folder not found: {checkpoint}. Create it with "
                                 f"`bert-layer convert --default`, or pass --module.")
-    from export.writer import export_module  # Loads the TF1 exporter: only when needed.
+    from bert_layer.export.writer import export_module  # Loads the TF1 exporter: only when needed.
 
     with tempfile.TemporaryDirectory(prefix="bench_module_") as tmp:
         start = time.perf_counter()

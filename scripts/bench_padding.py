@@ -37,9 +37,9 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bert_layer.data import read_examples  # noqa: E402
+from bert_layer.examples import read_examples  # noqa: E402
 from bert_layer.layer import BertLayer  # noqa: E402
-from bert_layer.tokenizer import TOKENIZER_KINDS  # noqa: E402
+from bert_layer.text.tokenizer import TOKENIZER_KINDS  # noqa: E402
 from bench_common import module_folder  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

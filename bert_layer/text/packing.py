@@ -13,19 +13,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from bert_layer.data import PAIR_SEPARATOR  # One definition: data writes pairs, this splits them.
-from bert_layer.tokenizer import Tokenizer, text_batch
+from bert_layer.text.pairs import PAIR_SEPARATOR
+from bert_layer.text.tokenizer import Tokenizer, text_batch
 
 MIN_SEQ_LENGTH = 3  # [CLS] a [SEP] b [SEP] with a and b emptied.
-MAX_SEQ_LENGTH = 512  # BERT's position embeddings.
-
-
-def check_pair_text(text: str) -> None:
-    """Raises ValueError if `text` holds more than one PAIR_SEPARATOR."""
-    count = text.count(PAIR_SEPARATOR)
-    if count > 1:
-        raise ValueError(f"Only one {PAIR_SEPARATOR} is allowed per text (first {PAIR_SEPARATOR} "
-                         f"second); found {count} in {text!r}.")
 
 
 def split_pairs(texts) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -55,11 +46,22 @@ def split_pairs(texts) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     return first, second, is_pair
 
 
-def check_max_seq_length(max_seq_length: int) -> None:
-    if not MIN_SEQ_LENGTH <= max_seq_length <= MAX_SEQ_LENGTH:
-        raise ValueError(f"max_seq_length must be in [{MIN_SEQ_LENGTH}, {MAX_SEQ_LENGTH}] (room "
-                         f"for [CLS] and two [SEP], at most BERT's positions). Received: "
-                         f"{max_seq_length}")
+def check_max_seq_length(max_seq_length: int, positions: int | None = None,
+                         source: str = "the model") -> None:
+    """The one rule: room for [CLS] and two [SEP], and no more than the position embeddings.
+
+    Args:
+      max_seq_length: the longest packed row asked for.
+      positions: the model's `max_position_embeddings` (None: not known here).
+      source: what `positions` comes from, for the message.
+    """
+    if not isinstance(max_seq_length, int) or isinstance(max_seq_length, bool) \
+            or max_seq_length < MIN_SEQ_LENGTH:
+        raise ValueError(f"max_seq_length must be an integer >= {MIN_SEQ_LENGTH} (room for [CLS] "
+                         f"and two [SEP]). Received: {max_seq_length!r}")
+    if positions is not None and max_seq_length > positions:
+        raise ValueError(f"max_seq_length={max_seq_length} exceeds the {positions} position "
+                         f"embeddings of {source}; pass max_seq_length <= {positions}.")
 
 
 def _truncated_lengths(len_a: tf.Tensor, len_b: tf.Tensor,
@@ -137,8 +139,9 @@ class Preprocessor:
     """Strings [B] ("a" or "a ||| b") to the packed BERT inputs of `pack_inputs`.
 
     Args:
-      tokenizer: a GraphTokenizer or NumpyTokenizer (see bert_layer.tokenizer).
-      max_seq_length: int in [3, 512]. The longest packed row.
+      tokenizer: a GraphTokenizer or NumpyTokenizer (see bert_layer.text.tokenizer).
+      max_seq_length: int >= 3. The longest packed row; callers that know the model check it
+        against its positions with `check_max_seq_length`.
     """
 
     def __init__(self, tokenizer: Tokenizer, max_seq_length: int):

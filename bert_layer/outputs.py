@@ -12,6 +12,10 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 
+# Files a training run writes into its output folder.
+MODEL_FILE = "model.keras"
+REPORT_FILE = "report.json"
+
 
 def check_output_free(path: str | os.PathLike, overwrite: bool) -> None:
     """Raises FileExistsError if `path` exists and `overwrite` is not set."""

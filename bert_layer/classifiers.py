@@ -1,0 +1,130 @@
+"""Trained classifiers behind one interface: texts in, class probabilities out.
+
+`FrozenClassifier` runs a graph written by `bert-layer freeze`; `KerasClassifier` a saved
+`.keras` model. Both satisfy `Classifier`, which `bert_layer.predict` relies on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Protocol
+
+import numpy as np
+import tensorflow as tf
+
+from bert_layer.contract import TOKEN_INPUTS
+from bert_layer.freeze import (CLASS_NAMES, DO_LOWER_CASE, MAX_SEQ_LENGTH, MULTI_LABEL, OUTPUT,
+                               TEXT_INPUT, VOCAB, read_graph_def)
+from bert_layer.outputs import REPORT_FILE
+
+
+class Classifier(Protocol):
+    """What batch prediction needs of a trained model."""
+
+    class_names: list[str]
+    multi_label: bool
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        """Class probabilities float32 [batch, n_classes] for a batch of strings."""
+
+
+class FrozenClassifier:
+    """Runs a graph written by `freeze_model`: strings in, class probabilities out.
+
+    A graph frozen with the numpy tokenizer takes ids: its vocabulary travels in the graph,
+    and FullTokenizer runs here, outside it.
+
+    Args:
+      path: the `.pb` file.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph uses)
+
+        self.path = os.fspath(path)
+        graph_def = read_graph_def(self.path)
+        self._constants = {n.name: n for n in graph_def.node if n.op == "Const"}
+        nodes = {n.name for n in graph_def.node}
+        missing = [n for n in (OUTPUT, CLASS_NAMES, MULTI_LABEL) if n not in nodes]
+        if missing:
+            raise ValueError(f"{self.path} is not a graph written by `bert-layer freeze`: "
+                             f"nodes {missing} are missing.")
+        self.class_names = [c.decode() for c in self._constant(CLASS_NAMES)]
+        self.multi_label = bool(self._constant(MULTI_LABEL))
+        self.takes_text = TEXT_INPUT in nodes
+        self.inputs = (TEXT_INPUT,) if self.takes_text else TOKEN_INPUTS
+        self._preprocessor = None if self.takes_text else self._numpy_preprocessor()
+        wrapped = tf.compat.v1.wrap_function(
+            lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
+        self._run = wrapped.prune(
+            feeds=[wrapped.graph.get_tensor_by_name(f"{n}:0") for n in self.inputs],
+            fetches=wrapped.graph.get_tensor_by_name(f"{OUTPUT}:0"))
+
+    def _constant(self, name: str) -> np.ndarray:
+        return tf.make_ndarray(self._constants[name].attr["value"].tensor)
+
+    def _numpy_preprocessor(self):
+        from bert_layer.text.packing import Preprocessor
+        from bert_layer.text.tokenizer import NumpyTokenizer
+
+        vocab = [token.decode() for token in self._constant(VOCAB)]
+        self._vocab_dir = tempfile.TemporaryDirectory(prefix="bert_layer_vocab_")
+        vocab_file = os.path.join(self._vocab_dir.name, "vocab.txt")
+        with open(vocab_file, "w", encoding="utf-8") as f:
+            f.writelines(token + "\n" for token in vocab)
+        tokenizer = NumpyTokenizer(vocab_file, bool(self._constant(DO_LOWER_CASE)))
+        return Preprocessor(tokenizer, int(self._constant(MAX_SEQ_LENGTH)))
+
+    def __call__(self, texts) -> np.ndarray:
+        """Class probabilities [batch, n_classes] for a batch of strings."""
+        texts = tf.constant(texts, dtype=tf.string)
+        if self.takes_text:
+            return self._run(texts).numpy()
+        features = self._preprocessor(texts)
+        return self._run(*[features[n] for n in TOKEN_INPUTS]).numpy()
+
+
+class KerasClassifier:
+    """A saved `.keras` classifier (strings -> probabilities) behind one traced function."""
+
+    def __init__(self, path: str | os.PathLike):
+        import keras
+        import tensorflow as tf
+
+        import bert_layer.layer  # noqa: F401  (registers BertLayer for deserialization)
+
+        self.path = os.fspath(path)
+        if not os.path.isfile(self.path):
+            raise FileNotFoundError(f"Saved model not found: {self.path}")
+        self.model = keras.models.load_model(self.path, compile=False)
+        self.class_names, self.multi_label = _classes_beside(self.path, self.model)
+        spec = tf.TensorSpec([None], tf.string)
+        self._run = tf.function(lambda texts: self.model(texts, training=False),
+                                input_signature=[spec])
+
+    def __call__(self, texts) -> np.ndarray:
+        import tensorflow as tf
+        return self._run(tf.constant(texts, dtype=tf.string)).numpy()
+
+
+def _classes_beside(model_path: str, model) -> tuple[list[str], bool]:
+    """Class names from the training report next to the model, else "0", "1", ..."""
+    report = os.path.join(os.path.dirname(model_path), REPORT_FILE)
+    if os.path.isfile(report):
+        with open(report, encoding="utf-8") as f:
+            classifier = json.load(f)["classifier"]
+        return list(classifier["classes"]), bool(classifier["multi_label"])
+    return [str(i) for i in range(model.output_shape[-1])], False
+
+
+def load_classifier(path: str | os.PathLike) -> Classifier:
+    """A frozen graph (`.pb`) or a saved Keras model (`.keras`), as texts -> probabilities."""
+    path = os.fspath(path)
+    if path.endswith(".pb"):
+        return FrozenClassifier(path)
+    if path.endswith(".keras"):
+        return KerasClassifier(path)
+    raise ValueError(f"Unknown model file {path}: expected a frozen graph (.pb) from "
+                     f"`bert-layer freeze` or a Keras model (.keras) from `bert-layer train`.")

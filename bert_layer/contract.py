@@ -1,0 +1,29 @@
+"""The hub module contract, in one place: what `bert_layer.export` writes and the Keras side reads.
+
+Signature, tensor and tag names follow Google's TF1 Hub BERT modules, so a module from
+either source works on both sides. Scope patterns find Google's variable groups by name
+(`bert/encoder/layer_3/...`), wherever a module nests them. No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Tag sets as the TF1 Hub format names them: the empty set is inference.
+TRAIN_TAGS = frozenset({"train"})
+INFERENCE_TAGS = frozenset()
+
+TOKENS_SIGNATURE = "tokens"
+TEXT_SIGNATURE = "text"
+TOKENIZATION_INFO_SIGNATURE = "tokenization_info"
+TOKEN_INPUTS = ("input_ids", "input_mask", "segment_ids")
+TOKEN_OUTPUTS = ("pooled_output", "sequence_output")
+TEXT_INPUT = "text"
+TOKENIZATION_INFO_OUTPUTS = ("vocab_file", "do_lower_case")
+
+# Google's variable scopes (see bert_layer.export.names for the full table).
+ENCODER_LAYER_SCOPE = "bert/encoder/layer_{}/"
+LAYER_INDEX = re.compile(r"(?:^|/)layer_(\d+)/")
+EMBEDDINGS = re.compile(r"(?:^|/)embeddings/")
+POOLER = re.compile(r"(?:^|/)pooler/")
+POSITION_EMBEDDINGS = re.compile(r"(?:^|/)embeddings/position_embeddings$")

@@ -1,0 +1,48 @@
+"""WordPiece vocabularies: one reader for ids, one for rows, and the special tokens.
+
+Two semantics, named apart because they differ on repeated lines:
+  load_vocab: ids as `bert.tokenization.FullTokenizer` 1.0.4 (the pinned reference) gives
+    them; a repeated token keeps its first id.
+  read_vocab_lines: one entry per line, as the embedding matrix has one row per line.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+UNK_TOKEN = "[UNK]"
+CLS_TOKEN = "[CLS]"
+SEP_TOKEN = "[SEP]"
+PAD_TOKEN = "[PAD]"
+SUFFIX_INDICATOR = "##"
+
+
+def load_vocab(vocab_file: str) -> list[str]:
+    """Returns the tokens of `vocab_file` by id, as FullTokenizer's `load_vocab` reads them.
+
+    One token a line, stripped of surrounding whitespace; the id is the line number. A
+    repeated token keeps its first id and the lines after it move up by one, exactly as in
+    FullTokenizer; so ids equal line numbers in vocabularies without repeats (BERT's).
+
+    Raises:
+      FileNotFoundError: `vocab_file` does not exist.
+    """
+    if not tf.io.gfile.exists(vocab_file):
+        raise FileNotFoundError(f"Vocabulary file not found: {vocab_file}")
+    with tf.io.gfile.GFile(vocab_file, "rb") as f:
+        lines = f.read().split(b"\n")
+    if lines[-1] == b"":  # A final newline ends the last line; it does not start a token.
+        lines.pop()
+    tokens = (line.decode("utf-8", "ignore").strip() for line in lines)
+    return list(dict.fromkeys(tokens))
+
+
+def read_vocab_lines(vocab_file: str) -> list[str]:
+    """The tokens of a WordPiece `vocab.txt`, one per line (embedding row), strict UTF-8."""
+    try:
+        with open(vocab_file, encoding="utf-8") as f:
+            return [line.strip() for line in f]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Vocabulary file not found: {vocab_file}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{vocab_file}: not UTF-8 text ({e}).") from None
