@@ -21,6 +21,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from conftest import TINY_CONFIG
 from bert_layer.export.checkpoint import load_checkpoint
 from reference_bert import bert_forward, mean_pool
+from paths import assert_paths_agree
 from reference_packing import full_tokenizer, reference_features
 from bert_layer.layer import BertLayer
 
@@ -293,15 +294,12 @@ def test_vector_alone_equals_vector_in_a_batch_of_longer_sentences(make_layer, p
 # === Execution paths ===
 
 
-def test_tf_function_and_tf_data_give_the_eager_outputs(make_layer):
-    layer = make_layer(pooling="mean")
-    texts = tf.constant(TEXTS)
-    eager = layer(texts).numpy()
-    spec = tf.TensorSpec([None], tf.string)
-    np.testing.assert_array_equal(tf.function(layer, input_signature=[spec])(texts).numpy(),
-                                  eager)
-    batched = tf.data.Dataset.from_tensor_slices(texts).batch(2).map(layer)
-    np.testing.assert_allclose(np.concatenate([b.numpy() for b in batched]), eager, atol=1e-6)
+@pytest.mark.parametrize("pooling", ["mean", None])
+def test_every_execution_path_gives_the_eager_outputs(make_layer, pooling):
+    layer = make_layer(pooling=pooling)
+    expected = layer(tf.constant(TEXTS)).numpy()
+    assert_paths_agree(layer, TEXTS, expected, paths=("tf_function", "tf_data",
+                                                      "tf_data_rebatched", "frozen"), atol=1e-5)
 
 
 # === The real default model ===

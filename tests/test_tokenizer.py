@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from conftest import read_mrpc_dev, read_sst2_dev
+from paths import PATHS, UNFREEZABLE, assert_paths_agree
 from reference_packing import full_tokenizer
 from bert_layer.text.tokenizer import (
     GraphTokenizer, NumpyTokenizer, make_tokenizer)
@@ -242,42 +243,22 @@ PATH_TEXTS = ["UNwant\u00e9d,running", "", "want \u4e2d wa,un ||| runn\u0130NG",
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_tf1_graph_session(kind, google_vocab):
-    expected = _reference_ids(google_vocab, True, PATH_TEXTS)
-    with tf.Graph().as_default() as graph:
-        texts = tf.compat.v1.placeholder(tf.string, [None])
-        ids = make_tokenizer(kind, google_vocab, True).tokenize(texts)
-        with tf.compat.v1.Session(graph=graph) as session:
-            got = session.run(ids, {texts: PATH_TEXTS})
-    assert _ids(tf.RaggedTensor.from_row_splits(got.values, got.row_splits)) == expected
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_tf_data_map(kind, google_vocab):
+def test_every_execution_path_gives_full_tokenizer_ids(kind, google_vocab):
     tokenizer = make_tokenizer(kind, google_vocab, True)
-    dataset = tf.data.Dataset.from_tensor_slices(PATH_TEXTS).batch(3).map(tokenizer.tokenize)
-    got = [row for batch in dataset for row in _ids(batch)]
-    assert got == _reference_ids(google_vocab, True, PATH_TEXTS)
+    assert_paths_agree(tokenizer.tokenize, PATH_TEXTS,
+                       _reference_ids(google_vocab, True, PATH_TEXTS),
+                       paths=PATHS if kind == "graph" else UNFREEZABLE)
 
 
-def test_frozen_graph_runs_after_moving(google_vocab):
+def test_graph_tokenizer_freezes_without_state(google_vocab):
+    # No lookup table or variable: a frozen graph needs nothing fed but the texts.
     tokenizer = GraphTokenizer(google_vocab, True)
     tokenize = tf.function(lambda texts: tokenizer.tokenize(texts).to_tensor(-1),
                            input_signature=[tf.TensorSpec([None], tf.string)])
     frozen = convert_variables_to_constants_v2(tokenize.get_concrete_function())
-    graph_def = frozen.graph.as_graph_def()
-    stateful = {n.op for n in graph_def.node} & {
-        "HashTableV2", "LookupTableFindV2", "VarHandleOp", "ReadVariableOp", "PyFunc"}
-    assert not stateful
-    # Moved: imported into a new graph, run by a session that never saw the tokenizer.
-    with tf.Graph().as_default() as graph:
-        tf.graph_util.import_graph_def(graph_def, name="moved")
-        inputs = graph.get_tensor_by_name(f"moved/{frozen.inputs[0].op.name}:0")
-        outputs = graph.get_tensor_by_name(f"moved/{frozen.outputs[0].name}")
-        with tf.compat.v1.Session(graph=graph) as session:
-            got = session.run(outputs, {inputs: PATH_TEXTS})
-    expected = _reference_ids(google_vocab, True, PATH_TEXTS)
-    assert [[int(i) for i in row if i != -1] for row in got] == expected
+    ops = {n.op for n in frozen.graph.as_graph_def().node}
+    assert not ops & {"HashTableV2", "LookupTableFindV2", "VarHandleOp", "ReadVariableOp",
+                      "PyFunc"}
 
 
 # === Real data ===

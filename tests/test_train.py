@@ -9,6 +9,7 @@ import os
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from bert_layer.classifier import ClassifierSpec, F1Score
 from bert_layer.examples import Examples, read_examples
@@ -256,6 +257,24 @@ def test_compile_classifier_warms_up_over_the_config_fraction():
         rates.append(float(optimizer.learning_rate))
     assert rates == pytest.approx([0.0, 5e-4, 1e-3, 5e-4, 0.0], abs=1e-9)
 
+
+
+def test_weight_decay_skips_layer_norm_and_biases():
+    """BERT's recipe: with zero gradients, AdamW moves only the decayed weights."""
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(4, name="dense")(inputs)
+    normed = keras.layers.LayerNormalization(name="LayerNorm")(hidden)
+    model = keras.Model(inputs, normed)
+    config = TrainConfig(learning_rate=1e-2, warmup_fraction=0.0)
+    compile_classifier(model, config, n_classes=2, multi_label=False, steps=10)
+    for weight in model.trainable_weights:  # Non-zero everywhere, so decay would show.
+        weight.assign(tf.fill(weight.shape, 0.5))
+    before = {w.path: w.numpy().copy() for w in model.trainable_weights}
+    model.optimizer.apply_gradients(
+        [(tf.zeros_like(w), w) for w in model.trainable_weights])
+    moved = sorted(w.path for w in model.trainable_weights
+                   if not np.array_equal(w.numpy(), before[w.path]))
+    assert moved == ["dense/kernel"]
 
 # === F1 ===
 
