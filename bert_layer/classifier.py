@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import keras
 
 from bert_layer.layer import BertLayer
-
-
-@dataclasses.dataclass(frozen=True)
-class ClassifierSpec:
-    """What the classifier is made of; saved in the training report."""
-
-    bert_path: str
-    classes: tuple[str, ...]
-    multi_label: bool = False
-    pooling: str = "cls"
-    fine_tune_layers: int = 3
-    max_seq_length: int = 128
-    tokenizer: str = "graph"
-    head_dropout: float = 0.1
+from bert_layer.specs import ClassifierSpec  # noqa: F401  (also importable from here)
 
 
 @keras.saving.register_keras_serializable(package="bert_layer")
@@ -47,11 +32,6 @@ class F1Score(keras.metrics.F1Score):
 
 def build_classifier(spec: ClassifierSpec) -> keras.Model:
     """strings [batch] -> class probabilities [batch, n_classes]."""
-    if len(spec.classes) < 2 and not spec.multi_label:
-        raise ValueError(f"A classifier needs at least 2 classes; received {list(spec.classes)}.")
-    if spec.pooling not in ("cls", "mean", "max"):
-        raise ValueError(f"A classifier pools to one vector: pooling must be 'cls', 'mean' or "
-                         f"'max'. Received: {spec.pooling!r}")
     text = keras.Input(shape=(), dtype="string", name="text")
     body = BertLayer(spec.bert_path, max_seq_length=spec.max_seq_length, pooling=spec.pooling,
                      n_fine_tune_layers=spec.fine_tune_layers, tokenizer=spec.tokenizer,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from typing import Protocol
 
 import numpy as np
@@ -17,6 +18,7 @@ import tensorflow as tf
 from bert_layer.contract import TOKEN_INPUTS
 from bert_layer.freeze import (CLASS_NAMES, DO_LOWER_CASE, MAX_SEQ_LENGTH, MULTI_LABEL, OUTPUT,
                                TEXT_INPUT, VOCAB, read_graph_def)
+from bert_layer.model_files import KERAS_SUFFIX, check_model_file
 from bert_layer.outputs import REPORT_FILE
 
 
@@ -96,9 +98,14 @@ class KerasClassifier:
         import bert_layer.layer  # noqa: F401  (registers BertLayer for deserialization)
 
         self.path = os.fspath(path)
-        if not os.path.isfile(self.path):
-            raise FileNotFoundError(f"Saved model not found: {self.path}")
-        self.model = keras.models.load_model(self.path, compile=False)
+        check_model_file(self.path, (KERAS_SUFFIX,))
+        try:
+            self.model = keras.models.load_model(self.path, compile=False)
+        except (OSError, zipfile.BadZipFile, KeyError) as e:  # h5py and zipfile on bad bytes.
+            first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ValueError(f"{self.path} is not a readable .keras model (corrupt or truncated: "
+                             f"{first_line}); expected the model.keras written by "
+                             f"`bert-layer train`.") from e
         self.class_names, self.multi_label = _classes_beside(self.path, self.model)
         spec = tf.TensorSpec([None], tf.string)
         self._run = tf.function(lambda texts: self.model(texts, training=False),

@@ -73,3 +73,17 @@ def split_examples(examples: Examples, *, test_fraction: float, seed: int,
     test, train = order[:n_test][:max_test], order[n_test:][:max_train]
     return (examples.take(np.sort(train), f"{examples.source} (train split)"),
             examples.take(np.sort(test), f"{examples.source} (test split)"))
+
+
+def write_tsv(path: str, examples: Examples) -> None:
+    """Writes `sentence<TAB>label` rows in the dialect `read_examples` reads `.tsv` with.
+
+    Whitespace inside a text (tabs, newlines) becomes one space; nothing is escaped, as the
+    reader reads `.tsv` with quoting disabled.
+    """
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_NONE, quotechar=None,
+                            escapechar=None, lineterminator="\n")
+        writer.writerow(["sentence", "label"])
+        for text, label in zip(examples.texts, examples.labels):
+            writer.writerow([" ".join(text.split()), examples.classes[label]])

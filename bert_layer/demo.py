@@ -10,8 +10,7 @@ import json
 import os
 import time
 
-from bert_layer.corpora import read_rotten_tomatoes, split_examples
-from bert_layer.examples import write_tsv
+from bert_layer.corpora import read_rotten_tomatoes, split_examples, write_tsv
 from bert_layer.outputs import MODEL_FILE, REPORT_FILE
 
 DEMO_SENTENCES = ["a gripping , beautifully acted film .",

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from bert_layer.text.pairs import PAIR_SEPARATOR
+from bert_layer.text.pairs import PAIR_SEPARATOR, check_pair_text
 
 _DELIMITERS = {".tsv": "\t", ".tab": "\t", ".csv": ","}
 _SNIFF_DELIMITERS = "\t,;|"
@@ -33,12 +33,14 @@ class Examples:
         float32 multi-hot rows [n, C].
       classes: list[str] [C]. Class names; `labels` index into it. Empty when unknown.
       source: str. Where the examples came from (a path, or a name), for messages.
+      lines: None, or list[int] [n]: the 1-based line of `source` where each example starts.
     """
 
     texts: list[str]
     labels: np.ndarray | None
     classes: list[str]
     source: str
+    lines: list[int] | None = None
 
     def __post_init__(self) -> None:
         if self.labels is None:
@@ -64,7 +66,8 @@ class Examples:
         indices = np.asarray(indices, dtype=np.int64)
         return Examples(texts=[self.texts[i] for i in indices],
                         labels=None if self.labels is None else self.labels[indices],
-                        classes=list(self.classes), source=source or self.source)
+                        classes=list(self.classes), source=source or self.source,
+                        lines=None if self.lines is None else [self.lines[i] for i in indices])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,12 +122,13 @@ def read_examples(path: str, *, text_column: str | int, pair_column: str | int |
                                 multi_label=multi_label, label_separator=label_separator)
 
 
-def read_lines(stream: Iterable[str]) -> list[str]:
+def read_lines(stream: Iterable[str], source: str = "<stdin>") -> list[str]:
     """One text per line (e.g. `sys.stdin` for predict), line endings removed.
 
     Empty lines are kept as empty texts, so that output line i always answers input line i;
     the newline that ends the last line does not start another one ("a\\nb\\n" is 2 texts).
-    A byte-order mark at the start is dropped. Pairs are written "first ||| second".
+    A byte-order mark at the start is dropped. Pairs are written "first ||| second"; a line
+    with more than one separator is a ValueError naming `source` and the line.
     """
     texts = []
     for line in stream:
@@ -135,7 +139,18 @@ def read_lines(stream: Iterable[str]) -> list[str]:
         texts.append(line)
     if texts and texts[0].startswith("\ufeff"):
         texts[0] = texts[0][1:]
+    check_pair_texts(texts, source, range(1, len(texts) + 1))
     return texts
+
+
+def check_pair_texts(texts: Sequence[str], source: str, lines: Iterable[int]) -> None:
+    """The pair rule of `check_pair_text` on every text, naming the file and line."""
+    for line, text in zip(lines, texts):
+        if text.count(PAIR_SEPARATOR) > 1:  # Cheap test first; the rule words the message.
+            try:
+                check_pair_text(text)
+            except ValueError as e:
+                raise ValueError(f"{source}: line {line}: {e}") from None
 
 
 def _read_table(path: str) -> Table:
@@ -170,7 +185,8 @@ def _delimiter(path: str) -> str:
 
 def parse_table(lines: Iterable[str], source: str, *, delimiter: str, quoting: int) -> Table:
     """Header and rows of a delimited text; checks that every row has the header's width."""
-    reader = csv.reader(lines, delimiter=delimiter, quoting=quoting)
+    # strict: a quote that is not closed properly is an error, not rows merged into one field.
+    reader = csv.reader(lines, delimiter=delimiter, quoting=quoting, strict=True)
     header, rows, starts = None, [], []
     previous_end = 0
     try:
@@ -188,7 +204,12 @@ def parse_table(lines: Iterable[str], source: str, *, delimiter: str, quoting: i
             rows.append(row)
             starts.append(start)
     except csv.Error as e:
-        raise ValueError(f"{source}: cannot parse line {reader.line_num}: {e}.") from e
+        start = previous_end + 1
+        where = f"line {start}" if start == reader.line_num else \
+            f"the row starting on line {start} (read up to line {reader.line_num})"
+        raise ValueError(f"{source}: cannot parse {where}: {e}; expected every quoted field to "
+                         f"end with a quote followed by {delimiter!r} or the end of the line "
+                         f"(an unterminated quote?).") from e
     if header is None:
         raise ValueError(f"{source}: the file is empty; expected a header row, then one row "
                          f"per example.")
@@ -216,9 +237,11 @@ def examples_from_table(table: Table, *, text_column: str | int,
     if pair_column is not None:
         pair_index = column_index(table, pair_column, "pair_column")
         texts = _join_pairs(table, texts, [row[pair_index] for row in table.rows])
+    else:
+        check_pair_texts(texts, table.source, table.lines)
     if label_column is None:
         return Examples(texts=texts, labels=None, classes=list(labels or []),
-                        source=table.source)
+                        source=table.source, lines=list(table.lines))
     label_index = column_index(table, label_column, "label_column")
     values = [row[label_index].strip() for row in table.rows]
     if multi_label:
@@ -234,7 +257,7 @@ def examples_from_table(table: Table, *, text_column: str | int,
         raise ValueError(f"{table.source}: column {table.header[label_index]!r} holds no "
                          f"labels; expected at least one class name.")
     return Examples(texts=texts, labels=_encode_labels(table, names, classes, multi_label),
-                    classes=classes, source=table.source)
+                    classes=classes, source=table.source, lines=list(table.lines))
 
 
 def column_index(table: Table, column: str | int, argument: str) -> int:
@@ -309,17 +332,3 @@ def _encode_labels(table: Table, names: list[list[str]], classes: list[str],
     for i, row in enumerate(names):
         multi_hot[i, [index[name] for name in row]] = 1.0
     return multi_hot
-
-
-def write_tsv(path: str, examples: Examples) -> None:
-    """Writes `sentence<TAB>label` rows in the dialect `read_examples` reads `.tsv` with.
-
-    Whitespace inside a text (tabs, newlines) becomes one space; nothing is escaped, as the
-    reader reads `.tsv` with quoting disabled.
-    """
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_NONE, quotechar=None,
-                            escapechar=None, lineterminator="\n")
-        writer.writerow(["sentence", "label"])
-        for text, label in zip(examples.texts, examples.labels):
-            writer.writerow([" ".join(text.split()), examples.classes[label]])

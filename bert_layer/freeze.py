@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -33,8 +34,11 @@ CLASS_NAMES = "class_names"
 MULTI_LABEL = "multi_label"
 # Graphs frozen with the numpy tokenizer take ids; these constants rebuild the tokenizer.
 VOCAB, DO_LOWER_CASE, MAX_SEQ_LENGTH = "vocab", "do_lower_case", "max_seq_length"
+# No "debug_stripper": it removes Assert ops, and the text signature's pair check
+# (bert_layer.text.packing.split_pairs) must stay in the frozen graph.
 GRAPPLER_PASSES = ("pruning", "constfold", "arithmetic", "dependency", "remap",
-                   "common_subgraph_elimination", "debug_stripper")
+                   "common_subgraph_elimination")
+FROZEN_SUFFIXES = (".pb",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,9 +114,14 @@ def optimize_for_inference(graph_def: graph_pb2.GraphDef,
 
 
 def freeze_model(model: keras.Model, out_path: str | os.PathLike, *, class_names: list[str],
-                 multi_label: bool = False, overwrite: bool = False) -> FreezeReport:
-    """Writes `model` (strings -> probabilities) as a frozen, optimized GraphDef `.pb`."""
-    check_output_free(out_path, overwrite)  # Before the work; atomic_output checks again.
+                 multi_label: bool = False, overwrite: bool = False,
+                 inputs: Sequence[str] = ()) -> FreezeReport:
+    """Writes `model` (strings -> probabilities) as a frozen, optimized GraphDef `.pb`.
+
+    `inputs`: files the caller read (the model's), which the output must not replace.
+    """
+    writing = dict(overwrite=overwrite, is_dir=False, inputs=inputs, suffixes=FROZEN_SUFFIXES)
+    check_output_free(out_path, **writing)  # Before the work; atomic_output checks again.
     bert = find_bert_layer(model)
     function = _ids_function(model) if bert.tokenizer == "numpy" else _text_function(model)
     frozen = convert_variables_to_constants_v2(function)
@@ -130,7 +139,7 @@ def freeze_model(model: keras.Model, out_path: str | os.PathLike, *, class_names
         keep += [VOCAB, DO_LOWER_CASE, MAX_SEQ_LENGTH]
     optimized = optimize_for_inference(graph_def, keep)
     data = optimized.SerializeToString()
-    with atomic_output(out_path, overwrite=overwrite, is_dir=False) as tmp:
+    with atomic_output(out_path, **writing) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
     inputs = tuple(t.name.split(":")[0] for t in frozen.inputs)

@@ -1,59 +1,289 @@
-"""Writing outputs all at once: a temporary sibling first, renamed at the end.
+"""Writing outputs all at once, and replacing only what bert-layer wrote. No TensorFlow here.
 
-A failed export, conversion or freeze must never leave a half-written result at
-the path the user named, and an existing result is replaced only on request.
+A failed (or killed) export, conversion, training or freeze never leaves a half-written result
+at the path the user named. `overwrite` replaces an existing output only when it is something
+this project writes: a folder carrying the MARKER_FILE (or, for folders written before the
+marker existed, holding only names the project writes), or a file with an expected extension.
+It never replaces the working folder or a parent of it, a path holding one of the command's
+inputs, a folder by a file or a file by a folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fnmatch
+import json
 import os
 import shutil
+import signal
+import sys
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 
 # Files a training run writes into its output folder.
 MODEL_FILE = "model.keras"
 REPORT_FILE = "report.json"
+# Every folder output carries this JSON file: {"kind": ..., "version": ...}.
+MARKER_FILE = ".bert_layer"
+MARKER_VERSION = 1
+# What each kind of folder held before the marker existed: such a folder holds only our files.
+LEGACY_CONTENTS = {
+    "checkpoint": ("bert_config.json", "vocab.txt", "bert_model.ckpt.*", "checkpoint"),
+    "module": ("saved_model.pb", "tfhub_module.pb", "fingerprint.pb", "variables", "assets"),
+    "run": (MODEL_FILE, REPORT_FILE, "*.pb"),
+}
+# Files bert-layer writes (predictions, frozen graphs, benchmark tables).
+FILE_SUFFIXES = (".csv", ".jsonl", ".json", ".pb", ".npy")
+
+_TMP_INFIX = ".tmp-"  # Temporary siblings are named .NAME.tmp-PID-XXXXXXXX
 
 
-def check_output_free(path: str | os.PathLike, overwrite: bool) -> None:
-    """Raises FileExistsError if `path` exists and `overwrite` is not set."""
-    if os.path.lexists(path) and not overwrite:
-        raise FileExistsError(
-            f"Output path already exists: {path}. Pass --overwrite (overwrite=True) to replace it.")
+class OutputError(ValueError):
+    """An output path that bert-layer must not write or replace; the message says why."""
+
+
+def check_output_free(path: str | os.PathLike, overwrite: bool, *, is_dir: bool = True,
+                      inputs: Sequence[str | os.PathLike] = (),
+                      suffixes: Sequence[str] = FILE_SUFFIXES) -> None:
+    """Raises unless `path` may be written now, before any slow work starts.
+
+    Args:
+      path: the output (a folder when `is_dir`, else a file).
+      overwrite: an existing output may be replaced (only if bert-layer wrote it).
+      inputs: the paths the command reads; the output must not be or contain any of them.
+      suffixes: for a file output, the extensions of files it may replace.
+
+    Raises:
+      FileExistsError: `path` exists and `overwrite` is not set.
+      OutputError: `path` is the working folder, a parent of it, holds an input, is of the
+        other kind (folder/file), or was not written by bert-layer.
+      PermissionError: the folder `path` would be created in is not writable.
+    """
+    shown = os.fspath(path)
+    real = os.path.realpath(shown)
+    cwd = os.path.realpath(os.getcwd())
+    if real == cwd or _is_within(cwd, real):
+        where = "the working folder" if real == cwd else f"a parent of the working folder {cwd}"
+        raise OutputError(f"Output path {shown} is {where}; expected a new path for the output "
+                          f"(replacing it would delete your files).")
+    for source in inputs:
+        if source and _is_within(os.path.realpath(os.fspath(source)), real):
+            raise OutputError(f"Output path {shown} holds the input {os.fspath(source)}; "
+                              f"expected an output path apart from the inputs.")
+    if os.path.lexists(shown):
+        if not overwrite:
+            raise FileExistsError(f"Output path already exists: {shown}. Pass --overwrite to "
+                                  f"replace it.")
+        _check_replaceable(shown, is_dir, suffixes)
+    _check_writable(real)
+
+
+def _is_within(path: str, folder: str) -> bool:
+    """True if real path `path` is `folder` or lies inside it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _check_replaceable(path: str, is_dir: bool, suffixes: Sequence[str]) -> None:
+    if os.path.islink(path):
+        return  # Replacing a link removes the link only, never what it points to.
+    if os.path.isdir(path) != is_dir:
+        found, wanted = ("a folder", "a file") if os.path.isdir(path) else ("a file", "a folder")
+        raise OutputError(f"Output path {path} is {found}, but this command writes {wanted}; "
+                          f"expected a path for {wanted}. Nothing was replaced.")
+    if is_dir and read_marker(path) is None and not _holds_only_project_files(path):
+        raise OutputError(
+            f"Output folder {path} was not written by bert-layer (no {MARKER_FILE} file in it), "
+            f"so --overwrite will not replace it; expected a new path or a bert-layer output.")
+    if not is_dir and not path.lower().endswith(tuple(suffixes)):
+        raise OutputError(
+            f"Output file {path} does not look like a bert-layer output (expected a name "
+            f"ending in {', '.join(suffixes)}), so --overwrite will not replace it.")
+
+
+def read_marker(folder: str) -> dict | None:
+    """The marker of a folder bert-layer wrote, or None."""
+    try:
+        with open(os.path.join(folder, MARKER_FILE), encoding="utf-8") as f:
+            marker = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) and "kind" in marker else None
+
+
+def _holds_only_project_files(folder: str) -> bool:
+    """Empty, or written before the marker: every entry is a name one kind of output writes."""
+    names = os.listdir(folder)
+    return any(all(any(fnmatch.fnmatchcase(n, p) for p in patterns) for n in names)
+               for patterns in LEGACY_CONTENTS.values())
+
+
+def _check_writable(real_path: str) -> None:
+    ancestor = os.path.dirname(real_path)
+    while not os.path.isdir(ancestor):  # The nearest folder that exists gets the new ones.
+        if os.path.lexists(ancestor):
+            raise OutputError(f"Cannot create {real_path}: {ancestor} is a file, expected a "
+                              f"folder.")
+        ancestor = os.path.dirname(ancestor)
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise PermissionError(f"Cannot write {real_path}: the folder {ancestor} is not "
+                              f"writable.")
+
+
+def _write_marker(folder: str, kind: str) -> None:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        project_version = version("bert_layer")
+    except PackageNotFoundError:
+        project_version = "unknown"
+    with open(os.path.join(folder, MARKER_FILE), "w", encoding="utf-8") as f:
+        json.dump({"kind": kind, "version": project_version, "marker_version": MARKER_VERSION}, f)
+
+
+# ---------------------------------------------------------------------------------------------
+# Temporary siblings.
+
+
+def temporaries(path: str | os.PathLike) -> dict[str, bool | None]:
+    """Temporary siblings of `path` (`.NAME.tmp-*`) -> whether the run writing it is alive.
+
+    None: unknown (named before the process id was part of the name, or not ours to probe).
+    """
+    path = os.path.abspath(os.fspath(path))
+    parent, base = os.path.split(path)
+    if not os.path.isdir(parent):
+        return {}
+    prefix = f".{base}{_TMP_INFIX}"
+    return {os.path.join(parent, name): _owner_alive(name[len(prefix):])
+            for name in sorted(os.listdir(parent)) if name.startswith(prefix)}
+
+
+def _owner_alive(suffix: str) -> bool | None:
+    """Whether the process that named a temporary `PID-XXXX` still runs."""
+    pid = suffix.split("-", 1)[0]
+    if not pid.isdigit():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return None  # Another user's process: it exists.
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[str]:
+    """Removes the temporaries of `path` whose run is gone (killed: SIGKILL, power loss) and
+    names the ones of unknown origin; both on stderr. Returns the removed paths."""
+    removed = []
+    for tmp, alive in temporaries(path).items():
+        if alive is False:
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+            print(f"bert-layer: removed {tmp}, left by an interrupted run.", file=sys.stderr)
+        elif alive is None:
+            print(f"bert-layer: note: {tmp} looks left by an interrupted run; remove it if no "
+                  f"bert-layer command is writing {path}.", file=sys.stderr)
+    return removed
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, *, overwrite: bool = False,
-                  is_dir: bool = True) -> Iterator[str]:
+def _terminate_raises() -> Iterator[None]:
+    """SIGTERM raises SystemExit(143) in the main thread, so `finally` blocks clean up.
+
+    Python's default for SIGTERM kills the process outright; SIGINT already raises.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, *, overwrite: bool = False, is_dir: bool = True,
+                  kind: str = "output", inputs: Sequence[str | os.PathLike] = (),
+                  suffixes: Sequence[str] = FILE_SUFFIXES) -> Iterator[str]:
     """Yields a temporary path beside `path`; moves it to `path` on success.
 
-    On any exception the temporary path is removed and `path` is untouched.
+    On any exception (SIGINT and SIGTERM included) the temporary path is removed and `path`
+    is untouched. A folder gets the MARKER_FILE of `kind`. An existing output is renamed
+    aside, the new one moved in, then the old one deleted. See `check_output_free` for what
+    may be replaced.
     """
-    path = os.path.abspath(os.fspath(path))
-    check_output_free(path, overwrite)
-    parent = os.path.dirname(path)
+    shown = os.fspath(path)
+    check_output_free(shown, overwrite, is_dir=is_dir, inputs=inputs, suffixes=suffixes)
+    path = os.path.abspath(shown)
+    parent, base = os.path.split(path)
     os.makedirs(parent, exist_ok=True)
-    base = os.path.basename(path)
-    tmp_root = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=parent)
-    # mkdtemp makes the folder private (0700); give it the permissions a new folder gets.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_root, 0o777 & ~umask)
-    tmp = tmp_root if is_dir else os.path.join(tmp_root, base)
+    remove_stale_temporaries(path)
+    with _terminate_raises():
+        tmp_root = tempfile.mkdtemp(prefix=f".{base}{_TMP_INFIX}{os.getpid()}-", dir=parent)
+        try:
+            # mkdtemp makes the folder private (0700); give it the permissions a new folder gets.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp_root, 0o777 & ~umask)
+            tmp = tmp_root if is_dir else os.path.join(tmp_root, base)
+            yield tmp
+            if is_dir:
+                _write_marker(tmp, kind)
+            _move_in(tmp, path, overwrite, is_dir, suffixes)
+        finally:
+            if os.path.lexists(tmp_root):
+                shutil.rmtree(tmp_root, ignore_errors=True)
+
+
+def _move_in(tmp: str, path: str, overwrite: bool, is_dir: bool,
+             suffixes: Sequence[str]) -> None:
+    if not os.path.lexists(path):
+        try:
+            _place_new(tmp, path, is_dir)
+            return
+        except FileExistsError:
+            pass  # Another run created it meanwhile.
+    if not overwrite:
+        raise FileExistsError(f"Output path already exists: {path}. Pass --overwrite to "
+                              f"replace it.")
+    _check_replaceable(path, is_dir, suffixes)  # Again: it may have changed during the work.
+    if not is_dir or os.path.islink(path):
+        os.replace(tmp, path)  # Atomic for files: the old one is there until the new one is.
+        return
+    # A folder cannot be replaced in one rename: the old one goes aside, the new one in.
+    aside = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}{_TMP_INFIX}{os.getpid()}-",
+                             dir=os.path.dirname(path))
     try:
-        yield tmp
-        if os.path.lexists(path):
-            _remove(path)
-        os.replace(tmp, path)
+        try:
+            os.rename(path, os.path.join(aside, "old"))
+        except FileNotFoundError:
+            pass  # Another writer moved it away first.
+        os.rename(tmp, path)
     finally:
-        if os.path.lexists(tmp_root):
-            shutil.rmtree(tmp_root, ignore_errors=True)
+        shutil.rmtree(aside, ignore_errors=True)
 
 
-def _remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    else:
-        os.remove(path)
+def _place_new(tmp: str, path: str, is_dir: bool) -> None:
+    """Moves `tmp` to `path`; FileExistsError if `path` appeared meanwhile."""
+    if is_dir:
+        try:
+            os.rename(tmp, path)
+        except OSError as e:
+            if e.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
+                raise FileExistsError(path) from e
+            raise
+        return
+    try:
+        os.link(tmp, path)  # Unlike rename, refuses an existing target.
+    except FileExistsError:
+        raise
+    except OSError:
+        os.replace(tmp, path)  # A file system without hard links.

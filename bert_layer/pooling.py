@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-POOLINGS = ("cls", "mean", "max", None)
+from bert_layer.specs import POOLINGS
 
 
 def check_pooling(pooling: str | None) -> None:

@@ -8,19 +8,27 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 
 import numpy as np
 
 from bert_layer.classifiers import Classifier
 from bert_layer.batching import estimate_lengths, length_grouped_batches, restore_order
 
-def predict_probabilities(classifier: Classifier, texts: list[str],
-                          batch_size: int = 32) -> np.ndarray:
-    """Probabilities [n, classes] in input order, computed on length-grouped batches."""
+def predict_probabilities(classifier: Classifier, texts: list[str], batch_size: int = 32,
+                          on_batch: Callable[[int], object] | None = None) -> np.ndarray:
+    """Probabilities [n, classes] in input order, computed on length-grouped batches.
+
+    `on_batch(k)` is called after each batch of k texts (for a progress bar).
+    """
     if not texts:
         return np.zeros([0, len(classifier.class_names)], np.float32)
     batches = length_grouped_batches(estimate_lengths(texts), batch_size)
-    results = [classifier([texts[i] for i in batch]) for batch in batches]
+    results = []
+    for batch in batches:
+        results.append(classifier([texts[i] for i in batch]))
+        if on_batch is not None:
+            on_batch(len(batch))
     return restore_order(results, batches)
 
 

@@ -18,27 +18,8 @@ from bert_layer.classifier import ClassifierSpec, F1Score, build_classifier
 from bert_layer.batching import make_dataset
 from bert_layer.examples import Examples
 from bert_layer.outputs import MODEL_FILE, REPORT_FILE, atomic_output, check_output_free
+from bert_layer.specs import TrainConfig  # noqa: F401  (also importable from here)
 
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings; the defaults are BERT's fine-tuning recipe."""
-
-    epochs: int = 3
-    batch_size: int = 32
-    learning_rate: float = 5e-5
-    warmup_fraction: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 0
-    bucket: bool = True  # group similar lengths into batches (less padding)
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1; received epochs="
-                             f"{self.epochs}, batch_size={self.batch_size}.")
-        if not 0.0 <= self.warmup_fraction < 1.0:
-            raise ValueError(f"warmup_fraction must be in [0, 1); received {self.warmup_fraction}.")
 
 
 @keras.saving.register_keras_serializable(package="bert_layer")
@@ -109,7 +90,8 @@ def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None
     writes `model.keras` and `report.json` into `out_dir`; returns the report."""
     if train.labels is None:
         raise ValueError(f"{train.source}: training needs a label column.")
-    check_output_free(out_dir, overwrite)  # Before the work; atomic_output checks again.
+    inputs = [spec.bert_path, train.source] + ([dev.source] if dev is not None else [])
+    check_output_free(out_dir, overwrite, inputs=inputs)  # Before the work; and again below.
     _check_matches_spec(train, spec)
     if dev is not None:
         _check_matches_spec(dev, spec)
@@ -125,7 +107,7 @@ def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None
     model = build_classifier(spec)
     compile_classifier(model, config, len(spec.classes), spec.multi_label, steps)
     start = time.perf_counter()
-    with atomic_output(out_dir, overwrite=overwrite) as tmp:
+    with atomic_output(out_dir, overwrite=overwrite, kind="run", inputs=inputs) as tmp:
         model_path = os.path.join(tmp, MODEL_FILE)
         callbacks = [ThroughputLogger()]
         if dev_ds is not None:

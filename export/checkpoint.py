@@ -53,9 +53,18 @@ def read_checkpoint_values(prefix: str) -> dict[str, np.ndarray]:
         reader = tf.train.load_checkpoint(prefix)
     except (tf.errors.OpError, ValueError) as e:
         raise ValueError(f"Cannot read the checkpoint {prefix}: {e}") from None
-    return {name: reader.get_tensor(name)
-            for name in sorted(reader.get_variable_to_shape_map())
-            if not is_optimizer_slot(name)}
+    values = {}
+    for name in sorted(reader.get_variable_to_shape_map()):
+        if is_optimizer_slot(name):
+            continue
+        try:
+            values[name] = reader.get_tensor(name)
+        except (tf.errors.OpError, IndexError) as e:  # A missing or truncated .data shard.
+            first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ValueError(f"Cannot read variable {name} of the checkpoint {prefix} "
+                             f"({first_line}); expected complete {os.path.basename(prefix)}"
+                             f".data-* files beside its .index.") from None
+    return values
 
 
 def check_vocab(vocab_file: str, config: BertConfig) -> None:

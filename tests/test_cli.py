@@ -116,7 +116,7 @@ def test_missing_required_argument(capsys):
 def test_train_writes_model_and_report_and_prints_a_summary(job):
     code, out, err = job["trained"]
     assert code == 0, err
-    assert sorted(os.listdir(job["run_dir"])) == ["model.keras", "report.json"]
+    assert sorted(os.listdir(job["run_dir"])) == [".bert_layer", "model.keras", "report.json"]
     with open(os.path.join(job["run_dir"], "report.json"), encoding="utf-8") as f:
         report = json.load(f)
     assert report["classifier"]["classes"] == ["different", "same"]  # As declared.
@@ -208,7 +208,7 @@ def test_predict_refuses_an_existing_output_unless_overwrite(job, tmp_path, caps
 GOOD_HEADER, GOOD_ROW = "sentence\tlabel\n", "great fun\tpos\n"
 BAD_TRAIN_FILES = {
     "missing_column": ("text\tlabel\n" + GOOD_ROW, [],
-                       r"train.tsv: text_column 'sentence' is not a column name nor a 0-based "
+                       r"train.tsv: --text-column 'sentence' is not a column name nor a 0-based "
                        r"index below 2. Columns found: 0: 'text', 1: 'label'"),
     "undeclared_label": (GOOD_HEADER + GOOD_ROW + "so boring\tmeh\n", ["--labels", "neg,pos"],
                          r"train.tsv: line 3 has label 'meh', expected one of "
@@ -218,7 +218,7 @@ BAD_TRAIN_FILES = {
                           r"train.tsv: line 3 has 3 fields, expected 2"),
     "no_rows": (GOOD_HEADER, [], "expected rows after the header"),
     "zero_rows_asked": (GOOD_HEADER + GOOD_ROW + "so boring\tneg\n",
-                        ["--max-train-rows", "0"], "cannot make a dataset of 0 examples"),
+                        ["--max-train-rows", "0"], "--max-train-rows must be >= 1; received 0"),
 }
 
 
@@ -263,7 +263,7 @@ def test_predict_input_missing_the_text_column(job, tmp_path, capsys):
     code, _, err = run(["predict", "--model", job["frozen"], "--input", job["dev"],
                         "--output", str(output)], capsys)
     assert code == 2
-    assert ("text_column 'sentence' is not a column name nor a 0-based index below 3. "
+    assert ("--text-column 'sentence' is not a column name nor a 0-based index below 3. "
             "Columns found: 0: 'first', 1: 'second', 2: 'label'") in err
     assert os.listdir(tmp_path) == []
 
@@ -271,7 +271,7 @@ def test_predict_input_missing_the_text_column(job, tmp_path, capsys):
 def test_predict_missing_model_file(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.StringIO("great fun\n"))
     code, _, err = run(["predict", "--model", str(tmp_path / "gone.pb")], capsys)
-    assert code == 2 and "Frozen graph not found" in err
+    assert code == 2 and f"Model file not found: {tmp_path / 'gone.pb'}" in err
 
 
 def test_freeze_refuses_an_existing_output(job, tmp_path, capsys):

@@ -176,7 +176,7 @@ def test_existing_output_is_kept_without_overwrite(hf_dir, tmp_path):
 
 def test_overwrite_replaces_the_output(hf_dir, tiny_weights, tmp_path):
     out_dir = tmp_path / "google"
-    out_dir.mkdir()
+    convert_hf_to_google(hf_dir, str(out_dir))  # A folder bert-layer wrote (it has the marker).
     (out_dir / "stale.txt").write_text("old", encoding="utf-8")
     convert_hf_to_google(hf_dir, str(out_dir), overwrite=True)
     assert "stale.txt" not in os.listdir(out_dir)

@@ -160,8 +160,13 @@ def test_existing_output_needs_overwrite(tiny_checkpoint_dir, tmp_path):
     (out / "keep.txt").write_text("user data")
     _export_fails(tiny_checkpoint_dir, out, "already exists.*--overwrite")
     assert (out / "keep.txt").read_text() == "user data"
+    # --overwrite replaces only what bert-layer wrote: not a folder holding the user's file...
+    _export_fails(tiny_checkpoint_dir, out, "was not written by bert-layer", overwrite=True)
+    assert (out / "keep.txt").read_text() == "user data"
+    (out / "keep.txt").unlink()  # ...but an empty one, which loses nothing.
     export_module(tiny_checkpoint_dir, out, max_seq_length=16, overwrite=True)
-    assert (out / "saved_model.pb").exists() and not (out / "keep.txt").exists()
+    assert (out / "saved_model.pb").exists()
+    assert json.loads((out / ".bert_layer").read_text())["kind"] == "module"
 
 
 def test_config_disagreeing_with_checkpoint_names_the_variable(tmp_path):

@@ -1,4 +1,4 @@
-"""Arguments shared by the commands that read TSV/CSV files."""
+"""Arguments and reading shared by the commands that read TSV/CSV files."""
 
 from __future__ import annotations
 
@@ -18,8 +18,17 @@ def add_data_columns(p: argparse.ArgumentParser, labels: bool) -> None:
                        "sets: one sigmoid per class instead of a softmax")
 
 
+def declared_labels(args: argparse.Namespace) -> list[str] | None:
+    """--labels as a list; spaces around names are dropped, as they are from the file's."""
+    return [name.strip() for name in args.labels.split(",")] if args.labels else None
+
+
 def read_labelled(path: str, args: argparse.Namespace, classes=None):
     from bert_layer.examples import read_examples
+    if path.lower().endswith(".txt"):
+        raise ValueError(f"{path}: training needs labels, so it reads a TSV or CSV file with a "
+                         f"header and a --label-column; a .txt file holds one text per line "
+                         f"(fine for predict --input, not for training).")
     return read_examples(path, text_column=args.text_column, pair_column=args.pair_column,
                          label_column=args.label_column, labels=classes,
                          multi_label=args.multi_label)

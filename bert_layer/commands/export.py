@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
+
+_LOWER_CASE = {"auto": None, "yes": True, "no": False}
+
+
+def check(args: argparse.Namespace) -> None:
+    from bert_layer.outputs import check_output_free
+
+    if not os.path.isdir(args.checkpoint):
+        raise FileNotFoundError(f"--checkpoint {args.checkpoint} is not a folder; expected one "
+                                f"with bert_config.json, vocab.txt and bert_model.ckpt.*.")
+    check_output_free(args.out, args.overwrite, inputs=[args.checkpoint])
 
 
 def run(args: argparse.Namespace) -> None:
+    from bert_layer import progress
     from bert_layer.export.writer import export_module
 
     start = time.perf_counter()
-    lower = {"auto": None, "yes": True, "no": False}[args.do_lower_case]
-    export_module(args.checkpoint, args.out, max_seq_length=args.max_seq_length,
-                  do_lower_case=lower, overwrite=args.overwrite)
+    with progress.working(f"export {args.checkpoint}"):
+        export_module(args.checkpoint, args.out, max_seq_length=args.max_seq_length,
+                      do_lower_case=_LOWER_CASE[args.do_lower_case], overwrite=args.overwrite)
     print(f"Exported {args.checkpoint} -> {args.out} in {time.perf_counter() - start:.1f}s")
 
 
@@ -26,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="module folder to create")
     p.add_argument("--max-seq-length", type=int, default=128,
                    help="longest sequence the text signature produces (default 128)")
-    p.add_argument("--do-lower-case", choices=("auto", "yes", "no"), default="auto",
+    p.add_argument("--do-lower-case", choices=tuple(_LOWER_CASE), default="auto",
                    help="lower-case text before tokenizing (auto: infer from the vocab)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing module folder")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, check=check)

@@ -5,13 +5,25 @@ from __future__ import annotations
 import argparse
 
 
-def run(args: argparse.Namespace) -> None:
-    from bert_layer.freeze import freeze_model
-    from bert_layer.classifiers import KerasClassifier
+def check(args: argparse.Namespace) -> None:
+    from bert_layer.model_files import KERAS_SUFFIX, check_model_file
+    from bert_layer.outputs import check_output_free
 
-    classifier = KerasClassifier(args.model)
-    report = freeze_model(classifier.model, args.out, class_names=classifier.class_names,
-                          multi_label=classifier.multi_label, overwrite=args.overwrite)
+    check_model_file(args.model, (KERAS_SUFFIX,), command="freeze")
+    check_output_free(args.out, args.overwrite, is_dir=False, inputs=[args.model],
+                      suffixes=(".pb",))
+
+
+def run(args: argparse.Namespace) -> None:
+    from bert_layer import progress
+    from bert_layer.classifiers import KerasClassifier
+    from bert_layer.freeze import freeze_model
+
+    with progress.working(f"freeze {args.model}"):
+        classifier = KerasClassifier(args.model)
+        report = freeze_model(classifier.model, args.out, class_names=classifier.class_names,
+                              multi_label=classifier.multi_label, overwrite=args.overwrite,
+                              inputs=[args.model])
     print(f"Froze {args.model} -> {report.path} (inputs: {', '.join(report.inputs)})")
     print(report.table())
 
@@ -25,4 +37,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="model.keras written by bert-layer train")
     p.add_argument("--out", required=True, help="the .pb file to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, check=check)

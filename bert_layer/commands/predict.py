@@ -9,36 +9,63 @@ import time
 
 from bert_layer.commands.columns import add_data_columns
 
+PREDICTION_SUFFIXES = (".csv", ".jsonl", ".json")  # What --overwrite may replace.
+
+
+def check(args: argparse.Namespace) -> None:
+    """Model path, output path and the texts, before TensorFlow loads."""
+    from bert_layer.examples import read_examples, read_lines
+    from bert_layer.model_files import check_model_file
+    from bert_layer.outputs import check_output_free
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1; received {args.batch_size}.")
+    check_model_file(args.model, command="predict")
+    if args.output not in (None, "-"):  # Refuse before the work, not after it.
+        inputs = [args.model] + ([args.input] if args.input not in (None, "-") else [])
+        check_output_free(args.output, args.overwrite, is_dir=False, inputs=inputs,
+                          suffixes=PREDICTION_SUFFIXES)
+    if args.input in (None, "-"):
+        args.texts = read_lines(sys.stdin)
+    elif args.input.lower().endswith(".txt"):  # One text per line, no header.
+        try:
+            with open(args.input, encoding="utf-8") as f:
+                args.texts = read_lines(f, source=args.input)
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{args.input}: expected UTF-8 text, found byte "
+                             f"{e.object[e.start]:#04x} at byte offset {e.start}.") from None
+    else:
+        args.texts = read_examples(args.input, text_column=args.text_column,
+                                   pair_column=args.pair_column).texts
+
 
 def run(args: argparse.Namespace) -> None:
-    from bert_layer.examples import read_examples, read_lines
-    from bert_layer.outputs import atomic_output, check_output_free
+    from bert_layer import progress
     from bert_layer.classifiers import load_classifier
+    from bert_layer.outputs import atomic_output
     from bert_layer.predict import output_format, predict_probabilities, write_predictions
 
-    to_stdout = args.output in (None, "-")
-    if not to_stdout:  # Refuse before the work, not after it.
-        check_output_free(args.output, args.overwrite)
-    if args.input in (None, "-"):
-        texts = read_lines(sys.stdin)
-    elif args.input.endswith(".txt"):  # One text per line, no header.
-        with open(args.input, encoding="utf-8") as f:
-            texts = read_lines(f)
-    else:
-        texts = read_examples(args.input, text_column=args.text_column,
-                              pair_column=args.pair_column).texts
+    texts = args.texts
     classifier = load_classifier(args.model)
     start = time.perf_counter()
-    probabilities = predict_probabilities(classifier, texts, batch_size=args.batch_size)
+    bar = progress.bar(len(texts), "predict", unit="text")
+    try:
+        probabilities = predict_probabilities(classifier, texts, batch_size=args.batch_size,
+                                              on_batch=bar.update)
+    finally:
+        bar.close()
     seconds = time.perf_counter() - start
     fmt = output_format(args.output, args.format)
     write = functools.partial(write_predictions, texts=texts, probabilities=probabilities,
                               class_names=classifier.class_names,
                               multi_label=classifier.multi_label, fmt=fmt)
-    if to_stdout:
+    if args.output in (None, "-"):
         write(sys.stdout)
+        sys.stdout.flush()  # A closed pipe fails here, inside the CLI's error handling.
     else:
-        with atomic_output(args.output, overwrite=args.overwrite, is_dir=False) as tmp:
+        inputs = [args.model] + ([args.input] if args.input not in (None, "-") else [])
+        with atomic_output(args.output, overwrite=args.overwrite, is_dir=False, inputs=inputs,
+                           suffixes=PREDICTION_SUFFIXES) as tmp:
             with open(tmp, "w", encoding="utf-8", newline="") as f:
                 write(f)
     print(f"Predicted {len(texts)} texts in {seconds:.2f}s "
@@ -51,10 +78,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "standard input) in length-grouped batches and writes label and "
                        "probabilities per text, in input order, as CSV or JSON lines.")
     p.add_argument("--model", required=True, help="frozen graph (.pb) or saved model (.keras)")
-    p.add_argument("--input", help="TSV/CSV file with a header, or a .txt file of one text per line; default: lines on stdin")
+    p.add_argument("--input", help="TSV/CSV file with a header, or a .txt file of one text "
+                   "per line; default: lines on stdin")
     p.add_argument("--output", help="output file (.csv or .jsonl); default: stdout")
     p.add_argument("--format", choices=("csv", "jsonl"), help="default: from --output, else csv")
     add_data_columns(p, labels=False)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, check=check)

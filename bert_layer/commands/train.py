@@ -3,27 +3,52 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from bert_layer.commands.columns import add_data_columns, read_labelled
+from bert_layer.commands.columns import add_data_columns, declared_labels, read_labelled
+from bert_layer.specs import CLASSIFIER_POOLINGS, ClassifierSpec, TrainConfig, default
+from bert_layer.text import TOKENIZER_NAMES
+
+_CONFIG = TrainConfig()  # The defaults, defined there once.
+
+
+def check(args: argparse.Namespace) -> None:
+    """Everything that needs no TensorFlow: settings, output path, data (with a summary)."""
+    from bert_layer.data_checks import summary, warnings_for
+    from bert_layer.outputs import check_output_free
+
+    args.config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        warmup_fraction=args.warmup_fraction, seed=args.seed, bucket=not args.no_bucketing)
+    if args.max_train_rows is not None and args.max_train_rows < 1:
+        raise ValueError(f"--max-train-rows must be >= 1; received {args.max_train_rows}.")
+    inputs = [args.module, args.train] + ([args.dev] if args.dev else [])
+    check_output_free(args.out, args.overwrite, inputs=inputs)
+    train = read_labelled(args.train, args, declared_labels(args))
+    if args.max_train_rows is not None:
+        train = train.take(range(min(args.max_train_rows, len(train))))
+    dev = read_labelled(args.dev, args, train.classes) if args.dev else None
+    for examples in (train, dev) if dev is not None else (train,):
+        print(summary(examples), file=sys.stderr)
+        for warning in warnings_for(examples):
+            print(f"bert-layer train: warning: {warning}", file=sys.stderr)
+    if len(train.classes) < 2 and not args.multi_label:
+        raise ValueError(f"{args.train}: a classifier needs at least 2 classes; found only "
+                         f"{train.classes}. Declare the classes with --labels (e.g. --labels "
+                         f"0,1) if the file lacks examples of some.")
+    args.train_examples, args.dev_examples = train, dev
 
 
 def run(args: argparse.Namespace) -> None:
-    from bert_layer.classifier import ClassifierSpec
-    from bert_layer.train import TrainConfig, train_classifier
+    from bert_layer.train import train_classifier
 
-    declared = args.labels.split(",") if args.labels else None
-    train = read_labelled(args.train, args, declared)
-    if args.max_train_rows is not None:  # 0 is an error below (no examples), not "all".
-        train = train.take(range(min(args.max_train_rows, len(train))))
-    dev = read_labelled(args.dev, args, train.classes) if args.dev else None
+    train = args.train_examples
     spec = ClassifierSpec(bert_path=args.module, classes=tuple(train.classes),
                           multi_label=args.multi_label, pooling=args.pooling,
                           fine_tune_layers=args.fine_tune_layers,
                           max_seq_length=args.max_seq_length, tokenizer=args.tokenizer)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
-                         learning_rate=args.learning_rate, warmup_fraction=args.warmup_fraction,
-                         seed=args.seed, bucket=not args.no_bucketing)
-    report = train_classifier(spec, train, dev, args.out, config, overwrite=args.overwrite)
+    report = train_classifier(spec, train, args.dev_examples, args.out, args.config,
+                              overwrite=args.overwrite)
     _print_training_summary(report, args.out)
 
 
@@ -47,17 +72,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dev", help="validation file: accuracy and F1 each epoch, best epoch kept")
     p.add_argument("--out", required=True, help="output folder")
     add_data_columns(p, labels=True)
-    p.add_argument("--pooling", choices=("cls", "mean", "max"), default="cls")
-    p.add_argument("--fine-tune-layers", type=int, default=3,
-                   help="last N encoder layers to train; -1 trains all (default 3)")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--learning-rate", type=float, default=5e-5)
-    p.add_argument("--warmup-fraction", type=float, default=0.1)
-    p.add_argument("--max-seq-length", type=int, default=128)
+    spec = {f: default(ClassifierSpec, f)
+            for f in ("pooling", "fine_tune_layers", "max_seq_length", "tokenizer")}
+    p.add_argument("--pooling", choices=CLASSIFIER_POOLINGS, default=spec["pooling"])
+    p.add_argument("--fine-tune-layers", type=int, default=spec["fine_tune_layers"],
+                   help=f"last N encoder layers to train; -1 trains all "
+                   f"(default {spec['fine_tune_layers']})")
+    p.add_argument("--epochs", type=int, default=_CONFIG.epochs)
+    p.add_argument("--batch-size", type=int, default=_CONFIG.batch_size)
+    p.add_argument("--learning-rate", type=float, default=_CONFIG.learning_rate,
+                   help=f"peak learning rate, > 0 (default {_CONFIG.learning_rate})")
+    p.add_argument("--warmup-fraction", type=float, default=_CONFIG.warmup_fraction)
+    p.add_argument("--max-seq-length", type=int, default=spec["max_seq_length"])
     p.add_argument("--max-train-rows", type=int, help="use only the first N training rows")
-    p.add_argument("--tokenizer", choices=("graph", "numpy"), default="graph")
+    p.add_argument("--tokenizer", choices=TOKENIZER_NAMES, default=spec["tokenizer"])
     p.add_argument("--no-bucketing", action="store_true", help="batches in file order")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=_CONFIG.seed)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, check=check)

@@ -3,3 +3,7 @@
 The exporter (`bert_layer.export`) and the Keras side (`bert_layer.layer`) both use it;
 it imports neither.
 """
+
+# The tokenizers `bert_layer.text.tokenizer.make_tokenizer` makes, by name (here, without
+# TensorFlow, so that the command line can offer them as choices).
+TOKENIZER_NAMES = ("graph", "numpy")

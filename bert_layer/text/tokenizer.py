@@ -22,7 +22,7 @@ import tensorflow_text as tf_text
 # model as bytes, so that no tensor is made before the graph it belongs to exists.
 from tensorflow_text.core.pybinds import pywrap_fast_wordpiece_tokenizer_model_builder
 
-from bert_layer.text import unicode_tables as ut
+from bert_layer.text import TOKENIZER_NAMES, unicode_tables as ut
 from bert_layer.text.unicode_tables import UnicodeTables, StepTable, unicode_tables
 from bert_layer.text.vocab import CLS_TOKEN, SEP_TOKEN, SUFFIX_INDICATOR, UNK_TOKEN, load_vocab
 
@@ -278,7 +278,7 @@ class NumpyTokenizer(_VocabTokenizer):
 
 
 Tokenizer = GraphTokenizer | NumpyTokenizer
-TOKENIZER_KINDS = {"graph": GraphTokenizer, "numpy": NumpyTokenizer}
+TOKENIZER_KINDS = dict(zip(TOKENIZER_NAMES, (GraphTokenizer, NumpyTokenizer)))
 
 
 def make_tokenizer(kind: str, vocab_file: str, do_lower_case: bool) -> Tokenizer:

@@ -1,0 +1,40 @@
+"""What a `--model` path must be, checked without TensorFlow (so errors answer at once).
+
+`bert-layer train` writes a `.keras` file (a zip archive); `bert-layer freeze` a `.pb`.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+
+KERAS_SUFFIX = ".keras"
+FROZEN_SUFFIX = ".pb"
+_WHAT = {KERAS_SUFFIX: "a Keras model (.keras) written by `bert-layer train`",
+         FROZEN_SUFFIX: "a frozen graph (.pb) written by `bert-layer freeze`"}
+
+
+def check_model_file(path: str, suffixes: tuple[str, ...] = (KERAS_SUFFIX, FROZEN_SUFFIX),
+                     command: str = "this command") -> str:
+    """Returns the suffix of `path` after checking it is a model file of an accepted kind.
+
+    Raises:
+      FileNotFoundError: nothing at `path`.
+      ValueError: a folder, another kind of file, or a `.keras` that is not a zip archive.
+    """
+    expected = " or ".join(_WHAT[s] for s in suffixes)
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder; {command} expects {expected}.")
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in suffixes:
+        hint = ""
+        if suffix == FROZEN_SUFFIX:
+            hint = " (a .pb is frozen already: freeze takes the model.keras from bert-layer train)"
+        raise ValueError(f"{path} is not a model file {command} reads{hint}; expected "
+                         f"{expected}.")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Model file not found: {path} (expected {expected}).")
+    if suffix == KERAS_SUFFIX and not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not a readable .keras file: it is not a zip archive "
+                         f"(truncated or corrupt?); expected {_WHAT[KERAS_SUFFIX]}.")
+    return suffix
