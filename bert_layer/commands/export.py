@@ -5,14 +5,20 @@ from __future__ import annotations
 import argparse
 import time
 
+from bert_layer.commands.convert import LOWER_CASE_CHOICES
+
 
 def run(args: argparse.Namespace) -> None:
-    from bert_layer.export.writer import export_module
+    from bert_layer.export.writer import export_checkpoint
 
     start = time.perf_counter()
-    lower = {"auto": None, "yes": True, "no": False}[args.do_lower_case]
-    export_module(args.checkpoint, args.out, max_seq_length=args.max_seq_length,
-                  do_lower_case=lower, overwrite=args.overwrite)
+    lower = LOWER_CASE_CHOICES[args.do_lower_case]
+    result = export_checkpoint(args.checkpoint, args.out, max_seq_length=args.max_seq_length,
+                               do_lower_case=lower, overwrite=args.overwrite)
+    if result.left_out:
+        print(result.left_out)
+    if not result.has_pooler:
+        print("The checkpoint has no pooler: pooled_output is the first token's hidden state.")
     print(f"Exported {args.checkpoint} -> {args.out} in {time.perf_counter() - start:.1f}s")
 
 
@@ -26,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="module folder to create")
     p.add_argument("--max-seq-length", type=int, default=128,
                    help="longest sequence the text signature produces (default 128)")
-    p.add_argument("--do-lower-case", choices=("auto", "yes", "no"), default="auto",
-                   help="lower-case text before tokenizing (auto: infer from the vocab)")
+    p.add_argument("--do-lower-case", choices=tuple(LOWER_CASE_CHOICES), default="auto",
+                   help="lower-case text before tokenizing (auto: as bert_config.json records "
+                   "it, which convert writes; else inferred from the vocab)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing module folder")
     p.set_defaults(run=run)
