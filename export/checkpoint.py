@@ -13,9 +13,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from bert_layer.export.config import BertConfig
+from bert_layer.export.config import BertConfig, read_do_lower_case, read_json_object
+from bert_layer.export.names import POOLER_PREFIX, left_out_group, variable_specs
 from bert_layer.text.vocab import read_vocab_lines
-from bert_layer.export.names import is_optimizer_slot, variable_specs
 
 CONFIG_FILE = "bert_config.json"
 VOCAB_FILE = "vocab.txt"
@@ -24,11 +24,31 @@ CHECKPOINT_PREFIX = "bert_model.ckpt"
 
 @dataclasses.dataclass(frozen=True)
 class BertCheckpoint:
-    """A checked checkpoint folder: the config, the vocab path and every weight."""
+    """A checked checkpoint folder: the config, the vocab path and the encoder's weights."""
 
     config: BertConfig
     vocab_file: str
     weights: dict[str, np.ndarray]  # Google name -> value, in `variable_specs` order.
+    # Recorded by `convert` in bert_config.json; None when the folder does not say.
+    do_lower_case: bool | None = None
+    # (group, number of variables) the checkpoint holds beyond the encoder, left out.
+    left_out: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def has_pooler(self) -> bool:
+        return has_pooler(self.weights)
+
+    def left_out_summary(self) -> str:
+        """One line naming the variable groups left out ("" when none were)."""
+        if not self.left_out:
+            return ""
+        total = sum(count for _, count in self.left_out)
+        groups = "; ".join(f"{group} ({count})" for group, count in self.left_out)
+        return f"Left out {total} variables that are not BERT's encoder: {groups}."
+
+
+def has_pooler(weights: dict[str, np.ndarray]) -> bool:
+    return any(name.startswith(POOLER_PREFIX) for name in weights)
 
 
 def find_checkpoint_prefix(directory: str) -> str:
@@ -47,15 +67,23 @@ def find_checkpoint_prefix(directory: str) -> str:
         f"{CHECKPOINT_PREFIX}.data-* (found {sorted(os.listdir(directory))}).")
 
 
-def read_checkpoint_values(prefix: str) -> dict[str, np.ndarray]:
-    """Every tensor stored under a checkpoint `prefix`, optimizer slots excluded."""
+def read_checkpoint_values(prefix: str) -> tuple[dict[str, np.ndarray], tuple]:
+    """The tensors of BERT's scope under a checkpoint `prefix`, and what was left out.
+
+    Returns:
+      (values of every `bert/*` variable, ((group, count), ...) of the others, e.g. the
+      pre-training heads, a classifier head, Adam slots and `global_step`). Left-out
+      tensors are never read, so their size costs nothing.
+    """
     try:
         reader = tf.train.load_checkpoint(prefix)
     except (tf.errors.OpError, ValueError) as e:
         raise ValueError(f"Cannot read the checkpoint {prefix}: {e}") from None
-    values = {}
+    values, left_out = {}, {}
     for name in sorted(reader.get_variable_to_shape_map()):
-        if is_optimizer_slot(name):
+        group = left_out_group(name)
+        if group is not None:
+            left_out[group] = left_out.get(group, 0) + 1
             continue
         try:
             values[name] = reader.get_tensor(name)
@@ -64,7 +92,7 @@ def read_checkpoint_values(prefix: str) -> dict[str, np.ndarray]:
             raise ValueError(f"Cannot read variable {name} of the checkpoint {prefix} "
                              f"({first_line}); expected complete {os.path.basename(prefix)}"
                              f".data-* files beside its .index.") from None
-    return values
+    return values, tuple(left_out.items())
 
 
 def check_vocab(vocab_file: str, config: BertConfig) -> None:
@@ -78,8 +106,11 @@ def check_vocab(vocab_file: str, config: BertConfig) -> None:
 
 def check_weights(weights: dict[str, np.ndarray], config: BertConfig,
                   source: str) -> dict[str, np.ndarray]:
-    """Checks names and shapes against `config`; returns the weights in spec order."""
-    specs = variable_specs(config)
+    """Checks names and shapes against `config`; returns the weights in spec order.
+
+    The pooler (`bert/pooler/*`) may be absent as a whole: see `variable_specs`.
+    """
+    specs = variable_specs(config, pooler=has_pooler(weights))
     expected = {s.name for s in specs}
     missing = sorted(expected - set(weights))
     unexpected = sorted(set(weights) - expected)
@@ -103,12 +134,17 @@ def load_checkpoint(directory: str | os.PathLike) -> BertCheckpoint:
     directory = os.fspath(directory)
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"Checkpoint folder not found: {directory}")
-    config = BertConfig.from_json_file(os.path.join(directory, CONFIG_FILE))
+    config_file = os.path.join(directory, CONFIG_FILE)
+    values = read_json_object(config_file, "BERT config")
+    config = BertConfig.from_dict(values, source=config_file)
     vocab_file = os.path.join(directory, VOCAB_FILE)
     check_vocab(vocab_file, config)
     prefix = find_checkpoint_prefix(directory)
-    weights = check_weights(read_checkpoint_values(prefix), config, source=prefix)
-    return BertCheckpoint(config=config, vocab_file=vocab_file, weights=weights)
+    encoder_values, left_out = read_checkpoint_values(prefix)
+    weights = check_weights(encoder_values, config, source=prefix)
+    return BertCheckpoint(config=config, vocab_file=vocab_file, weights=weights,
+                          do_lower_case=read_do_lower_case(values, config_file),
+                          left_out=left_out)
 
 
 def write_checkpoint(weights: dict[str, np.ndarray], prefix: str) -> None:
@@ -119,13 +155,20 @@ def write_checkpoint(weights: dict[str, np.ndarray], prefix: str) -> None:
 
 
 def write_checkpoint_folder(directory: str, config: BertConfig, vocab_tokens: list[str],
-                            weights: dict[str, np.ndarray]) -> None:
-    """Writes a complete Google-format folder (config, vocab, checkpoint) in `directory`."""
+                            weights: dict[str, np.ndarray], *,
+                            do_lower_case: bool | None = None) -> None:
+    """Writes a complete Google-format folder (config, vocab, checkpoint) in `directory`.
+
+    Google's format has no field for the casing, so a known `do_lower_case` is written into
+    bert_config.json as an extra key: Google's own `BertConfig.from_dict` keeps unknown keys
+    as attributes, and `export --do-lower-case auto` reads it (else infers from the vocab).
+    """
     weights = check_weights(weights, config, source="weights to write")
     if len(vocab_tokens) != config.vocab_size:
         raise ValueError(f"{len(vocab_tokens)} vocab tokens but vocab_size={config.vocab_size}.")
     os.makedirs(directory, exist_ok=True)
-    config.to_json_file(os.path.join(directory, CONFIG_FILE))
+    extra = {} if do_lower_case is None else {"do_lower_case": do_lower_case}
+    config.to_json_file(os.path.join(directory, CONFIG_FILE), **extra)
     with open(os.path.join(directory, VOCAB_FILE), "w", encoding="utf-8") as f:
         f.writelines(token + "\n" for token in vocab_tokens)
     write_checkpoint(weights, os.path.join(directory, CHECKPOINT_PREFIX))

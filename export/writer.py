@@ -4,14 +4,17 @@ Layout of a module folder:
   saved_model.pb          meta graphs tagged {} (inference) and {"train"} (dropout on)
   variables/              the checkpoint both meta graphs restore
   assets/vocab.txt        returned by the `tokenization_info` signature
-  assets/bert_config.json
+  assets/bert_config.json the config, plus `do_lower_case` and `has_pooler` (whether
+                          pooled_output is the tanh pooler or the raw first-token state)
   tfhub_module.pb         marks the folder as a TF1 Hub module (ModuleDef, FORMAT_V3)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+import tempfile
 
 import numpy as np
 import tensorflow as tf
@@ -85,16 +88,48 @@ def write_saved_model(directory: str, checkpoint: BertCheckpoint, options: Modul
         f.write(_MODULE_DEF_V3)
 
 
-def export_module(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
-                  max_seq_length: int = 128, do_lower_case: bool | None = None,
-                  overwrite: bool = False) -> str:
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+    """What `export_checkpoint` wrote, and what it left out of the checkpoint."""
+
+    module_dir: str
+    do_lower_case: bool
+    has_pooler: bool
+    left_out: str  # One line naming the variable groups left out; "" when none were.
+
+
+def resolve_do_lower_case(checkpoint: BertCheckpoint, do_lower_case: bool | None) -> bool:
+    """The casing: as asked, else as the folder records it (`convert` writes it into
+    bert_config.json), else inferred from the vocabulary (Google's folders have no field)."""
+    if do_lower_case is not None:
+        return do_lower_case
+    if checkpoint.do_lower_case is not None:
+        return checkpoint.do_lower_case
+    return infer_do_lower_case(checkpoint.vocab_file)
+
+
+def write_module_config(directory: str, checkpoint: BertCheckpoint, do_lower_case: bool) -> str:
+    """Writes the module's own bert_config.json (sizes, casing, pooler) into `directory`."""
+    path = os.path.join(directory, CONFIG_FILE)
+    checkpoint.config.to_json_file(path, do_lower_case=do_lower_case,
+                                   has_pooler=checkpoint.has_pooler)
+    return path
+
+
+def export_checkpoint(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
+                      max_seq_length: int = 128, do_lower_case: bool | None = None,
+                      overwrite: bool = False) -> ExportResult:
     """Exports a Google-format checkpoint folder as a TF1 Hub module at `out_dir`.
+
+    Only BERT's encoder (and its pooler, when the checkpoint has one) is exported; heads,
+    optimizer slots and `global_step` are left out and named in `ExportResult.left_out`.
 
     Args:
       checkpoint_dir: holds `bert_config.json`, `vocab.txt`, `bert_model.ckpt.*`.
       out_dir: the module folder to create; written to a temporary sibling first.
       max_seq_length: longest sequence the `text` signature produces.
-      do_lower_case: None infers it from the vocabulary (uncased vocabularies lower-case).
+      do_lower_case: None takes it from the folder's bert_config.json (`convert` records
+        it there), else infers it from the vocabulary (uncased vocabularies lower-case).
       overwrite: replace an existing `out_dir`.
     """
     inputs = [checkpoint_dir]
@@ -102,14 +137,24 @@ def export_module(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike,
     checkpoint = load_checkpoint(checkpoint_dir)
     check_max_seq_length(max_seq_length, checkpoint.config.max_position_embeddings,
                          source=f"the checkpoint {os.fspath(checkpoint_dir)}")
-    if do_lower_case is None:
-        do_lower_case = infer_do_lower_case(checkpoint.vocab_file)
-    options = ModuleOptions(
-        config=checkpoint.config, vocab_file=os.path.abspath(checkpoint.vocab_file),
-        config_file=os.path.abspath(os.path.join(os.fspath(checkpoint_dir), CONFIG_FILE)),
-        do_lower_case=do_lower_case, max_seq_length=max_seq_length)
-    with atomic_output(out_dir, overwrite=overwrite, kind="module", inputs=inputs) as tmp:
+    do_lower_case = resolve_do_lower_case(checkpoint, do_lower_case)
+    with atomic_output(out_dir, overwrite=overwrite, kind="module", inputs=inputs) as tmp, \
+            tempfile.TemporaryDirectory() as config_dir:
+        options = ModuleOptions(
+            config=checkpoint.config, vocab_file=os.path.abspath(checkpoint.vocab_file),
+            config_file=write_module_config(config_dir, checkpoint, do_lower_case),
+            do_lower_case=do_lower_case, max_seq_length=max_seq_length,
+            has_pooler=checkpoint.has_pooler)
         # The builder refuses an existing folder; `tmp` exists but is empty.
         os.rmdir(tmp)
         write_saved_model(tmp, checkpoint, options)
-    return os.fspath(out_dir)
+    return ExportResult(module_dir=os.fspath(out_dir), do_lower_case=do_lower_case,
+                        has_pooler=checkpoint.has_pooler, left_out=checkpoint.left_out_summary())
+
+
+def export_module(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
+                  max_seq_length: int = 128, do_lower_case: bool | None = None,
+                  overwrite: bool = False) -> str:
+    """`export_checkpoint`, returning only the module folder."""
+    return export_checkpoint(checkpoint_dir, out_dir, max_seq_length=max_seq_length,
+                             do_lower_case=do_lower_case, overwrite=overwrite).module_dir

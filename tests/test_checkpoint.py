@@ -16,7 +16,7 @@ from bert_layer.export.checkpoint import (
     write_checkpoint,
     write_checkpoint_folder,
 )
-from bert_layer.export.names import is_optimizer_slot, variable_specs
+from bert_layer.export.names import left_out_group, variable_specs
 
 QUERY_KERNEL = "bert/encoder/layer_1/attention/self/query/kernel"
 
@@ -110,28 +110,108 @@ def test_unreadable_checkpoint_is_reported(checkpoint_copy):
         load_checkpoint(checkpoint_copy)
 
 
-def test_optimizer_slots_are_skipped(tmp_path):
+def write_released_checkpoint(directory, weights: dict, extra: dict) -> None:
+    """A tiny checkpoint folder whose checkpoint also holds `extra` (heads, slots, ...)."""
+    write_checkpoint_folder(str(directory), TINY_CONFIG, TINY_VOCAB, weights)
+    write_checkpoint({**weights, **extra}, str(directory / "bert_model.ckpt"))
+
+
+def google_training_state(weights: dict) -> dict:
+    """What Google's run_pretraining.py / run_classifier.py save beside the encoder."""
+    rng = np.random.default_rng(5)
+    state = {"global_step": np.array(1000, np.int64),
+             # run_pretraining.py's heads: masked LM (tied to word embeddings) and next sentence.
+             "cls/predictions/output_bias": rng.normal(size=[99]).astype(np.float32),
+             "cls/predictions/transform/dense/kernel": np.ones([32, 32], np.float32),
+             "cls/predictions/transform/dense/bias": np.ones([32], np.float32),
+             "cls/predictions/transform/LayerNorm/gamma": np.ones([32], np.float32),
+             "cls/predictions/transform/LayerNorm/beta": np.ones([32], np.float32),
+             "cls/seq_relationship/output_weights": np.ones([2, 32], np.float32),
+             "cls/seq_relationship/output_bias": np.ones([2], np.float32),
+             # run_classifier.py's head.
+             "output_weights": np.ones([3, 32], np.float32),
+             "output_bias": np.ones([3], np.float32)}
+    for name, value in list(weights.items()) + [("output_weights", np.ones([3, 32]))]:
+        state[name + "/adam_m"] = np.ones_like(value, dtype=np.float32)
+        state[name + "/adam_v"] = np.ones_like(value, dtype=np.float32)
+    return state
+
+
+def test_heads_slots_and_global_step_are_left_out_and_named(tmp_path):
     weights = random_weights(TINY_CONFIG, 3)
-    training_state = {"global_step": np.array(1000, np.int64)}
-    for name, value in weights.items():
-        training_state[name + "/adam_m"] = np.ones_like(value)
-        training_state[name + "/adam_v"] = np.ones_like(value)
-    write_checkpoint_folder(str(tmp_path), TINY_CONFIG, TINY_VOCAB, weights)
-    write_checkpoint({**weights, **training_state}, str(tmp_path / "bert_model.ckpt"))
+    write_released_checkpoint(tmp_path, weights, google_training_state(weights))
     checkpoint = load_checkpoint(tmp_path)
     assert list(checkpoint.weights) == list(weights)
-    np.testing.assert_array_equal(checkpoint.weights[QUERY_KERNEL], weights[QUERY_KERNEL])
+    for name, value in weights.items():
+        np.testing.assert_array_equal(checkpoint.weights[name], value, err_msg=name)
+    slots = 2 * (len(weights) + 1)
+    assert dict(checkpoint.left_out) == {
+        "Adam slots */adam_m, */adam_v": slots, "cls/predictions/*": 5,
+        "cls/seq_relationship/*": 2, "classifier head output_weights, output_bias": 2,
+        "global_step": 1}
+    summary = checkpoint.left_out_summary()
+    assert "\n" not in summary
+    assert summary.startswith(f"Left out {slots + 10} variables that are not BERT's encoder: ")
+    assert "cls/predictions/* (5)" in summary and "global_step (1)" in summary
+
+
+def test_nothing_left_out_gives_an_empty_summary(tiny_checkpoint_dir):
+    checkpoint = load_checkpoint(tiny_checkpoint_dir)
+    assert checkpoint.left_out == () and checkpoint.left_out_summary() == ""
+
+
+def test_unknown_variable_under_bert_is_still_an_error(tmp_path):
+    weights = random_weights(TINY_CONFIG, 3)
+    extra = {**google_training_state(weights),
+             "bert/encoder/layer_0/attention/self/rel_bias": np.ones([4], np.float32)}
+    write_released_checkpoint(tmp_path, weights, extra)
+    with pytest.raises(ValueError, match=r"bert_model.ckpt: the variables do not match .*\n"
+                                         r"  missing \(0\): \[\]\n  unexpected \(1\): "
+                                         r"\['bert/encoder/layer_0/attention/self/rel_bias'\]"):
+        load_checkpoint(tmp_path)
+
+
+def test_misshaped_encoder_variable_beside_heads_names_both_shapes(tmp_path):
+    weights = random_weights(TINY_CONFIG, 3)
+    training_state = google_training_state(weights)
+    weights[QUERY_KERNEL] = np.zeros([32, 30], np.float32)
+    write_checkpoint_folder(str(tmp_path), TINY_CONFIG, TINY_VOCAB, random_weights(TINY_CONFIG, 3))
+    write_checkpoint({**weights, **training_state}, str(tmp_path / "bert_model.ckpt"))
+    with pytest.raises(ValueError, match=rf"variable {QUERY_KERNEL} has shape \[32, 30\] but "
+                                         r"the config expects \[32, 32\]"):
+        load_checkpoint(tmp_path)
+
+
+def test_checkpoint_without_pooler_loads_without_it(tmp_path):
+    weights = random_weights(TINY_CONFIG, 3)
+    encoder = {k: v for k, v in weights.items() if not k.startswith("bert/pooler/")}
+    write_checkpoint_folder(str(tmp_path), TINY_CONFIG, TINY_VOCAB, encoder)
+    checkpoint = load_checkpoint(tmp_path)
+    assert not checkpoint.has_pooler
+    assert list(checkpoint.weights) == [s.name for s in variable_specs(TINY_CONFIG, pooler=False)]
+    assert len(checkpoint.weights) == len(weights) - 2
+
+
+def test_half_a_pooler_is_missing_the_other_half():
+    weights = random_weights(TINY_CONFIG, 1)
+    del weights["bert/pooler/dense/kernel"]
+    with pytest.raises(ValueError, match=r"missing \(1\): \['bert/pooler/dense/kernel'\]"):
+        check_weights(weights, TINY_CONFIG, source="test source")
 
 
 @pytest.mark.parametrize("name, expected", [
-    ("global_step", True),
-    (QUERY_KERNEL + "/adam_m", True),
-    (QUERY_KERNEL + "/adam_v", True),
-    (QUERY_KERNEL, False),
-    ("bert/embeddings/adam_mode", False),
+    ("global_step", "global_step"),
+    (QUERY_KERNEL + "/adam_m", "Adam slots */adam_m, */adam_v"),
+    ("cls/predictions/output_bias/adam_v", "Adam slots */adam_m, */adam_v"),
+    ("cls/squad/output_weights", "cls/squad/*"),
+    ("output_bias", "classifier head output_weights, output_bias"),
+    ("loss/total", "loss/*"),
+    ("beta1_power", "beta1_power"),
+    (QUERY_KERNEL, None),
+    ("bert/embeddings/adam_mode", None),
 ])
-def test_is_optimizer_slot(name, expected):
-    assert is_optimizer_slot(name) is expected
+def test_left_out_group(name, expected):
+    assert left_out_group(name) == expected
 
 
 def test_other_checkpoint_names_are_found(checkpoint_copy):

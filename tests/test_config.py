@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 
 import pytest
 
 from conftest import TINY_CONFIG
-from bert_layer.export.config import BertConfig
+from bert_layer.export.config import KEY_RULES, BertConfig, ConfigKeyWarning
 
 
 def tiny_values(**changes) -> dict:
@@ -30,14 +31,54 @@ def test_defaults_are_bert_base_apart_from_vocab():
     assert config.layer_norm_eps == 1e-12
 
 
-def test_unknown_keys_are_named():
-    with pytest.raises(ValueError, match=r"unknown keys \['hiden_size', 'zzz'\]"):
-        BertConfig.from_dict(tiny_values(hiden_size=32, zzz=1))
-
-
-def test_ignored_keys_are_accepted():
-    config = BertConfig.from_dict(tiny_values(model_type="bert"), ignore=("model_type",))
+def test_unknown_keys_warn_once_each_naming_the_file_and_key():
+    with pytest.warns(ConfigKeyWarning) as caught:
+        config = BertConfig.from_dict(tiny_values(hiden_size=32, zzz=1), source="cfg.json")
     assert config == TINY_CONFIG
+    assert [str(w.message).split(" ignored")[0] for w in caught] == [
+        "cfg.json: unknown key `hiden_size`", "cfg.json: unknown key `zzz`"]
+    assert all("\n" not in str(w.message) for w in caught)
+
+
+# The keys of Google's multilingual_L-12_H-768_A-12 and chinese_L-12_H-768_A-12 configs.
+GOOGLE_RELEASE_KEYS = {"directionality": "bidi", "pooler_fc_size": 768,
+                       "pooler_num_attention_heads": 12, "pooler_num_fc_layers": 3,
+                       "pooler_size_per_head": 128, "pooler_type": "first_token_transform"}
+HF_KEYS = {"tie_word_embeddings": True, "classifier_dropout": None, "use_cache": True,
+           "torch_dtype": "float32", "dtype": "float32", "model_type": "bert",
+           "architectures": ["BertModel"], "transformers_version": "5.24.0",
+           "position_embedding_type": "absolute", "is_decoder": False}
+
+
+@pytest.mark.parametrize("extra", [GOOGLE_RELEASE_KEYS, HF_KEYS])
+def test_harmless_keys_are_accepted_silently(extra):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert BertConfig.from_dict(tiny_values(**extra)) == TINY_CONFIG
+
+
+@pytest.mark.parametrize("key, value, why", [
+    ("position_embedding_type", "relative_key", "relative ones change every attention score"),
+    ("is_decoder", True, "masks attention causally"),
+    ("add_cross_attention", True, "cross-attention layers"),
+])
+def test_keys_that_change_the_architecture_are_errors_saying_why(key, value, why):
+    with pytest.raises(ValueError, match=rf"cfg.json: `{key}` must be .* \(.*{why}.*\)\. "
+                                         rf"Received: {value!r}"):
+        BertConfig.from_dict(tiny_values(**{key: value}), source="cfg.json")
+
+
+def test_every_rule_is_harmless_or_names_its_value():
+    for key, (kind, rule) in KEY_RULES.items():
+        assert kind in ("harmless", "required"), key
+        assert isinstance(rule, str if kind == "harmless" else tuple), key
+
+
+def test_extra_keys_to_write_must_be_in_the_rules(tmp_path):
+    TINY_CONFIG.to_json_file(tmp_path / "a.json", do_lower_case=True)
+    assert json.loads((tmp_path / "a.json").read_text())["do_lower_case"] is True
+    with pytest.raises(ValueError, match=r"extra keys \['casing'\] .* not in KEY_RULES"):
+        TINY_CONFIG.to_json_file(tmp_path / "b.json", casing=True)
 
 
 def test_missing_vocab_size_is_named():
@@ -114,5 +155,6 @@ def test_json_that_is_not_an_object_is_rejected(tmp_path):
 def test_unknown_key_in_file_names_the_file(tmp_path):
     path = tmp_path / "bert_config.json"
     path.write_text(json.dumps(tiny_values(num_layers=3)), encoding="utf-8")
-    with pytest.raises(ValueError, match=r"bert_config.json: unknown keys \['num_layers'\]"):
+    with pytest.warns(ConfigKeyWarning, match=r"bert_config.json: unknown key `num_layers` "
+                                              r"ignored .*did you mean `num_hidden_layers`"):
         BertConfig.from_json_file(path)

@@ -11,7 +11,7 @@ from safetensors.numpy import load_file, save_file
 
 from conftest import TINY_CONFIG, TINY_VOCAB, random_weights, read_mrpc_dev, read_sst2_dev
 from bert_layer.export.checkpoint import load_checkpoint
-from bert_layer.export.config import BertConfig
+from bert_layer.export.config import BertConfig, ConfigKeyWarning
 from bert_layer.export.convert import convert_hf_to_google
 from bert_layer.export.names import variable_specs
 from reference_bert import bert_forward
@@ -93,8 +93,9 @@ def test_task_model_prefix_and_heads_are_dropped(tmp_path, tiny_weights):
 
 @pytest.mark.parametrize("file_name, message", [
     ("config.json", "Hugging Face config not found: .*config.json"),
-    ("vocab.txt", "Vocabulary file not found: .*vocab.txt"),
-    ("model.safetensors", "Hugging Face weights not found: .*model.safetensors"),
+    ("vocab.txt", r"Vocabulary file not found: .*vocab.txt \(nor tokenizer.json beside it"),
+    ("model.safetensors", r"Hugging Face weights not found in .*hf: expected model.safetensors"
+                          r", model.safetensors.index.json or pytorch_model.bin \(found "),
 ])
 def test_missing_files_are_named(hf_dir, tmp_path, file_name, message):
     os.remove(os.path.join(hf_dir, file_name))
@@ -131,23 +132,33 @@ def test_missing_tensor_is_named(tmp_path, tiny_weights):
 def test_vocab_mismatch_is_named(tmp_path, tiny_weights):
     hf_dir = write_hf_folder(str(tmp_path / "hf"), hf_tensors(tiny_weights, TINY_CONFIG),
                              vocab=TINY_VOCAB[:-2])
-    with pytest.raises(ValueError, match=r"vocab.txt has 97 tokens but config.json says "
+    with pytest.raises(ValueError, match=r"vocab.txt has 97 tokens but .*config.json says "
                                          r"vocab_size=99"):
         convert_hf_to_google(hf_dir, str(tmp_path / "google"))
     assert sorted(os.listdir(tmp_path)) == ["hf"]
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"model_type": "roberta"}, "model_type must be 'bert'. Received: 'roberta'"),
+    ({"model_type": "roberta"},
+     r"config.json: model_type must be one of \['bert', 'distilbert'\]. Received: 'roberta'"),
     ({"position_embedding_type": "relative_key"},
-     "only absolute position embeddings are supported. Received: 'relative_key'"),
-    ({"num_hidden_layer": 3}, r"unknown keys \['num_hidden_layer'\]"),
+     r"config.json: `position_embedding_type` must be 'absolute' \(.*\). "
+     r"Received: 'relative_key'"),
 ])
 def test_unsupported_configs_are_named(tmp_path, tiny_weights, changes, message):
     hf_dir = write_hf_folder(str(tmp_path / "hf"), hf_tensors(tiny_weights, TINY_CONFIG),
                              **changes)
     with pytest.raises(ValueError, match=message):
         convert_hf_to_google(hf_dir, str(tmp_path / "google"))
+
+
+def test_unknown_config_key_is_a_warning_naming_file_and_key(tmp_path, tiny_weights):
+    hf_dir = write_hf_folder(str(tmp_path / "hf"), hf_tensors(tiny_weights, TINY_CONFIG),
+                             num_hidden_layer=3)
+    with pytest.warns(ConfigKeyWarning, match=r"hf/config.json: unknown key `num_hidden_layer` "
+                                              r"ignored"):
+        convert_hf_to_google(hf_dir, str(tmp_path / "google"))
+    assert load_checkpoint(tmp_path / "google").config == TINY_CONFIG
 
 
 def test_config_that_is_not_an_object_is_rejected(hf_dir, tmp_path):

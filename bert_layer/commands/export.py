@@ -6,7 +6,7 @@ import argparse
 import os
 import time
 
-_LOWER_CASE = {"auto": None, "yes": True, "no": False}
+from bert_layer.commands.convert import LOWER_CASE_CHOICES
 
 
 def check(args: argparse.Namespace) -> None:
@@ -20,12 +20,17 @@ def check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from bert_layer import progress
-    from bert_layer.export.writer import export_module
+    from bert_layer.export.writer import export_checkpoint
 
     start = time.perf_counter()
     with progress.working(f"export {args.checkpoint}"):
-        export_module(args.checkpoint, args.out, max_seq_length=args.max_seq_length,
-                      do_lower_case=_LOWER_CASE[args.do_lower_case], overwrite=args.overwrite)
+        result = export_checkpoint(args.checkpoint, args.out, max_seq_length=args.max_seq_length,
+                                   do_lower_case=LOWER_CASE_CHOICES[args.do_lower_case],
+                                   overwrite=args.overwrite)
+    if result.left_out:
+        print(result.left_out)
+    if not result.has_pooler:
+        print("The checkpoint has no pooler: pooled_output is the first token's hidden state.")
     print(f"Exported {args.checkpoint} -> {args.out} in {time.perf_counter() - start:.1f}s")
 
 
@@ -39,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="module folder to create")
     p.add_argument("--max-seq-length", type=int, default=128,
                    help="longest sequence the text signature produces (default 128)")
-    p.add_argument("--do-lower-case", choices=tuple(_LOWER_CASE), default="auto",
-                   help="lower-case text before tokenizing (auto: infer from the vocab)")
+    p.add_argument("--do-lower-case", choices=tuple(LOWER_CASE_CHOICES), default="auto",
+                   help="lower-case text before tokenizing (auto: as bert_config.json records "
+                   "it, which convert writes; else inferred from the vocab)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing module folder")
     p.set_defaults(run=run, check=check)
