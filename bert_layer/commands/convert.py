@@ -37,9 +37,9 @@ def run(args: argparse.Namespace) -> None:
     casing = {None: "not stated (export infers it from the vocab)", True: "lower-case",
               False: "cased"}[result.do_lower_case]
     pooler = "" if result.has_pooler else "; no pooler (pooled_output: first token's state)"
-    print(f"Converted {result.model_type} {source} -> {args.out} in "
-          f"{time.perf_counter() - start:.1f}s; vocabulary from "
-          f"{os.path.basename(result.vocab_source)}; casing {casing}{pooler}")
+    print(f"Converted {source} -> {args.out} in {time.perf_counter() - start:.1f}s: "
+          f"{result.model_type}, vocabulary from {os.path.basename(result.vocab_source)}, "
+          f"casing {casing}{pooler}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
