@@ -81,7 +81,7 @@ def convert_hf_to_google(hf_dir: str, out_dir: str, *, overwrite: bool = False) 
     """Converts a Hugging Face BERT folder into a Google-format checkpoint folder."""
     if not os.path.isdir(hf_dir):
         raise FileNotFoundError(f"Hugging Face model folder not found: {hf_dir}")
-    check_output_free(out_dir, overwrite, inputs=[hf_dir])  # Fail before the slow work.
+    check_output_free(out_dir, overwrite, kind="checkpoint", inputs=[hf_dir])  # Before the work.
     config = read_hf_config(os.path.join(hf_dir, HF_CONFIG_FILE))
     vocab = read_vocab_lines(os.path.join(hf_dir, HF_VOCAB_FILE))
     if len(vocab) != config.vocab_size:

@@ -550,3 +550,14 @@ def test_tensorflow_errors_become_one_line_naming_flags():
     assert _with_flags(message, flags) == (
         "--text-column 'x' is missing; --max-seq-length=999; --fine-tune-layers=9; "
         "a/text_column")
+
+
+def test_overwrite_replaces_a_folder_only_by_one_of_its_kind(tmp_path):
+    out = tmp_path / "checkpoint"
+    with atomic_output(out, kind="checkpoint") as tmp:
+        (tmp_path / tmp / "vocab.txt").write_text("x")
+    before = tree_hashes(tmp_path)
+    with pytest.raises(OutputError, match="holds a bert-layer checkpoint, not a module"):
+        with atomic_output(out, kind="module", overwrite=True):
+            pass
+    assert tree_hashes(tmp_path) == before

@@ -22,7 +22,8 @@ def check(args: argparse.Namespace) -> None:
         raise FileNotFoundError(f"Hugging Face model folder not found: {args.hf_dir} (expected "
                                 f"a folder with config.json, model.safetensors, vocab.txt).")
     args.out = args.out or DEFAULT_CHECKPOINT_DIR
-    check_output_free(args.out, args.overwrite, inputs=[args.hf_dir] if args.hf_dir else [])
+    check_output_free(args.out, args.overwrite, kind="checkpoint",
+                      inputs=[args.hf_dir] if args.hf_dir else [])
 
 
 def run(args: argparse.Namespace) -> None:

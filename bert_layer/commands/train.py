@@ -23,7 +23,7 @@ def check(args: argparse.Namespace) -> None:
     from bert_layer.outputs import check_output_free
 
     inputs = [args.module, args.train] + ([args.dev] if args.dev else [])
-    check_output_free(args.out, args.overwrite, inputs=inputs)
+    check_output_free(args.out, args.overwrite, kind="run", inputs=inputs)
     train = read_labelled(args.train, args, declared_labels(args))
     if args.max_train_rows is not None:
         train = train.take(range(min(args.max_train_rows, len(train))))
