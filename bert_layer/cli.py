@@ -9,6 +9,7 @@ library's messages name Python arguments; `_flag_names` maps them). No TensorFlo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="show TensorFlow's start-up logs and warnings")
         noise.add_argument("--quiet", action="store_true",
                            help="no progress bars (they show only on a terminal anyway)")
+        command_parser.set_defaults(flags=_flag_names(command_parser))
     return parser
 
 
@@ -77,7 +79,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         silence_environment()
     progress.set_enabled(False if args.quiet else None)
-    flags = _flag_names(parser._subparsers._group_actions[0].choices[args.command])
     try:
         if getattr(args, "check", None):
             args.check(args)  # Before TensorFlow loads: bad input answers at once.
@@ -86,17 +87,18 @@ def main(argv: list[str] | None = None) -> int:
         args.run(args)
     except BrokenPipeError:
         # Python would complain again when flushing stdout at exit; point it at /dev/null.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        with contextlib.suppress(OSError, ValueError):  # (stdout may be no file at all)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
-        print(f"bert-layer {args.command}: interrupted (outputs are written only on success).", file=sys.stderr)
+        print(f"bert-layer {args.command}: interrupted (outputs are written only on "
+              f"success).", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:  # noqa: BLE001 (bugs are re-raised below, with their traceback)
         message = _user_error(error)
         if message is None:
             raise
-        print(f"bert-layer {args.command}: error: {_with_flags(message, flags)}",
+        print(f"bert-layer {args.command}: error: {_with_flags(message, args.flags)}",
               file=sys.stderr)
         return EXIT_ERROR
     return 0

@@ -45,13 +45,15 @@ class OutputError(ValueError):
 
 
 def check_output_free(path: str | os.PathLike, overwrite: bool, *, is_dir: bool = True,
-                      inputs: Sequence[str | os.PathLike] = (),
+                      kind: str | None = None, inputs: Sequence[str | os.PathLike] = (),
                       suffixes: Sequence[str] = FILE_SUFFIXES) -> None:
     """Raises unless `path` may be written now, before any slow work starts.
 
     Args:
       path: the output (a folder when `is_dir`, else a file).
       overwrite: an existing output may be replaced (only if bert-layer wrote it).
+      kind: for a folder, the kind of output it must hold to be replaced ("checkpoint",
+        "module", "run"); None accepts any bert-layer folder.
       inputs: the paths the command reads; the output must not be or contain any of them.
       suffixes: for a file output, the extensions of files it may replace.
 
@@ -76,7 +78,7 @@ def check_output_free(path: str | os.PathLike, overwrite: bool, *, is_dir: bool 
         if not overwrite:
             raise FileExistsError(f"Output path already exists: {shown}. Pass --overwrite to "
                                   f"replace it.")
-        _check_replaceable(shown, is_dir, suffixes)
+        _check_replaceable(shown, is_dir, kind, suffixes)
     _check_writable(real)
 
 
@@ -85,21 +87,32 @@ def _is_within(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def _check_replaceable(path: str, is_dir: bool, suffixes: Sequence[str]) -> None:
+def _check_replaceable(path: str, is_dir: bool, kind: str | None,
+                       suffixes: Sequence[str]) -> None:
     if os.path.islink(path):
         return  # Replacing a link removes the link only, never what it points to.
     if os.path.isdir(path) != is_dir:
         found, wanted = ("a folder", "a file") if os.path.isdir(path) else ("a file", "a folder")
         raise OutputError(f"Output path {path} is {found}, but this command writes {wanted}; "
                           f"expected a path for {wanted}. Nothing was replaced.")
-    if is_dir and read_marker(path) is None and not _holds_only_project_files(path):
-        raise OutputError(
-            f"Output folder {path} was not written by bert-layer (no {MARKER_FILE} file in it), "
-            f"so --overwrite will not replace it; expected a new path or a bert-layer output.")
+    if is_dir:
+        _check_replaceable_folder(path, kind)
     if not is_dir and not path.lower().endswith(tuple(suffixes)):
         raise OutputError(
             f"Output file {path} does not look like a bert-layer output (expected a name "
             f"ending in {', '.join(suffixes)}), so --overwrite will not replace it.")
+
+
+def _check_replaceable_folder(path: str, kind: str | None) -> None:
+    marker = read_marker(path)
+    if marker is None and not _holds_only_project_files(path, kind):
+        raise OutputError(
+            f"Output folder {path} was not written by bert-layer (no {MARKER_FILE} file in it), "
+            f"so --overwrite will not replace it; expected a new path or a bert-layer output.")
+    if marker is not None and kind is not None and marker["kind"] != kind:
+        raise OutputError(
+            f"Output folder {path} holds a bert-layer {marker['kind']}, not a {kind}, so "
+            f"--overwrite will not replace it; expected a new path or a {kind} folder.")
 
 
 def read_marker(folder: str) -> dict | None:
@@ -112,11 +125,12 @@ def read_marker(folder: str) -> dict | None:
     return marker if isinstance(marker, dict) and "kind" in marker else None
 
 
-def _holds_only_project_files(folder: str) -> bool:
-    """Empty, or written before the marker: every entry is a name one kind of output writes."""
+def _holds_only_project_files(folder: str, kind: str | None) -> bool:
+    """Empty, or written before the marker: every entry is a name `kind` of output writes."""
     names = os.listdir(folder)
-    return any(all(any(fnmatch.fnmatchcase(n, p) for p in patterns) for n in names)
-               for patterns in LEGACY_CONTENTS.values())
+    kinds = [kind] if kind in LEGACY_CONTENTS else list(LEGACY_CONTENTS)
+    return any(all(any(fnmatch.fnmatchcase(n, p) for p in LEGACY_CONTENTS[k]) for n in names)
+               for k in kinds)
 
 
 def _check_writable(real_path: str) -> None:
@@ -221,7 +235,8 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False, is_dir: b
     may be replaced.
     """
     shown = os.fspath(path)
-    check_output_free(shown, overwrite, is_dir=is_dir, inputs=inputs, suffixes=suffixes)
+    check_output_free(shown, overwrite, is_dir=is_dir, kind=kind if is_dir else None,
+                      inputs=inputs, suffixes=suffixes)
     path = os.path.abspath(shown)
     parent, base = os.path.split(path)
     os.makedirs(parent, exist_ok=True)
@@ -237,13 +252,13 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False, is_dir: b
             yield tmp
             if is_dir:
                 _write_marker(tmp, kind)
-            _move_in(tmp, path, overwrite, is_dir, suffixes)
+            _move_in(tmp, path, overwrite, is_dir, kind, suffixes)
         finally:
             if os.path.lexists(tmp_root):
                 shutil.rmtree(tmp_root, ignore_errors=True)
 
 
-def _move_in(tmp: str, path: str, overwrite: bool, is_dir: bool,
+def _move_in(tmp: str, path: str, overwrite: bool, is_dir: bool, kind: str,
              suffixes: Sequence[str]) -> None:
     if not os.path.lexists(path):
         try:
@@ -254,7 +269,7 @@ def _move_in(tmp: str, path: str, overwrite: bool, is_dir: bool,
     if not overwrite:
         raise FileExistsError(f"Output path already exists: {path}. Pass --overwrite to "
                               f"replace it.")
-    _check_replaceable(path, is_dir, suffixes)  # Again: it may have changed during the work.
+    _check_replaceable(path, is_dir, kind, suffixes)  # Again: it may have changed meanwhile.
     if not is_dir or os.path.islink(path):
         os.replace(tmp, path)  # Atomic for files: the old one is there until the new one is.
         return

@@ -91,7 +91,7 @@ def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None
     if train.labels is None:
         raise ValueError(f"{train.source}: training needs a label column.")
     inputs = [spec.bert_path, train.source] + ([dev.source] if dev is not None else [])
-    check_output_free(out_dir, overwrite, inputs=inputs)  # Before the work; and again below.
+    check_output_free(out_dir, overwrite, kind="run", inputs=inputs)  # Before the work, and below.
     _check_matches_spec(train, spec)
     if dev is not None:
         _check_matches_spec(dev, spec)

@@ -78,7 +78,7 @@ def convert_folder(hf_dir: str, out_dir: str, *, overwrite: bool = False,
     """
     if not os.path.isdir(hf_dir):
         raise FileNotFoundError(f"Hugging Face model folder not found: {hf_dir}")
-    check_output_free(out_dir, overwrite, inputs=[hf_dir])  # Fail before the slow work.
+    check_output_free(out_dir, overwrite, kind="checkpoint", inputs=[hf_dir])  # Before the work.
     config_file = os.path.join(hf_dir, hf.CONFIG_FILE)
     model_type, config = read_hf_config(config_file)
     vocab, vocab_source = hf.read_vocab(hf_dir)

@@ -133,7 +133,7 @@ def export_checkpoint(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathL
       overwrite: replace an existing `out_dir`.
     """
     inputs = [checkpoint_dir]
-    check_output_free(out_dir, overwrite, inputs=inputs)  # Fail before the slow work.
+    check_output_free(out_dir, overwrite, kind="module", inputs=inputs)  # Before the slow work.
     checkpoint = load_checkpoint(checkpoint_dir)
     check_max_seq_length(max_seq_length, checkpoint.config.max_position_embeddings,
                          source=f"the checkpoint {os.fspath(checkpoint_dir)}")

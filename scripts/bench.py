@@ -673,7 +673,8 @@ def write_plot(path: Path, curves: dict[str, dict[str, list[float]]], title: str
     axes.legend()
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(os.fspath(path), overwrite=True, is_dir=False) as tmp:
+    with atomic_output(os.fspath(path), overwrite=True, is_dir=False,
+                       suffixes=(".png",)) as tmp:
         figure.savefig(tmp, dpi=120, format="png")
     plt.close(figure)
     return True

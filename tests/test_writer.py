@@ -41,7 +41,7 @@ def _run_tokens(module, features):
 
 def test_module_layout(tiny_module_dir):
     names = sorted(os.listdir(tiny_module_dir))
-    assert names == ["assets", "saved_model.pb", MODULE_DEF_FILE, "variables"]
+    assert names == [".bert_layer", "assets", "saved_model.pb", MODULE_DEF_FILE, "variables"]
     assert sorted(os.listdir(os.path.join(tiny_module_dir, "assets"))) == [
         "bert_config.json", "vocab.txt"]
     with open(os.path.join(tiny_module_dir, MODULE_DEF_FILE), "rb") as f:

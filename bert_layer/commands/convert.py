@@ -24,7 +24,8 @@ def check(args: argparse.Namespace) -> None:
                                 f"a folder with config.json, model.safetensors or "
                                 f"pytorch_model.bin, vocab.txt or tokenizer.json).")
     args.out = args.out or DEFAULT_CHECKPOINT_DIR
-    check_output_free(args.out, args.overwrite, inputs=[args.hf_dir] if args.hf_dir else [])
+    check_output_free(args.out, args.overwrite, kind="checkpoint",
+                      inputs=[args.hf_dir] if args.hf_dir else [])
 
 
 def run(args: argparse.Namespace) -> None:

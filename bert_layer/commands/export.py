@@ -15,7 +15,7 @@ def check(args: argparse.Namespace) -> None:
     if not os.path.isdir(args.checkpoint):
         raise FileNotFoundError(f"--checkpoint {args.checkpoint} is not a folder; expected one "
                                 f"with bert_config.json, vocab.txt and bert_model.ckpt.*.")
-    check_output_free(args.out, args.overwrite, inputs=[args.checkpoint])
+    check_output_free(args.out, args.overwrite, kind="module", inputs=[args.checkpoint])
 
 
 def run(args: argparse.Namespace) -> None:

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> None:
             with open(tmp, "w", encoding="utf-8", newline="") as f:
                 write(f)
     print(f"Predicted {len(texts)} texts in {seconds:.2f}s "
-          f"({len(texts) / max(seconds, 1e-9):.0f}/s)", file=sys.stderr)
+          f"({len(texts) / max(seconds, 1e-9):.1f}/s)", file=sys.stderr)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -14,16 +14,16 @@ _CONFIG = TrainConfig()  # The defaults, defined there once.
 
 def check(args: argparse.Namespace) -> None:
     """Everything that needs no TensorFlow: settings, output path, data (with a summary)."""
-    from bert_layer.data_checks import summary, warnings_for
-    from bert_layer.outputs import check_output_free
-
     args.config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         warmup_fraction=args.warmup_fraction, seed=args.seed, bucket=not args.no_bucketing)
     if args.max_train_rows is not None and args.max_train_rows < 1:
         raise ValueError(f"--max-train-rows must be >= 1; received {args.max_train_rows}.")
+    from bert_layer.data_checks import summary, warnings_for  # numpy: after the cheap checks
+    from bert_layer.outputs import check_output_free
+
     inputs = [args.module, args.train] + ([args.dev] if args.dev else [])
-    check_output_free(args.out, args.overwrite, inputs=inputs)
+    check_output_free(args.out, args.overwrite, kind="run", inputs=inputs)
     train = read_labelled(args.train, args, declared_labels(args))
     if args.max_train_rows is not None:
         train = train.take(range(min(args.max_train_rows, len(train))))
