@@ -21,6 +21,7 @@ from bert_layer.export.checkpoint import CONFIG_FILE, BertCheckpoint, load_check
 from bert_layer.export.module_fn import INIT_OP_COLLECTION, ModuleOptions, Signature, module_fn
 from bert_layer.outputs import atomic_output, check_output_free
 from bert_layer.text.packing import check_max_seq_length
+from bert_layer.text.tokenizer import SAVABLE_KINDS
 from bert_layer.text.vocab import read_vocab_lines
 
 tf1 = tf.compat.v1
@@ -87,7 +88,7 @@ def write_saved_model(directory: str, checkpoint: BertCheckpoint, options: Modul
 
 def export_module(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                   max_seq_length: int = 128, do_lower_case: bool | None = None,
-                  overwrite: bool = False) -> str:
+                  tokenizer: str = "graph", overwrite: bool = False) -> str:
     """Exports a Google-format checkpoint folder as a TF1 Hub module at `out_dir`.
 
     Args:
@@ -95,8 +96,14 @@ def export_module(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike,
       out_dir: the module folder to create; written to a temporary sibling first.
       max_seq_length: longest sequence the `text` signature produces.
       do_lower_case: None infers it from the vocabulary (uncased vocabularies lower-case).
+      tokenizer: the `text` signature's tokenizer: "graph" (tensorflow-text's FastWordpiece
+        op: consumers must import tensorflow_text) or "core" (core TensorFlow ops only: the
+        module loads with TensorFlow alone). Both give the same ids.
       overwrite: replace an existing `out_dir`.
     """
+    if tokenizer not in SAVABLE_KINDS:
+        raise ValueError(f"tokenizer must be one of {list(SAVABLE_KINDS)} (a module's graph "
+                         f"cannot hold a Python tokenizer). Received: {tokenizer!r}")
     check_output_free(out_dir, overwrite)  # Fail before the slow work.
     checkpoint = load_checkpoint(checkpoint_dir)
     check_max_seq_length(max_seq_length, checkpoint.config.max_position_embeddings,
@@ -106,7 +113,7 @@ def export_module(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike,
     options = ModuleOptions(
         config=checkpoint.config, vocab_file=os.path.abspath(checkpoint.vocab_file),
         config_file=os.path.abspath(os.path.join(os.fspath(checkpoint_dir), CONFIG_FILE)),
-        do_lower_case=do_lower_case, max_seq_length=max_seq_length)
+        do_lower_case=do_lower_case, max_seq_length=max_seq_length, tokenizer=tokenizer)
     with atomic_output(out_dir, overwrite=overwrite) as tmp:
         # The builder refuses an existing folder; `tmp` exists but is empty.
         os.rmdir(tmp)

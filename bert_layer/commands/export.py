@@ -12,7 +12,7 @@ def run(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     lower = {"auto": None, "yes": True, "no": False}[args.do_lower_case]
     export_module(args.checkpoint, args.out, max_seq_length=args.max_seq_length,
-                  do_lower_case=lower, overwrite=args.overwrite)
+                  do_lower_case=lower, tokenizer=args.tokenizer, overwrite=args.overwrite)
     print(f"Exported {args.checkpoint} -> {args.out} in {time.perf_counter() - start:.1f}s")
 
 
@@ -28,5 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="longest sequence the text signature produces (default 128)")
     p.add_argument("--do-lower-case", choices=("auto", "yes", "no"), default="auto",
                    help="lower-case text before tokenizing (auto: infer from the vocab)")
+    p.add_argument("--tokenizer", choices=("graph", "core"), default="graph",
+                   help="the text signature's tokenizer: graph (tensorflow-text's FastWordpiece "
+                   "op; loaders must import tensorflow_text) or core (core TensorFlow ops only: "
+                   "the module loads with TensorFlow alone). Same ids; default graph")
     p.add_argument("--overwrite", action="store_true", help="replace an existing module folder")
     p.set_defaults(run=run)

@@ -56,7 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup-fraction", type=float, default=0.1)
     p.add_argument("--max-seq-length", type=int, default=128)
     p.add_argument("--max-train-rows", type=int, help="use only the first N training rows")
-    p.add_argument("--tokenizer", choices=("graph", "numpy"), default="graph")
+    p.add_argument("--tokenizer", choices=("graph", "core", "numpy"), default="graph",
+                   help="graph (tensorflow-text), core (core TensorFlow ops only) or numpy "
+                   "(FullTokenizer in Python); same ids")
     p.add_argument("--no-bucketing", action="store_true", help="batches in file order")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
