@@ -23,6 +23,7 @@ import tensorflow as tf
 from bert_layer.contract import TOKEN_INPUTS
 from bert_layer.freeze import TEXT_INPUT, find_bert_layer, ids_model, text_model
 from bert_layer.outputs import atomic_output, check_output_free
+from bert_layer.text.tokenizer import SAVABLE_KINDS
 
 SERVING_SIGNATURE = "serving_default"
 IDS_SIGNATURE = "ids"
@@ -64,7 +65,7 @@ def write_serving_model(model: keras.Model, out_dir: str | os.PathLike, *,
                          f"outputs of {model.name}: {class_names}.")
     if tokenizer is None:
         tokenizer = "graph" if bert.tokenizer == "numpy" else bert.tokenizer
-    if tokenizer not in ("graph", "core"):
+    if tokenizer not in SAVABLE_KINDS:
         raise ValueError(f"A SavedModel holds the tokenizer 'graph' or 'core', not "
                          f"{tokenizer!r} (Python code cannot be saved).")
     names = tf.constant(class_names, tf.string)
