@@ -179,9 +179,10 @@ def test_inspect_names_the_tensorflow_text_op_of_a_default_module(tiny_module_di
     assert "TF1 Hub module" in out and "tag set {}:" in out and "tag set {train}:" in out
     assert "in  input_ids        int32    [?, ?]" in out
     assert "out pooled_output    float32  [?, 32]" in out
-    n_values = sum(int(np.prod(s)) for _, s in tf.train.list_variables(
-        os.path.join(tiny_module_dir, "variables", "variables")))
-    assert f"variables: 55 tensors, {n_values:,} values" in out
+    stored = tf.train.list_variables(os.path.join(tiny_module_dir, "variables", "variables"))
+    n_values = sum(int(np.prod(shape)) for _, shape in stored)
+    assert n_values > 20000  # TINY_CONFIG's weights, read from the files.
+    assert f"variables: {len(stored)} tensors, {n_values:,} values" in out
 
 
 def test_inspect_finds_no_custom_op_in_core_artifacts(core_module_dir, served, capsys):
