@@ -1,7 +1,8 @@
 """Trained classifiers behind one interface: texts in, class probabilities out.
 
-`FrozenClassifier` runs a graph written by `bert-layer freeze`; `KerasClassifier` a saved
-`.keras` model. Both satisfy `Classifier`, which `bert_layer.predict` relies on.
+`FrozenClassifier` runs a graph written by `bert-layer freeze`, `SavedModelClassifier` a
+serving SavedModel (`freeze --format saved_model`), `KerasClassifier` a saved `.keras` model.
+All satisfy `Classifier`, which `bert_layer.predict` relies on.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from bert_layer.contract import TOKEN_INPUTS
+from bert_layer.custom_ops import (SAVED_MODEL_FILE, graph_op_types, register_ops_for,
+                                   saved_model_op_types)
 from bert_layer.freeze import (CLASS_NAMES, DO_LOWER_CASE, MAX_SEQ_LENGTH, MULTI_LABEL, OUTPUT,
                                TEXT_INPUT, VOCAB, read_graph_def)
 from bert_layer.model_files import KERAS_SUFFIX, check_model_file
@@ -43,10 +46,9 @@ class FrozenClassifier:
     """
 
     def __init__(self, path: str | os.PathLike):
-        import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph uses)
-
         self.path = os.fspath(path)
         graph_def = read_graph_def(self.path)
+        register_ops_for(graph_op_types(graph_def), self.path)  # e.g. tensorflow_text's.
         self._constants = {n.name: n for n in graph_def.node if n.op == "Const"}
         nodes = {n.name for n in graph_def.node}
         missing = [n for n in (OUTPUT, CLASS_NAMES, MULTI_LABEL) if n not in nodes]
@@ -88,6 +90,35 @@ class FrozenClassifier:
         return self._run(*[features[n] for n in TOKEN_INPUTS]).numpy()
 
 
+class SavedModelClassifier:
+    """Runs a serving SavedModel (`bert_layer.serving`): strings in, class probabilities out.
+
+    Args:
+      path: the SavedModel folder.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        from bert_layer.serving import METADATA_SIGNATURE, SERVING_SIGNATURE
+
+        self.path = os.fspath(path)
+        register_ops_for(saved_model_op_types(self.path), self.path)
+        self._loaded = tf.saved_model.load(self.path)
+        missing = [name for name in (SERVING_SIGNATURE, METADATA_SIGNATURE)
+                   if name not in self._loaded.signatures]
+        if missing:
+            raise ValueError(f"{self.path} is not a SavedModel written by `bert-layer freeze "
+                             f"--format saved_model`: signatures {missing} are missing (it has "
+                             f"{sorted(self._loaded.signatures)}).")
+        metadata = self._loaded.signatures[METADATA_SIGNATURE]()
+        self.class_names = [c.decode() for c in metadata["class_names"].numpy()]
+        self.multi_label = bool(metadata["multi_label"].numpy())
+        self._serve = self._loaded.signatures[SERVING_SIGNATURE]
+
+    def __call__(self, texts) -> np.ndarray:
+        """Class probabilities [batch, n_classes] for a batch of strings."""
+        return self._serve(text=tf.constant(texts, dtype=tf.string))["probabilities"].numpy()
+
+
 class KerasClassifier:
     """A saved `.keras` classifier (strings -> probabilities) behind one traced function."""
 
@@ -127,11 +158,15 @@ def _classes_beside(model_path: str, model) -> tuple[list[str], bool]:
 
 
 def load_classifier(path: str | os.PathLike) -> Classifier:
-    """A frozen graph (`.pb`) or a saved Keras model (`.keras`), as texts -> probabilities."""
+    """A frozen graph (`.pb`), a serving SavedModel folder or a saved Keras model (`.keras`), as
+    texts -> probabilities."""
     path = os.fspath(path)
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, SAVED_MODEL_FILE)):
+        return SavedModelClassifier(path)
     if path.endswith(".pb"):
         return FrozenClassifier(path)
     if path.endswith(".keras"):
         return KerasClassifier(path)
-    raise ValueError(f"Unknown model file {path}: expected a frozen graph (.pb) from "
-                     f"`bert-layer freeze` or a Keras model (.keras) from `bert-layer train`.")
+    raise ValueError(f"Unknown model file {path}: expected a frozen graph (.pb) or a "
+                     f"SavedModel folder from `bert-layer freeze`, or a Keras model (.keras) "
+                     f"from `bert-layer train`.")

@@ -5,7 +5,6 @@ No TensorFlow here: `bert-layer train` prints these before it loads TensorFlow.
 
 from __future__ import annotations
 
-from collections import Counter
 
 import numpy as np
 

@@ -27,6 +27,8 @@ from tensorflow.python.grappler import tf_optimizer
 from bert_layer.outputs import atomic_output, check_output_free
 from bert_layer.layer import BertLayer
 from bert_layer.contract import TOKEN_INPUTS
+from bert_layer.text.packing import Preprocessor
+from bert_layer.text.tokenizer import make_tokenizer
 
 TEXT_INPUT = "text"
 OUTPUT = "probabilities"
@@ -64,12 +66,24 @@ def find_bert_layer(model: keras.Model) -> BertLayer:
     return layers[0]
 
 
-def _text_function(model: keras.Model):
-    spec = tf.TensorSpec([None], tf.string, name=TEXT_INPUT)
-    return tf.function(lambda text: model(text, training=False)).get_concrete_function(spec)
+def text_model(model: keras.Model, tokenizer: str | None = None):
+    """strings [B] -> probabilities, with the BertLayer's own tokenizer, or one of `tokenizer`
+    kind (all kinds give the same ids, so a model trained with one serves with another)."""
+    bert = find_bert_layer(model)
+    if tokenizer in (None, bert.tokenizer):
+        return lambda text: model(text, training=False)
+    if bert.preprocessor is None:
+        raise ValueError(f"{model.name} takes ids (do_preprocessing=False): it has no "
+                         f"tokenizer to replace with {tokenizer!r}.")
+    own = bert.preprocessor
+    preprocessor = Preprocessor(make_tokenizer(tokenizer, own.tokenizer.vocab_file,
+                                               own.tokenizer.do_lower_case),
+                                own.max_seq_length)
+    run = ids_model(model)
+    return lambda text: run(**preprocessor(text))
 
 
-def _ids_function(model: keras.Model):
+def ids_model(model: keras.Model):
     """ids -> probabilities: the BertLayer's encoder, then the layers after it in order."""
     bert = find_bert_layer(model)
     head = model.layers[model.layers.index(bert) + 1:]
@@ -81,8 +95,17 @@ def _ids_function(model: keras.Model):
             x = layer(x, training=False)
         return x
 
+    return run
+
+
+def _text_function(model: keras.Model, tokenizer: str | None):
+    spec = tf.TensorSpec([None], tf.string, name=TEXT_INPUT)
+    return tf.function(text_model(model, tokenizer)).get_concrete_function(spec)
+
+
+def _ids_function(model: keras.Model):
     specs = [tf.TensorSpec([None, None], tf.int32, name=n) for n in TOKEN_INPUTS]
-    return tf.function(run).get_concrete_function(*specs)
+    return tf.function(ids_model(model)).get_concrete_function(*specs)
 
 
 def _add_constant(graph_def: graph_pb2.GraphDef, name: str, value) -> None:
@@ -115,15 +138,19 @@ def optimize_for_inference(graph_def: graph_pb2.GraphDef,
 
 def freeze_model(model: keras.Model, out_path: str | os.PathLike, *, class_names: list[str],
                  multi_label: bool = False, overwrite: bool = False,
-                 inputs: Sequence[str] = ()) -> FreezeReport:
+                 inputs: Sequence[str] = (), tokenizer: str | None = None) -> FreezeReport:
     """Writes `model` (strings -> probabilities) as a frozen, optimized GraphDef `.pb`.
 
     `inputs`: files the caller read (the model's), which the output must not replace.
+    `tokenizer` ("graph" or "core"; None: the model's own) is the one the graph holds; with
+    "numpy" the graph takes ids.
     """
     writing = dict(overwrite=overwrite, is_dir=False, inputs=inputs, suffixes=FROZEN_SUFFIXES)
     check_output_free(out_path, **writing)  # Before the work; atomic_output checks again.
     bert = find_bert_layer(model)
-    function = _ids_function(model) if bert.tokenizer == "numpy" else _text_function(model)
+    tokenizer = tokenizer or bert.tokenizer
+    function = (_ids_function(model) if tokenizer == "numpy"
+                else _text_function(model, tokenizer))
     frozen = convert_variables_to_constants_v2(function)
     graph_def = frozen.graph.as_graph_def()
     (output,) = frozen.outputs
@@ -131,10 +158,10 @@ def freeze_model(model: keras.Model, out_path: str | os.PathLike, *, class_names
     _add_constant(graph_def, CLASS_NAMES, np.array(class_names, dtype=object))
     _add_constant(graph_def, MULTI_LABEL, np.array(multi_label))
     keep = [OUTPUT, CLASS_NAMES, MULTI_LABEL]
-    if bert.tokenizer == "numpy":  # What predict needs to tokenize outside the graph.
-        tokenizer = bert.preprocessor.tokenizer
-        _add_constant(graph_def, VOCAB, np.array(tokenizer.vocab, dtype=object))
-        _add_constant(graph_def, DO_LOWER_CASE, np.array(tokenizer.do_lower_case))
+    if tokenizer == "numpy":  # What predict needs to tokenize outside the graph.
+        vocab = bert.preprocessor.tokenizer
+        _add_constant(graph_def, VOCAB, np.array(vocab.vocab, dtype=object))
+        _add_constant(graph_def, DO_LOWER_CASE, np.array(vocab.do_lower_case))
         _add_constant(graph_def, MAX_SEQ_LENGTH, np.array(bert.max_seq_length, np.int32))
         keep += [VOCAB, DO_LOWER_CASE, MAX_SEQ_LENGTH]
     optimized = optimize_for_inference(graph_def, keep)

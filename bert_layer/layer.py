@@ -45,8 +45,9 @@ class BertLayer(keras.layers.Layer):
       tune_embeddings: bool. Also train the embeddings.
       do_preprocessing: bool. Inputs are strings `[batch]` (pairs written `a ||| b`) when
         True, else the tuple `(input_ids, input_mask, segment_ids)` of int32 `[batch, seq]`.
-      tokenizer: "graph" (tensorflow-text ops, serializable and freezable) or "numpy"
-        (Google's FullTokenizer through `tf.numpy_function`). Both give identical ids.
+      tokenizer: "graph" (tensorflow-text's FastWordpiece op, serializable and freezable),
+        "core" (core TensorFlow ops only: frozen graphs load without tensorflow_text) or
+        "numpy" (Google's FullTokenizer through `tf.numpy_function`). All give identical ids.
       as_dict: bool. Return `{"pooled_output", "sequence_output", "input_mask"}` instead
         of the pooled tensor.
 

@@ -21,7 +21,7 @@ from bert_layer import contract
 from bert_layer.export.config import BertConfig
 # Preprocessing is shared with BertLayer so the two tokenize identically; plain string ops.
 from bert_layer.text.packing import Preprocessor
-from bert_layer.text.tokenizer import GraphTokenizer
+from bert_layer.text.tokenizer import make_tokenizer
 
 tf1 = tf.compat.v1
 
@@ -177,6 +177,7 @@ class ModuleOptions:
     do_lower_case: bool
     max_seq_length: int = 128  # The `text` signature truncates to this; tokens are not limited.
     has_pooler: bool = True  # False: pooled_output is the first token's state (bert_model).
+    tokenizer: str = "graph"  # The `text` signature's: "graph" (tensorflow-text) or "core".
 
 
 Signature = tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]  # (inputs, outputs)
@@ -216,7 +217,7 @@ def module_fn(options: ModuleOptions, is_training: bool) -> dict[str, Signature]
                             has_pooler=options.has_pooler)
 
     text = tf1.placeholder(tf.string, [None], name=contract.TEXT_INPUT)
-    tokenizer = GraphTokenizer(options.vocab_file, options.do_lower_case)
+    tokenizer = make_tokenizer(options.tokenizer, options.vocab_file, options.do_lower_case)
     with tf1.name_scope("preprocessing"):
         packed = Preprocessor(tokenizer, options.max_seq_length)(text)
     text_out = dict(bert_model(config, **packed, is_training=is_training,

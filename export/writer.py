@@ -24,6 +24,7 @@ from bert_layer.export.checkpoint import CONFIG_FILE, BertCheckpoint, load_check
 from bert_layer.export.module_fn import INIT_OP_COLLECTION, ModuleOptions, Signature, module_fn
 from bert_layer.outputs import atomic_output, check_output_free
 from bert_layer.text.packing import check_max_seq_length
+from bert_layer.text import SAVABLE_TOKENIZERS
 from bert_layer.text.vocab import read_vocab_lines
 
 tf1 = tf.compat.v1
@@ -118,7 +119,7 @@ def write_module_config(directory: str, checkpoint: BertCheckpoint, do_lower_cas
 
 def export_checkpoint(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                       max_seq_length: int = 128, do_lower_case: bool | None = None,
-                      overwrite: bool = False) -> ExportResult:
+                      tokenizer: str = "graph", overwrite: bool = False) -> ExportResult:
     """Exports a Google-format checkpoint folder as a TF1 Hub module at `out_dir`.
 
     Only BERT's encoder (and its pooler, when the checkpoint has one) is exported; heads,
@@ -130,8 +131,14 @@ def export_checkpoint(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathL
       max_seq_length: longest sequence the `text` signature produces.
       do_lower_case: None takes it from the folder's bert_config.json (`convert` records
         it there), else infers it from the vocabulary (uncased vocabularies lower-case).
+      tokenizer: the `text` signature's tokenizer: "graph" (tensorflow-text's FastWordpiece
+        op: consumers must import tensorflow_text) or "core" (core TensorFlow ops only: the
+        module loads with TensorFlow alone). Both give the same ids.
       overwrite: replace an existing `out_dir`.
     """
+    if tokenizer not in SAVABLE_TOKENIZERS:
+        raise ValueError(f"tokenizer must be one of {list(SAVABLE_TOKENIZERS)} (a module's "
+                         f"graph cannot hold a Python tokenizer). Received: {tokenizer!r}")
     inputs = [checkpoint_dir]
     check_output_free(out_dir, overwrite, kind="module", inputs=inputs)  # Before the slow work.
     checkpoint = load_checkpoint(checkpoint_dir)
@@ -144,7 +151,7 @@ def export_checkpoint(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathL
             config=checkpoint.config, vocab_file=os.path.abspath(checkpoint.vocab_file),
             config_file=write_module_config(config_dir, checkpoint, do_lower_case),
             do_lower_case=do_lower_case, max_seq_length=max_seq_length,
-            has_pooler=checkpoint.has_pooler)
+            has_pooler=checkpoint.has_pooler, tokenizer=tokenizer)
         # The builder refuses an existing folder; `tmp` exists but is empty.
         os.rmdir(tmp)
         write_saved_model(tmp, checkpoint, options)

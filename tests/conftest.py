@@ -21,7 +21,9 @@ from bert_layer.export.config import BertConfig
 from bert_layer.export.names import variable_specs
 
 PROJECT_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-DATA_DIR = os.path.join(PROJECT_DIR, "..", "shared", "data")
+# BERT_LAYER_DATA_DIR: for checkouts elsewhere (e.g. git worktrees beside the main one).
+DATA_DIR = os.environ.get("BERT_LAYER_DATA_DIR",
+                          os.path.join(PROJECT_DIR, "..", "shared", "data"))
 DEFAULT_CHECKPOINT_DIR = os.path.join(PROJECT_DIR, "checkpoints", "all-minilm-l6-v2")
 
 # 99 tokens, lower-cased like an uncased vocab. Chosen so that short English

@@ -16,7 +16,7 @@ import pytest
 from bert_layer.cli import main
 from bert_layer.classifiers import FrozenClassifier
 
-COMMANDS = ["convert", "export", "train", "freeze", "predict", "demo"]
+COMMANDS = ["convert", "export", "train", "freeze", "predict", "demo", "inspect"]
 POSITIVE = ["the movie was good .", "great fun", "i love this film", "the best story"]
 NEGATIVE = ["the movie was bad .", "so boring", "i hate this film", "the worst plot"]
 
@@ -170,6 +170,28 @@ def test_predict_with_the_keras_model_agrees_with_the_frozen_graph(job, capsys):
     for keras_row, frozen_row in zip(keras_rows, frozen_rows):
         assert keras_row["probabilities"] == pytest.approx(frozen_row["probabilities"],
                                                            abs=2e-5)
+
+
+def test_predict_with_a_core_saved_model_agrees_with_the_frozen_graph(job, capsys):
+    saved_model = os.path.join(job["folder"], "serving")
+    code, out, err = run(["freeze", "--model", os.path.join(job["run_dir"], "model.keras"),
+                          "--out", saved_model, "--format", "saved_model",
+                          "--tokenizer", "core"], capsys)
+    assert code == 0, err
+    assert f"-> {saved_model} (SavedModel" in out
+    outputs = {}
+    for model in (saved_model, job["frozen"]):
+        code, out, err = run(["predict", "--model", model, "--input", job["dev"],
+                              "--text-column", "first", "--pair-column", "second",
+                              "--format", "jsonl"], capsys)
+        assert code == 0, err
+        outputs[model] = [json.loads(line) for line in out.splitlines()]
+    served_rows, frozen_rows = outputs.values()
+    assert [r["text"] for r in served_rows] == _dev_texts(job)
+    assert [r["label"] for r in served_rows] == [r["label"] for r in frozen_rows]
+    for served_row, frozen_row in zip(served_rows, frozen_rows):
+        assert served_row["probabilities"] == pytest.approx(frozen_row["probabilities"],
+                                                            abs=2e-5)
 
 
 def test_predict_from_stdin_keeps_empty_lines(job, capsys, monkeypatch):

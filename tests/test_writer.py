@@ -205,6 +205,11 @@ def test_max_seq_length_beyond_position_embeddings(tiny_checkpoint_dir, tmp_path
                   max_seq_length=65)
 
 
+def test_a_python_tokenizer_cannot_go_into_a_module(tiny_checkpoint_dir, tmp_path):
+    _export_fails(tiny_checkpoint_dir, tmp_path / "module",
+                  r"tokenizer must be one of \['graph', 'core'\].*'numpy'", tokenizer="numpy")
+
+
 def test_cli_reports_errors_with_exit_code(tiny_checkpoint_dir, tmp_path):
     out = tmp_path / "module"
     out.mkdir()

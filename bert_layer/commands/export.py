@@ -7,6 +7,7 @@ import os
 import time
 
 from bert_layer.commands.convert import LOWER_CASE_CHOICES
+from bert_layer.text import SAVABLE_TOKENIZERS
 
 
 def check(args: argparse.Namespace) -> None:
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace) -> None:
     with progress.working(f"export {args.checkpoint}"):
         result = export_checkpoint(args.checkpoint, args.out, max_seq_length=args.max_seq_length,
                                    do_lower_case=LOWER_CASE_CHOICES[args.do_lower_case],
-                                   overwrite=args.overwrite)
+                                   tokenizer=args.tokenizer, overwrite=args.overwrite)
     if result.left_out:
         print(result.left_out)
     if not result.has_pooler:
@@ -47,5 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--do-lower-case", choices=tuple(LOWER_CASE_CHOICES), default="auto",
                    help="lower-case text before tokenizing (auto: as bert_config.json records "
                    "it, which convert writes; else inferred from the vocab)")
+    p.add_argument("--tokenizer", choices=SAVABLE_TOKENIZERS, default="graph",
+                   help="the text signature's tokenizer: graph (tensorflow-text's FastWordpiece "
+                   "op; loaders must import tensorflow_text) or core (core TensorFlow ops only: "
+                   "the module loads with TensorFlow alone). Same ids; default graph")
     p.add_argument("--overwrite", action="store_true", help="replace an existing module folder")
     p.set_defaults(run=run, check=check)

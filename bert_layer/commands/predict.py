@@ -77,7 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Classifies the texts of a TSV/CSV file (or lines on "
                        "standard input) in length-grouped batches and writes label and "
                        "probabilities per text, in input order, as CSV or JSON lines.")
-    p.add_argument("--model", required=True, help="frozen graph (.pb) or saved model (.keras)")
+    p.add_argument("--model", required=True,
+                   help="frozen graph (.pb), serving SavedModel folder or saved model (.keras)")
     p.add_argument("--input", help="TSV/CSV file with a header, or a .txt file of one text "
                    "per line; default: lines on stdin")
     p.add_argument("--output", help="output file (.csv or .jsonl); default: stdout")

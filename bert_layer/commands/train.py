@@ -85,7 +85,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup-fraction", type=float, default=_CONFIG.warmup_fraction)
     p.add_argument("--max-seq-length", type=int, default=spec["max_seq_length"])
     p.add_argument("--max-train-rows", type=int, help="use only the first N training rows")
-    p.add_argument("--tokenizer", choices=TOKENIZER_NAMES, default=spec["tokenizer"])
+    p.add_argument("--tokenizer", choices=TOKENIZER_NAMES, default=spec["tokenizer"],
+                   help="graph (tensorflow-text), core (core TensorFlow ops only) or numpy "
+                   "(FullTokenizer in Python); same ids")
     p.add_argument("--no-bucketing", action="store_true", help="batches in file order")
     p.add_argument("--seed", type=int, default=_CONFIG.seed)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
