@@ -161,7 +161,8 @@ def export_checkpoint(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathL
 
 def export_module(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                   max_seq_length: int = 128, do_lower_case: bool | None = None,
-                  overwrite: bool = False) -> str:
+                  tokenizer: str = "graph", overwrite: bool = False) -> str:
     """`export_checkpoint`, returning only the module folder."""
     return export_checkpoint(checkpoint_dir, out_dir, max_seq_length=max_seq_length,
-                             do_lower_case=do_lower_case, overwrite=overwrite).module_dir
+                             do_lower_case=do_lower_case, tokenizer=tokenizer,
+                             overwrite=overwrite).module_dir
