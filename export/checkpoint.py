@@ -86,7 +86,7 @@ def read_checkpoint_values(prefix: str) -> tuple[dict[str, np.ndarray], tuple]:
             values[name] = reader.get_tensor(name)
         else:
             left_out[group] = left_out.get(group, 0) + 1
-    return values, tuple(left_out.items())
+    return values, tuple(sorted(left_out.items()))
 
 
 def check_vocab(vocab_file: str, config: BertConfig) -> None:
