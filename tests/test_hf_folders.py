@@ -347,6 +347,15 @@ def test_cli_convert_then_export_prints_what_it_did(tmp_path, capsys):
     assert tokenization_info(module)[1] is True
     shutil.rmtree(module)
     assert main(["convert", hf_dir, "--out", google]) == 2  # Exists, no --overwrite.
+    capsys.readouterr()
+    with open(os.path.join(hf_dir, "config.json"), encoding="utf-8") as f:
+        values = json.load(f)
+    with open(os.path.join(hf_dir, "config.json"), "w", encoding="utf-8") as f:
+        json.dump({**values, "my_note": "fine-tuned on NER"}, f)
+    assert main(["convert", hf_dir, "--out", google, "--overwrite"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"bert-layer convert: warning: {os.path.join(hf_dir, 'config.json')}: unknown key "
+        f"`my_note` ignored (expected BertConfig's fields or a key of KEY_RULES)"]
 
 
 # === Real text and the real packaged model ===

@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import sys
 import time
+import warnings
 
 DEFAULT_CHECKPOINT_DIR = os.path.join("checkpoints", "all-minilm-l6-v2")
 LOWER_CASE_CHOICES = {"auto": None, "yes": True, "no": False}
+
+
+@contextlib.contextmanager
+def warnings_as_lines(command: str):
+    """Prints each warning raised inside as one stderr line, `bert-layer CMD: warning: ...`
+    (Python's default format adds the warning's source line, a second line)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for warning in caught:
+                print(f"bert-layer {command}: warning: {warning.message}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -22,8 +38,9 @@ def run(args: argparse.Namespace) -> None:
     source = default_model_dir() if args.default else args.hf_dir
     out = args.out or DEFAULT_CHECKPOINT_DIR
     start = time.perf_counter()
-    result = convert_folder(source, out, overwrite=args.overwrite,
-                            do_lower_case=LOWER_CASE_CHOICES[args.do_lower_case])
+    with warnings_as_lines("convert"):
+        result = convert_folder(source, out, overwrite=args.overwrite,
+                                do_lower_case=LOWER_CASE_CHOICES[args.do_lower_case])
     casing = {None: "not stated (export infers it from the vocab)", True: "lower-case",
               False: "cased"}[result.do_lower_case]
     pooler = "" if result.has_pooler else "; no pooler (pooled_output: first token's state)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from bert_layer.commands.convert import LOWER_CASE_CHOICES
+from bert_layer.commands.convert import LOWER_CASE_CHOICES, warnings_as_lines
 
 
 def run(args: argparse.Namespace) -> None:
@@ -13,8 +13,10 @@ def run(args: argparse.Namespace) -> None:
 
     start = time.perf_counter()
     lower = LOWER_CASE_CHOICES[args.do_lower_case]
-    result = export_checkpoint(args.checkpoint, args.out, max_seq_length=args.max_seq_length,
-                               do_lower_case=lower, overwrite=args.overwrite)
+    with warnings_as_lines("export"):
+        result = export_checkpoint(args.checkpoint, args.out,
+                                   max_seq_length=args.max_seq_length, do_lower_case=lower,
+                                   overwrite=args.overwrite)
     if result.left_out:
         print(result.left_out)
     if not result.has_pooler:
