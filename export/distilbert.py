@@ -45,13 +45,12 @@ _LAYER_TENSOR = re.compile(r"transformer\.layer\.(\d+)\.(.+)\.(weight|bias)")
 
 def bert_config_values(values: dict, source: str) -> dict:
     """A DistilBertConfig's keys as BertConfig's, with BERT's fixed DistilBERT settings."""
-    renamed = {}
-    for key, value in values.items():
-        bert_key = _CONFIG_KEYS.get(key, key)
-        if bert_key in renamed:
-            raise ValueError(f"{source}: `{key}` and `{bert_key}` both set the BERT key "
-                             f"`{bert_key}`; a DistilBERT config has only `{key}`.")
-        renamed[bert_key] = value
+    clashes = sorted(key for key in _CONFIG_KEYS if _CONFIG_KEYS[key] in values and key in values)
+    if clashes:
+        key = clashes[0]
+        raise ValueError(f"{source}: `{key}` and `{_CONFIG_KEYS[key]}` both set BertConfig's "
+                         f"`{_CONFIG_KEYS[key]}`; a DistilBERT config has only `{key}`.")
+    renamed = {_CONFIG_KEYS.get(key, key): value for key, value in values.items()}
     return {**renamed, "type_vocab_size": TYPE_VOCAB_SIZE, "layer_norm_eps": _LAYER_NORM_EPS}
 
 

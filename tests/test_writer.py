@@ -13,7 +13,11 @@ import pytest
 import tensorflow as tf
 
 from conftest import TINY_CONFIG, TINY_VOCAB, random_weights
-from bert_layer.export.checkpoint import load_checkpoint, write_checkpoint_folder
+from bert_layer.export.checkpoint import (
+    load_checkpoint,
+    write_checkpoint,
+    write_checkpoint_folder,
+)
 from bert_layer.export.writer import MODULE_DEF_FILE, export_module, infer_do_lower_case
 from reference_bert import bert_forward
 from reference_packing import full_tokenizer, reference_features
@@ -142,6 +146,56 @@ def test_infer_do_lower_case(tmp_path):
     uncased.write_text("[PAD]\n[UNK]\n[unused0]\nthe\n", encoding="utf-8")
     assert infer_do_lower_case(str(cased)) is False
     assert infer_do_lower_case(str(uncased)) is True
+
+
+# === Checkpoints as Google released them ===
+
+# The extra keys of Google's multilingual_L-12_H-768_A-12 and chinese_L-12_H-768_A-12 configs.
+MULTILINGUAL_KEYS = {"directionality": "bidi", "pooler_fc_size": 768,
+                     "pooler_num_attention_heads": 12, "pooler_num_fc_layers": 3,
+                     "pooler_size_per_head": 128, "pooler_type": "first_token_transform"}
+
+
+def test_released_checkpoint_exports_the_encoder_and_names_what_it_left_out(tmp_path, capsys):
+    from bert_layer.cli import main
+    checkpoint = tmp_path / "multi_cased_L-3_H-32_A-4"
+    weights = random_weights(TINY_CONFIG, 11)
+    write_checkpoint_folder(str(checkpoint), TINY_CONFIG, TINY_VOCAB, weights)
+    config = {**json.loads((checkpoint / "bert_config.json").read_text()), **MULTILINGUAL_KEYS}
+    (checkpoint / "bert_config.json").write_text(json.dumps(config))
+    # What run_pretraining.py and run_classifier.py save beside the encoder.
+    extra = {"global_step": np.array(7, np.int64),
+             "cls/predictions/output_bias": np.ones([99], np.float32),
+             "cls/predictions/transform/dense/kernel": np.ones([32, 32], np.float32),
+             "cls/seq_relationship/output_weights": np.ones([2, 32], np.float32),
+             "output_weights": np.ones([2, 32], np.float32),
+             "output_bias": np.ones([2], np.float32)}
+    for name in list(weights) + ["output_weights"]:
+        extra[name + "/adam_m"] = np.zeros_like(weights.get(name, extra.get(name)))
+        extra[name + "/adam_v"] = np.zeros_like(weights.get(name, extra.get(name)))
+    write_checkpoint({**weights, **extra}, str(checkpoint / "bert_model.ckpt"))
+    before = {name: (checkpoint / name).read_bytes() for name in os.listdir(checkpoint)}
+
+    module_dir = tmp_path / "module"
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(module_dir),
+                 "--max-seq-length", "16"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    left_out = [line for line in lines if line.startswith("Left out")]
+    slots = 2 * (len(weights) + 1)
+    assert left_out == [f"Left out {slots + 6} variables that are not BERT's encoder: "
+                        f"Adam slots */adam_m, */adam_v ({slots}); "
+                        f"classifier head output_weights, output_bias (2); "
+                        f"cls/predictions/* (2); cls/seq_relationship/* (1); global_step (1)."]
+    # The checkpoint folder is read, never changed.
+    assert {name: (checkpoint / name).read_bytes() for name in os.listdir(checkpoint)} == before
+
+    features = _features(batch=3, seq=7, vocab_size=TINY_CONFIG.vocab_size, seed=2)
+    outputs = _run_tokens(hub.load(str(module_dir), tags=set()), features)
+    sequence, pooled = bert_forward(weights, TINY_CONFIG, **features)
+    np.testing.assert_allclose(outputs["sequence_output"], sequence, atol=1e-4)
+    np.testing.assert_allclose(outputs["pooled_output"], pooled, atol=1e-4)
+    assets_config = json.loads((module_dir / "assets" / "bert_config.json").read_text())
+    assert assets_config == {**TINY_CONFIG.to_dict(), "do_lower_case": True, "has_pooler": True}
 
 
 # === Bad input ===

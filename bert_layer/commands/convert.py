@@ -6,6 +6,8 @@ import argparse
 import os
 import time
 
+from bert_layer.quiet import warnings_as_lines
+
 DEFAULT_CHECKPOINT_DIR = os.path.join("checkpoints", "all-minilm-l6-v2")
 LOWER_CASE_CHOICES = {"auto": None, "yes": True, "no": False}
 
@@ -33,8 +35,9 @@ def run(args: argparse.Namespace) -> None:
 
     source = default_model_dir() if args.default else args.hf_dir
     start = time.perf_counter()
-    result = convert_folder(source, args.out, overwrite=args.overwrite,
-                            do_lower_case=LOWER_CASE_CHOICES[args.do_lower_case])
+    with warnings_as_lines("convert"):
+        result = convert_folder(source, args.out, overwrite=args.overwrite,
+                                do_lower_case=LOWER_CASE_CHOICES[args.do_lower_case])
     casing = {None: "not stated (export infers it from the vocab)", True: "lower-case",
               False: "cased"}[result.do_lower_case]
     pooler = "" if result.has_pooler else "; no pooler (pooled_output: first token's state)"

@@ -7,6 +7,7 @@ import os
 import time
 
 from bert_layer.commands.convert import LOWER_CASE_CHOICES
+from bert_layer.quiet import warnings_as_lines
 from bert_layer.text import SAVABLE_TOKENIZERS
 
 
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace) -> None:
     from bert_layer.export.writer import export_checkpoint
 
     start = time.perf_counter()
-    with progress.working(f"export {args.checkpoint}"):
+    with progress.working(f"export {args.checkpoint}"), warnings_as_lines("export"):
         result = export_checkpoint(args.checkpoint, args.out, max_seq_length=args.max_seq_length,
                                    do_lower_case=LOWER_CASE_CHOICES[args.do_lower_case],
                                    tokenizer=args.tokenizer, overwrite=args.overwrite)
