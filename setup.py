@@ -35,6 +35,8 @@ setup(
             "scipy>=1.11,<2",
             # hub.KerasLayer is a Keras 2 layer: tensorflow-hub 0.16 needs tf-keras for it.
             "tf-keras>=2.21,<2.22",
+            # The reference for `bert-layer embed` (tests/test_embed.py, integration).
+            "sentence-transformers>=3,<7",
         ],
         "bench": DEFAULT_MODEL + ["transformers>=4.40,<6", "matplotlib>=3.7,<4"],
     },

@@ -7,6 +7,7 @@ import dataclasses
 import keras
 
 from bert_layer.layer import BertLayer
+from bert_layer.pooling import VECTOR_POOLINGS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,9 +50,9 @@ def build_classifier(spec: ClassifierSpec) -> keras.Model:
     """strings [batch] -> class probabilities [batch, n_classes]."""
     if len(spec.classes) < 2 and not spec.multi_label:
         raise ValueError(f"A classifier needs at least 2 classes; received {list(spec.classes)}.")
-    if spec.pooling not in ("cls", "mean", "max"):
-        raise ValueError(f"A classifier pools to one vector: pooling must be 'cls', 'mean' or "
-                         f"'max'. Received: {spec.pooling!r}")
+    if spec.pooling not in VECTOR_POOLINGS:
+        raise ValueError(f"A classifier pools to one vector: pooling must be one of "
+                         f"{list(VECTOR_POOLINGS)}. Received: {spec.pooling!r}")
     text = keras.Input(shape=(), dtype="string", name="text")
     body = BertLayer(spec.bert_path, max_seq_length=spec.max_seq_length, pooling=spec.pooling,
                      n_fine_tune_layers=spec.fine_tune_layers, tokenizer=spec.tokenizer,

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 POOLINGS = ("cls", "first", "mean", "max", None)
+VECTOR_POOLINGS = tuple(p for p in POOLINGS if p is not None)  # One vector per text.
 
 
 def check_pooling(pooling: str | None, normalize: bool = False) -> None:
@@ -26,7 +27,7 @@ def check_pooling(pooling: str | None, normalize: bool = False) -> None:
         raise ValueError(f"Unknown pooling {pooling!r}; expected one of {list(POOLINGS)}.")
     if normalize and pooling is None:
         raise ValueError("normalize=True scales one pooled vector per text to unit length; "
-                         f"it needs a pooling (one of {list(POOLINGS[:-1])}), found None.")
+                         f"it needs a pooling (one of {list(VECTOR_POOLINGS)}), found None.")
 
 
 def warn_if_untrained_pooler(pooling: str | None, has_pooler: bool, source: str) -> None:

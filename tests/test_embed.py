@@ -257,3 +257,19 @@ def test_embed_equals_sentence_transformers_on_every_sst2_dev_sentence(
     cosines = _cosines(ours, expected)
     assert cosines.min() >= 0.99999, (cosines.argmin(), cosines.min())
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-6)
+
+
+# === "first" for classifiers too: one list of vector poolings ===
+
+
+def test_a_classifier_accepts_first_and_refuses_no_pooling(tiny_module_dir):
+    from bert_layer.classifier import ClassifierSpec, build_classifier
+
+    spec = ClassifierSpec(bert_path=tiny_module_dir, classes=("neg", "pos"), pooling="first",
+                          max_seq_length=MAX_LEN)
+    assert build_classifier(spec).get_layer("bert").pooling == "first"
+    spec = ClassifierSpec(bert_path=tiny_module_dir, classes=("neg", "pos"), pooling=None,
+                          max_seq_length=MAX_LEN)
+    with pytest.raises(ValueError, match=r"pooling must be one of \['cls', 'first', 'mean', "
+                                         r"'max'\]. Received: None"):
+        build_classifier(spec)

@@ -7,7 +7,7 @@ import sys
 import time
 
 from bert_layer.commands.columns import add_data_columns, positive_int, read_input_texts
-from bert_layer.pooling import POOLINGS
+from bert_layer.pooling import VECTOR_POOLINGS
 
 
 def run(args: argparse.Namespace) -> None:
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", help="TSV/CSV file with a header, or a .txt file of one text "
                    "per line; default or '-': lines on stdin")
     p.add_argument("--output", required=True, help="output file: .npy or .jsonl")
-    p.add_argument("--pooling", required=True, choices=[m for m in POOLINGS if m],
+    p.add_argument("--pooling", required=True, choices=VECTOR_POOLINGS,
                    help="first: the [CLS] token's state (bge; sentence-transformers' cls "
                    "pooling); mean/max: over real tokens (e.g. all-MiniLM-L6-v2: mean); cls: "
                    "BERT's pooler, tanh(dense([CLS]))")

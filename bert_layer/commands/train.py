@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bert_layer.commands.columns import add_data_columns, read_labelled
+from bert_layer.pooling import VECTOR_POOLINGS
 
 
 def run(args: argparse.Namespace) -> None:
@@ -47,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dev", help="validation file: accuracy and F1 each epoch, best epoch kept")
     p.add_argument("--out", required=True, help="output folder")
     add_data_columns(p, labels=True)
-    p.add_argument("--pooling", choices=("cls", "mean", "max"), default="cls")
+    p.add_argument("--pooling", choices=VECTOR_POOLINGS, default="cls")
     p.add_argument("--fine-tune-layers", type=int, default=3,
                    help="last N encoder layers to train; -1 trains all (default 3)")
     p.add_argument("--epochs", type=int, default=3)
