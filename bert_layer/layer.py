@@ -9,7 +9,7 @@ from bert_layer import contract
 from bert_layer.contract import INFERENCE_TAGS, TOKEN_INPUTS, TOKENS_SIGNATURE, TRAIN_TAGS
 from bert_layer.graph_import import import_signature
 from bert_layer.module import HubModule
-from bert_layer.pooling import check_pooling, masked_sequence, pool
+from bert_layer.pooling import check_pooling, masked_sequence, pool, warn_if_untrained_pooler
 from bert_layer.text.packing import Preprocessor, check_max_seq_length
 from bert_layer.text.tokenizer import make_tokenizer
 
@@ -38,8 +38,12 @@ class BertLayer(keras.layers.Layer):
         relative path resolves against the working directory when the model is reloaded.
       max_seq_length: int. Longest packed sequence; batches are padded only to their own
         longest sequence, never to this length.
-      pooling: "cls" (the module's pooled output), "mean" or "max" (over real tokens), or
-        None (the sequence output, padding positions zeroed).
+      pooling: "cls" (the module's pooled output: BERT's pooler, tanh(dense([CLS]))),
+        "first" (the raw [CLS] state: what sentence-transformers and bge call CLS pooling),
+        "mean" or "max" (over real tokens), or None (the sequence output, padding positions
+        zeroed). A module without pooler weights warns on "cls": use "first".
+      normalize: bool. Scale each pooled vector to unit L2 norm, as embedding models do
+        (sentence-transformers' `normalize_embeddings=True`). Needs a pooling.
       n_fine_tune_layers: int. How many of the last encoder layers train; 0 freezes the
         encoder, -1 trains every weight.
       tune_embeddings: bool. Also train the embeddings.
@@ -60,14 +64,15 @@ class BertLayer(keras.layers.Layer):
     """
 
     def __init__(self, bert_path: str, *, max_seq_length: int = 128, pooling: str | None = "cls",
-                 n_fine_tune_layers: int = 3, tune_embeddings: bool = False,
-                 do_preprocessing: bool = True, tokenizer: str = "graph", as_dict: bool = False,
-                 **kwargs):
+                 normalize: bool = False, n_fine_tune_layers: int = 3,
+                 tune_embeddings: bool = False, do_preprocessing: bool = True,
+                 tokenizer: str = "graph", as_dict: bool = False, **kwargs):
         super().__init__(**kwargs)
-        check_pooling(pooling)
+        check_pooling(pooling, normalize)
         self.bert_path = bert_path
         self.max_seq_length = max_seq_length
         self.pooling = pooling
+        self.normalize = normalize
         self.n_fine_tune_layers = n_fine_tune_layers
         self.tune_embeddings = tune_embeddings
         self.do_preprocessing = do_preprocessing
@@ -77,6 +82,9 @@ class BertLayer(keras.layers.Layer):
         self._module = HubModule(bert_path)
         self._variable_shapes = self._module_variable_shapes()
         self.num_encoder_layers = self._count_encoder_layers()
+        warn_if_untrained_pooler(
+            pooling, any(contract.POOLER.search(n) for n in self._variable_shapes),
+            source=f"The module {bert_path}")
         if not -1 <= n_fine_tune_layers <= self.num_encoder_layers:
             raise ValueError(
                 f"n_fine_tune_layers must be -1 (all), 0 (none) or up to the module's "
@@ -182,7 +190,8 @@ class BertLayer(keras.layers.Layer):
         """The layer's output for already tokenized `input_ids`, `input_mask`, `segment_ids`."""
         outputs = self._signature(bool(training))(*[features[n] for n in TOKEN_INPUTS])
         mask = features["input_mask"]
-        pooled = pool(self.pooling, outputs["pooled_output"], outputs["sequence_output"], mask)
+        pooled = pool(self.pooling, outputs["pooled_output"], outputs["sequence_output"], mask,
+                      normalize=self.normalize)
         if not self.as_dict:
             return pooled
         return {"pooled_output": pooled,
@@ -214,7 +223,8 @@ class BertLayer(keras.layers.Layer):
     def get_config(self) -> dict:
         config = super().get_config()
         config.update(bert_path=self.bert_path, max_seq_length=self.max_seq_length,
-                      pooling=self.pooling, n_fine_tune_layers=self.n_fine_tune_layers,
+                      pooling=self.pooling, normalize=self.normalize,
+                      n_fine_tune_layers=self.n_fine_tune_layers,
                       tune_embeddings=self.tune_embeddings,
                       do_preprocessing=self.do_preprocessing, tokenizer=self.tokenizer,
                       as_dict=self.as_dict)

@@ -10,9 +10,11 @@ import dataclasses
 import math
 
 # How BertLayer may pool (None: the sequence output); `bert_layer.pooling` implements them.
-POOLINGS = ("cls", "mean", "max", None)
-# A classifier pools to one vector.
-CLASSIFIER_POOLINGS = tuple(p for p in POOLINGS if p is not None)
+# "cls" is the pooler's tanh(dense(first token)); "first" the raw first-token state, as
+# embedding models (sentence-transformers' CLS pooling, bge, e5, gte) use it.
+POOLINGS = ("cls", "first", "mean", "max", None)
+# One vector per text (a classifier's, or an embedding's).
+VECTOR_POOLINGS = tuple(p for p in POOLINGS if p is not None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,9 +35,9 @@ class ClassifierSpec:
             raise ValueError(f"a classifier needs at least 2 classes; found {list(self.classes)}. "
                              f"Declare the classes (--labels in the CLI) if the data lacks "
                              f"examples of some.")
-        if self.pooling not in CLASSIFIER_POOLINGS:
+        if self.pooling not in VECTOR_POOLINGS:
             raise ValueError(f"a classifier pools to one vector: pooling must be one of "
-                             f"{list(CLASSIFIER_POOLINGS)}. Received: {self.pooling!r}")
+                             f"{list(VECTOR_POOLINGS)}. Received: {self.pooling!r}")
 
 
 def default(cls, name: str):

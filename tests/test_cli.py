@@ -16,7 +16,7 @@ import pytest
 from bert_layer.cli import main
 from bert_layer.classifiers import FrozenClassifier
 
-COMMANDS = ["convert", "export", "train", "freeze", "predict", "demo", "inspect"]
+COMMANDS = ["convert", "export", "train", "freeze", "predict", "embed", "demo", "inspect"]
 POSITIVE = ["the movie was good .", "great fun", "i love this film", "the best story"]
 NEGATIVE = ["the movie was bad .", "so boring", "i hate this film", "the worst plot"]
 

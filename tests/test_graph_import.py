@@ -201,3 +201,21 @@ def test_module_with_only_the_inference_graph_trains_without_dropout(make_google
     changed, name = _fit_changes(module_dir, n_fine_tune_layers=2)
     assert changed == {f"{name}/{n}" for n in keras_names(last_layers(2) | POOLER)} | {
         "logits/kernel", "logits/bias"}
+
+
+def test_a_classifier_on_a_google_module_freezes_to_the_same_probabilities(google_module_dir,
+                                                                          tmp_path):
+    from bert_layer.classifier import ClassifierSpec, build_classifier
+    from bert_layer.classifiers import FrozenClassifier
+    from bert_layer.freeze import freeze_model
+
+    spec = ClassifierSpec(bert_path=google_module_dir, classes=("neg", "pos"),
+                          fine_tune_layers=1, max_seq_length=MAX_LEN)
+    model = build_classifier(spec)
+    dense = model.get_layer("probabilities")  # Spread the head, so texts differ clearly.
+    dense.kernel.assign(np.random.default_rng(0).normal(size=dense.kernel.shape))
+    expected = model(tf.constant(TEXTS), training=False).numpy()
+    path = str(tmp_path / "classifier.pb")
+    freeze_model(model, path, class_names=list(spec.classes))
+    np.testing.assert_allclose(FrozenClassifier(path)(TEXTS), expected, atol=1e-5)
+    assert np.abs(expected[:, 0] - expected[0, 0]).max() > 1e-2

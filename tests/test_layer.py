@@ -159,14 +159,14 @@ def test_training_runs_dropout_and_inference_is_deterministic(make_layer):
     assert np.abs(train_a.numpy() - first.numpy()).max() > 1e-2
 
 
-@pytest.mark.parametrize("pooling", ["cls", "mean", "max", None])
+@pytest.mark.parametrize("pooling", ["cls", "first", "mean", "max", None])
 def test_outputs_match_the_numpy_reference(make_layer, checkpoint, vocab_file, pooling):
     texts = TEXTS + [LONG_TEXT]
     outputs = make_layer(pooling=pooling, as_dict=True)(tf.constant(texts))
     features, sequence, pooled = _reference(checkpoint, vocab_file, texts)
     mask = features["input_mask"]
     masked = sequence * mask[:, :, None]
-    expected = {"cls": pooled, "mean": mean_pool(sequence, mask),
+    expected = {"cls": pooled, "first": sequence[:, 0], "mean": mean_pool(sequence, mask),
                 "max": _masked_max(sequence, mask), None: masked}[pooling]
     assert sorted(outputs) == ["input_mask", "pooled_output", "sequence_output"]
     np.testing.assert_array_equal(outputs["input_mask"].numpy(), mask)
@@ -404,9 +404,9 @@ def test_two_bert_layers_train_independent_weights(tiny_module_dir, tmp_path):
 
 # Every argument differs from its default; with do_preprocessing both ways.
 CONFIGS = [
-    dict(max_seq_length=16, pooling="max", n_fine_tune_layers=1, tune_embeddings=True,
-         do_preprocessing=True, tokenizer="numpy", as_dict=True, name="encoder",
-         trainable=False),
+    dict(max_seq_length=16, pooling="max", normalize=True, n_fine_tune_layers=1,
+         tune_embeddings=True, do_preprocessing=True, tokenizer="numpy", as_dict=True,
+         name="encoder", trainable=False),
     dict(max_seq_length=20, pooling=None, n_fine_tune_layers=-1, tune_embeddings=True,
          do_preprocessing=False, tokenizer="numpy", as_dict=True, name="encoder_ids"),
 ]
@@ -509,7 +509,11 @@ def test_keras_file_round_trip(trained, tiny_module_dir, monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"pooling": "avg"}, r"Unknown pooling 'avg'; expected one of \['cls', 'mean', 'max', None\]"),
+    ({"pooling": "avg"}, r"Unknown pooling 'avg'; expected one of \['cls', 'first', 'mean', "
+                         r"'max', None\]"),
+    ({"pooling": None, "normalize": True}, r"normalize=True scales one pooled vector per text "
+                                           r"to unit length; it needs a pooling \(one of "
+                                           r"\['cls', 'first', 'mean', 'max'\]\), found None"),
     ({"n_fine_tune_layers": 4}, r"n_fine_tune_layers must be -1 \(all\), 0 \(none\) or up to "
                                 r"the module's 3 encoder layers. Received: 4"),
     ({"n_fine_tune_layers": -2}, r"n_fine_tune_layers must be -1 .*Received: -2"),
@@ -518,7 +522,8 @@ def test_keras_file_round_trip(trained, tiny_module_dir, monkeypatch, tmp_path):
     ({"max_seq_length": 65}, r"max_seq_length=65 exceeds the 64 position embeddings of the "
                              r"module .*; pass max_seq_length <= 64"),
     ({"max_seq_length": 2}, r"max_seq_length must be an integer >= 3.*Received: 2"),
-], ids=["pooling", "layers_above", "layers_below", "tokenizer", "positions", "too_short"])
+], ids=["pooling", "normalize_unpooled", "layers_above", "layers_below", "tokenizer",
+        "positions", "too_short"])
 def test_bad_arguments_name_the_value_and_what_is_allowed(tiny_module_dir, kwargs, match):
     with pytest.raises(ValueError, match=match):
         BertLayer(tiny_module_dir, **{"max_seq_length": MAX_LEN, **kwargs})

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert_layer.pooling import POOLINGS, check_pooling, masked_sequence, pool
+from bert_layer.pooling import (POOLINGS, check_pooling, masked_sequence, pool,
+                                warn_if_untrained_pooler)
 
 # B=2, T=3, H=2. Row 0 has two real tokens, row 1 one; the padding holds values (100, -100)
 # that would show in every pooling if the mask were ignored.
@@ -65,8 +68,53 @@ def test_known_poolings_pass_the_check():
 
 @pytest.mark.parametrize("pooling", ["avg", "CLS", "", 0])
 def test_unknown_pooling_names_the_value_and_the_choices(pooling):
-    expected = rf"Unknown pooling {pooling!r}; expected one of \['cls', 'mean', 'max', None\]"
+    expected = (rf"Unknown pooling {pooling!r}; expected one of \['cls', 'first', 'mean', "
+                r"'max', None\]")
     with pytest.raises(ValueError, match=expected):
         check_pooling(pooling)
     with pytest.raises(ValueError, match=expected):
         pool(pooling, tf.constant(POOLED), tf.constant(SEQUENCE), tf.constant(MASK))
+
+
+def test_first_is_the_first_tokens_raw_state_not_the_pooler():
+    np.testing.assert_array_equal(_pool("first"), [[1.0, -4.0], [-5.0, 6.0]])
+
+
+@pytest.mark.parametrize("pooling, expected", [
+    ("cls", [[0.5 / 0.5 ** 0.5, -0.5 / 0.5 ** 0.5], [0.25 / 0.625 ** 0.5, 0.75 / 0.625 ** 0.5]]),
+    ("first", [[1 / 17 ** 0.5, -4 / 17 ** 0.5], [-5 / 61 ** 0.5, 6 / 61 ** 0.5]]),
+    ("mean", [[2 / 13 ** 0.5, -3 / 13 ** 0.5], [-5 / 61 ** 0.5, 6 / 61 ** 0.5]]),
+    ("max", [[3 / 13 ** 0.5, -2 / 13 ** 0.5], [-5 / 61 ** 0.5, 6 / 61 ** 0.5]]),
+])
+def test_normalize_scales_the_pooled_vector_to_unit_length(pooling, expected):
+    normalized = pool(pooling, tf.constant(POOLED), tf.constant(SEQUENCE), tf.constant(MASK),
+                      normalize=True).numpy()
+    np.testing.assert_allclose(normalized, expected, rtol=1e-6)
+
+
+def test_normalize_keeps_an_all_zero_vector_zero():
+    zeros = tf.zeros([1, 2, 3])
+    normalized = pool("mean", tf.zeros([1, 3]), zeros, tf.constant([[1, 1]]), normalize=True)
+    np.testing.assert_array_equal(normalized.numpy(), np.zeros([1, 3]))
+
+
+def test_normalize_without_pooling_is_refused():
+    with pytest.raises(ValueError, match=r"normalize=True .* needs a pooling .*found None"):
+        check_pooling(None, normalize=True)
+
+
+@pytest.mark.parametrize("pooling, has_pooler, warns", [
+    ("cls", False, True), ("first", False, False), ("mean", False, False),
+    ("cls", True, False)])
+def test_cls_without_pooler_weights_warns_and_suggests_first(pooling, has_pooler, warns):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warn_if_untrained_pooler(pooling, has_pooler, source="The module m")
+    messages = [str(w.message) for w in caught]
+    if not warns:
+        assert messages == []
+        return
+    assert len(messages) == 1
+    assert messages[0].startswith("The module m has no pooler weights (bert/pooler/*): its "
+                                  "pooled_output is not a trained pooler")
+    assert "pass pooling='first'" in messages[0]

@@ -2,6 +2,6 @@
 arguments, `run(args)` does the work. Heavy imports (TensorFlow) happen inside `run`, so that
 `--help` and argument errors answer at once."""
 
-from bert_layer.commands import convert, demo, export, freeze, inspect, predict, train
+from bert_layer.commands import convert, demo, embed, export, freeze, inspect, predict, train
 
-COMMANDS = (convert, export, train, freeze, predict, demo, inspect)
+COMMANDS = (convert, export, train, freeze, predict, embed, demo, inspect)

@@ -3,6 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+
+def positive_int(value: str) -> int:
+    """An argparse type: refuses 0, negatives and non-numbers while parsing, before any work."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {value!r}")
+    return number
 
 
 def add_data_columns(p: argparse.ArgumentParser, labels: bool) -> None:
@@ -32,3 +44,17 @@ def read_labelled(path: str, args: argparse.Namespace, classes=None):
     return read_examples(path, text_column=args.text_column, pair_column=args.pair_column,
                          label_column=args.label_column, labels=classes,
                          multi_label=args.multi_label)
+
+
+def read_input_texts(args: argparse.Namespace) -> list[str]:
+    """The texts of `--input`: lines on stdin (absent or '-'), a `.txt` file of one text per
+    line, else a TSV/CSV file's `--text-column` (and `--pair-column`)."""
+    from bert_layer.examples import read_examples, read_lines
+
+    if args.input in (None, "-"):
+        return read_lines(sys.stdin)
+    if args.input.endswith(".txt"):  # One text per line, no header.
+        with open(args.input, encoding="utf-8") as f:
+            return read_lines(f)
+    return read_examples(args.input, text_column=args.text_column,
+                         pair_column=args.pair_column).texts

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from bert_layer.commands.columns import add_data_columns, declared_labels, read_labelled
-from bert_layer.specs import CLASSIFIER_POOLINGS, ClassifierSpec, TrainConfig, default
+from bert_layer.specs import VECTOR_POOLINGS, ClassifierSpec, TrainConfig, default
 from bert_layer.text import TOKENIZER_NAMES
 
 _CONFIG = TrainConfig()  # The defaults, defined there once.
@@ -74,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_columns(p, labels=True)
     spec = {f: default(ClassifierSpec, f)
             for f in ("pooling", "fine_tune_layers", "max_seq_length", "tokenizer")}
-    p.add_argument("--pooling", choices=CLASSIFIER_POOLINGS, default=spec["pooling"])
+    p.add_argument("--pooling", choices=VECTOR_POOLINGS, default=spec["pooling"])
     p.add_argument("--fine-tune-layers", type=int, default=spec["fine_tune_layers"],
                    help=f"last N encoder layers to train; -1 trains all "
                    f"(default {spec['fine_tune_layers']})")
