@@ -13,14 +13,43 @@ from bert_layer.layer import BertLayer
 class ClassifierSpec:
     """What the classifier is made of; saved in the training report."""
 
-    bert_path: str
-    classes: tuple[str, ...]
+    module: str
+    class_names: tuple[str, ...]
     multi_label: bool = False
     pooling: str = "cls"
     fine_tune_layers: int = 3
     max_seq_length: int = 128
     tokenizer: str = "graph"
     head_dropout: float = 0.1
+
+
+@keras.saving.register_keras_serializable(package="bert_layer")
+class ClassifierHead(keras.layers.Dense):
+    """The output layer: one unit per class, softmax (sigmoid when multi_label). Its config
+    carries the class names, so a saved model predicts with them wherever it is copied.
+
+    Args:
+      class_names: the classes, in output order.
+      multi_label: independent sigmoids instead of a softmax.
+      **kwargs: `keras.layers.Dense` arguments other than units and activation.
+    """
+
+    def __init__(self, class_names, multi_label: bool = False, **kwargs):
+        kwargs.update(units=len(class_names), activation="sigmoid" if multi_label else "softmax")
+        super().__init__(**kwargs)
+        self.class_names = [str(c) for c in class_names]
+        self.multi_label = bool(multi_label)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(class_names=self.class_names, multi_label=self.multi_label)
+        return config
+
+
+def find_head(model: keras.Model) -> ClassifierHead | None:
+    """The model's ClassifierHead (None for models saved before it existed)."""
+    heads = [layer for layer in model.layers if isinstance(layer, ClassifierHead)]
+    return heads[0] if len(heads) == 1 else None
 
 
 @keras.saving.register_keras_serializable(package="bert_layer")
@@ -47,18 +76,18 @@ class F1Score(keras.metrics.F1Score):
 
 def build_classifier(spec: ClassifierSpec) -> keras.Model:
     """strings [batch] -> class probabilities [batch, n_classes]."""
-    if len(spec.classes) < 2 and not spec.multi_label:
-        raise ValueError(f"A classifier needs at least 2 classes; received {list(spec.classes)}.")
+    if len(spec.class_names) < 2 and not spec.multi_label:
+        raise ValueError(
+            f"A classifier needs at least 2 classes; received {list(spec.class_names)}.")
     if spec.pooling not in ("cls", "mean", "max"):
         raise ValueError(f"A classifier pools to one vector: pooling must be 'cls', 'mean' or "
                          f"'max'. Received: {spec.pooling!r}")
     text = keras.Input(shape=(), dtype="string", name="text")
-    body = BertLayer(spec.bert_path, max_seq_length=spec.max_seq_length, pooling=spec.pooling,
+    body = BertLayer(spec.module, max_seq_length=spec.max_seq_length, pooling=spec.pooling,
                      n_fine_tune_layers=spec.fine_tune_layers, tokenizer=spec.tokenizer,
                      name="bert")
     x = keras.layers.Dropout(spec.head_dropout, name="head_dropout")(body(text))
-    activation = "sigmoid" if spec.multi_label else "softmax"
-    probabilities = keras.layers.Dense(
-        len(spec.classes), activation=activation, name="probabilities",
+    probabilities = ClassifierHead(
+        spec.class_names, spec.multi_label, name="probabilities",
         kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02))(x)
     return keras.Model(text, probabilities, name="bert_classifier")

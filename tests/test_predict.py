@@ -37,7 +37,7 @@ class TextStatistics:
 @pytest.fixture(scope="module")
 def keras_file(tiny_module_dir, tmp_path_factory) -> str:
     """An untrained 3-class classifier saved as .keras, with no report beside it."""
-    spec = ClassifierSpec(bert_path=tiny_module_dir, classes=("a", "b", "c"),
+    spec = ClassifierSpec(module=tiny_module_dir, class_names=("a", "b", "c"),
                           fine_tune_layers=0, max_seq_length=32)
     model = build_classifier(spec)
     dense = model.get_layer("probabilities")
