@@ -16,18 +16,22 @@ def run(args: argparse.Namespace) -> None:
     if args.max_train_rows is not None:  # 0 is an error below (no examples), not "all".
         train = train.take(range(min(args.max_train_rows, len(train))))
     dev = read_labelled(args.dev, args, train.classes) if args.dev else None
-    spec = ClassifierSpec(bert_path=args.module, classes=tuple(train.classes),
+    spec = ClassifierSpec(module=args.module, class_names=tuple(train.classes),
                           multi_label=args.multi_label, pooling=args.pooling,
                           fine_tune_layers=args.fine_tune_layers,
                           max_seq_length=args.max_seq_length, tokenizer=args.tokenizer)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                          learning_rate=args.learning_rate, warmup_fraction=args.warmup_fraction,
                          seed=args.seed, bucket=not args.no_bucketing)
-    report = train_classifier(spec, train, dev, args.out, config, overwrite=args.overwrite)
+    report = train_classifier(spec, train, dev, args.out, config, overwrite=args.overwrite,
+                              resume=args.resume)
     _print_training_summary(report, args.out)
 
 
 def _print_training_summary(report: dict, out: str) -> None:
+    if report["resumed_from_epoch"]:
+        print(f"resumed at epoch {report['resumed_from_epoch']} (epochs before it were "
+              f"finished by an interrupted run)")
     for epoch in report["epochs"]:
         scores = "  ".join(f"{k}={v:.4f}" for k, v in epoch.items()
                            if k.startswith("val_") or k in ("loss", "accuracy"))
@@ -60,4 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-bucketing", action="store_true", help="batches in file order")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its last finished epoch (kept in "
+                   "OUT.backup/ until the output is written)")
     p.set_defaults(run=run)
