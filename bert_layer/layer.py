@@ -308,4 +308,3 @@ class BertLayer(keras.layers.Layer):
                       do_preprocessing=self.do_preprocessing, tokenizer=self.tokenizer,
                       as_dict=self.as_dict)
         return config
-

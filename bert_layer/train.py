@@ -120,8 +120,6 @@ def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None
     _check_matches_spec(train, spec)
     if dev is not None:
         _check_matches_spec(dev, spec)
-    backup = TrainingBackup(out_dir, _settings(spec, config, train, dev))
-    finished_before = backup.start(resume=resume, overwrite=overwrite)
     if verbose is None:  # A progress bar on a terminal, one line per epoch in a log.
         verbose = 1 if sys.stdout.isatty() else 2
     keras.utils.set_random_seed(config.seed)
@@ -134,6 +132,8 @@ def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None
     model = build_classifier(spec)
     compile_classifier(model, config, len(spec.class_names), spec.multi_label, steps)
     start = time.perf_counter()
+    backup = TrainingBackup(out_dir, _settings(spec, config, train, dev))
+    finished_before = backup.start(resume=resume, overwrite=overwrite)
     callbacks = [ThroughputLogger(), *backup.callbacks(
         keep_best_by=None if dev_ds is None else "val_accuracy")]
     try:

@@ -272,3 +272,29 @@ def test_rebuilt_from_config_without_weights_refuses_to_run(saved, monkeypatch):
     rebuilt = keras.models.model_from_json(model.to_json())
     with pytest.raises(ValueError, match="weights were never loaded"):
         rebuilt(tf.constant(TEXTS))
+
+
+@pytest.mark.integration
+def test_default_model_classifier_travels_alone(default_module_dir, sst2_dev, tmp_path,
+                                                monkeypatch):
+    module = str(tmp_path / "module")
+    shutil.copytree(default_module_dir, module)
+    spec = ClassifierSpec(module=module, class_names=("negative", "positive"), pooling="mean")
+    model = build_classifier(spec)
+    _moved_weights(model)
+    texts = sst2_dev[:16]
+    expected = model(tf.constant(texts), training=False).numpy()
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    shutil.rmtree(module)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.move(path, elsewhere / "model.keras")
+    monkeypatch.chdir(elsewhere)
+    classifier = KerasClassifier("model.keras")
+    assert classifier.class_names == ["negative", "positive"]
+    np.testing.assert_allclose(classifier(texts), expected, atol=1e-5)
+    with zipfile.ZipFile("model.keras") as archive:
+        sizes = {i.filename: i.file_size for i in archive.infolist()}
+    assets = sum(size for name, size in sizes.items() if name.startswith("assets/"))
+    assert assets < 0.2 * sizes["model.weights.h5"]  # The graph is small beside the weights.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from bert_layer.commands.columns import add_data_columns, read_labelled
 
@@ -23,9 +24,24 @@ def run(args: argparse.Namespace) -> None:
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                          learning_rate=args.learning_rate, warmup_fraction=args.warmup_fraction,
                          seed=args.seed, bucket=not args.no_bucketing)
-    report = train_classifier(spec, train, dev, args.out, config, overwrite=args.overwrite,
-                              resume=args.resume)
+    try:
+        report = train_classifier(spec, train, dev, args.out, config,
+                                  overwrite=args.overwrite, resume=args.resume)
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or a SIGTERM handler's exit.
+        _print_resume_hint(args.out)
+        raise
     _print_training_summary(report, args.out)
+
+
+def _print_resume_hint(out: str) -> None:
+    import sys
+
+    from bert_layer.backup import backup_dir
+
+    if os.path.isdir(backup_dir(out)):
+        print(f"bert-layer train: interrupted; the finished epochs are kept in "
+              f"{backup_dir(out)}. Run the same command with --resume to continue.",
+              file=sys.stderr)
 
 
 def _print_training_summary(report: dict, out: str) -> None:
