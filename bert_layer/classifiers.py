@@ -120,24 +120,36 @@ class SavedModelClassifier:
 
 
 class KerasClassifier:
-    """A saved `.keras` classifier (strings -> probabilities) behind one traced function."""
+    """A saved `.keras` classifier (strings -> probabilities) behind one traced function.
+
+    The model carries its module and class names. For models saved before it did, the
+    module path stored at training time is looked up from the working folder, then from
+    the model's folder and its parents, and the class names come from the report beside.
+    """
 
     def __init__(self, path: str | os.PathLike):
         import keras
         import tensorflow as tf
 
-        import bert_layer.layer  # noqa: F401  (registers BertLayer for deserialization)
+        import bert_layer.classifier  # noqa: F401  (registers the model's layers)
+        from bert_layer.module_files import folder_and_parents, module_search_dirs
 
         self.path = os.fspath(path)
         check_model_file(self.path, (KERAS_SUFFIX,))
         try:
-            self.model = keras.models.load_model(self.path, compile=False)
+            with module_search_dirs(folder_and_parents(os.path.dirname(os.path.abspath(path)))):
+                self.model = keras.models.load_model(self.path, compile=False)
         except (OSError, zipfile.BadZipFile, KeyError) as e:  # h5py and zipfile on bad bytes.
             first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise ValueError(f"{self.path} is not a readable .keras model (corrupt or truncated: "
                              f"{first_line}); expected the model.keras written by "
                              f"`bert-layer train`.") from e
-        self.class_names, self.multi_label = _classes_beside(self.path, self.model)
+        except Exception as e:  # Keras wraps a missing module in deserialization errors.
+            missing = _cause(e, FileNotFoundError)
+            if missing is None:
+                raise
+            raise FileNotFoundError(f"{self.path}: {missing}") from e
+        self.class_names, self.multi_label = _class_names(self.path, self.model)
         spec = tf.TensorSpec([None], tf.string)
         self._run = tf.function(lambda texts: self.model(texts, training=False),
                                 input_signature=[spec])
@@ -147,13 +159,31 @@ class KerasClassifier:
         return self._run(tf.constant(texts, dtype=tf.string)).numpy()
 
 
-def _classes_beside(model_path: str, model) -> tuple[list[str], bool]:
-    """Class names from the training report next to the model, else "0", "1", ..."""
+def _cause(error: BaseException, kind: type) -> BaseException | None:
+    """The first exception of `kind` in `error`'s chain of causes."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, kind):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _class_names(model_path: str, model) -> tuple[list[str], bool]:
+    """Class names from the model's head; for models saved before the head kept them,
+    from the training report next to the model, else "0", "1", ..."""
+    from bert_layer.classifier import find_head
+
+    head = find_head(model)
+    if head is not None:
+        return list(head.class_names), head.multi_label
     report = os.path.join(os.path.dirname(model_path), REPORT_FILE)
     if os.path.isfile(report):
         with open(report, encoding="utf-8") as f:
             classifier = json.load(f)["classifier"]
-        return list(classifier["classes"]), bool(classifier["multi_label"])
+        names = classifier.get("class_names", classifier.get("classes"))  # Older reports.
+        return list(names), bool(classifier["multi_label"])
     return [str(i) for i in range(model.output_shape[-1])], False
 
 

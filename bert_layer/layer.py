@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import weakref
+
 import keras
 import tensorflow as tf
 
@@ -9,6 +13,8 @@ from bert_layer import contract
 from bert_layer.contract import INFERENCE_TAGS, TOKEN_INPUTS, TOKENS_SIGNATURE, TRAIN_TAGS
 from bert_layer.graph_import import import_signature
 from bert_layer.module import HubModule
+from bert_layer.module_files import (ModuleValue, copy_module_graph, has_module_graph,
+                                     module_argument, module_variable_shapes, resolve_module)
 from bert_layer.pooling import check_pooling, masked_sequence, pool, warn_if_untrained_pooler
 from bert_layer.text.packing import Preprocessor, check_max_seq_length
 from bert_layer.text.tokenizer import make_tokenizer
@@ -33,9 +39,12 @@ class BertLayer(keras.layers.Layer):
     """BERT from a TF1 Hub module, as a Keras layer that owns and fine-tunes its weights.
 
     Args:
-      bert_path: str. The module folder (as written by `bert-layer export`, or any TF1
-        Hub module with `tokens` and `tokenization_info` signatures). Kept as given, so a
-        relative path resolves against the working directory when the model is reloaded.
+      module: str. The module folder (as written by `bert-layer export`, or any TF1
+        Hub module with `tokens` and `tokenization_info` signatures). Kept as given in the
+        config; a saved `.keras` model carries the module's graph and vocabulary itself
+        (`save_assets`), so it loads without this folder. Models saved before that look
+        for the folder relative to the working folder, then to `module_search_dirs`.
+        (Named `bert_path` before; configs with that name still load.)
       max_seq_length: int. Longest packed sequence; batches are padded only to their own
         longest sequence, never to this length.
       pooling: "cls" (the module's pooled output: BERT's pooler, tanh(dense([CLS]))),
@@ -58,18 +67,26 @@ class BertLayer(keras.layers.Layer):
     Call arguments:
       inputs: see `do_preprocessing`.
       training: bool. True runs the module's {"train"} graph (dropout), False its {} graph.
+        A layer with nothing to train (`trainable=False`, or no weight selected by
+        `n_fine_tune_layers`/`tune_embeddings`/a trained pooler) runs the {} graph even
+        when training, as Keras's frozen layers (BatchNormalization) do: dropout
+        regularizes weights that learn, and a frozen encoder is a fixed feature extractor.
+
+    The weights start as the module's values however the layer is built (functional,
+    sequential, inside a subclassed model's first call, under `tf.function`).
 
     Note: weights are named as in the module with '/' written '.', because Keras 3 forbids
     '/' in weight names; `module_variable_names` maps them back.
     """
 
-    def __init__(self, bert_path: str, *, max_seq_length: int = 128, pooling: str | None = "cls",
-                 normalize: bool = False, n_fine_tune_layers: int = 3,
-                 tune_embeddings: bool = False, do_preprocessing: bool = True,
-                 tokenizer: str = "graph", as_dict: bool = False, **kwargs):
+    def __init__(self, module: str | None = None, *, max_seq_length: int = 128,
+                 pooling: str | None = "cls", normalize: bool = False,
+                 n_fine_tune_layers: int = 3, tune_embeddings: bool = False,
+                 do_preprocessing: bool = True, tokenizer: str = "graph", as_dict: bool = False,
+                 bert_path: str | None = None, _open_module: bool = True, **kwargs):
         super().__init__(**kwargs)
         check_pooling(pooling, normalize)
-        self.bert_path = bert_path
+        self.module = module_argument(module, bert_path)
         self.max_seq_length = max_seq_length
         self.pooling = pooling
         self.normalize = normalize
@@ -79,34 +96,57 @@ class BertLayer(keras.layers.Layer):
         self.tokenizer = tokenizer
         self.as_dict = as_dict
 
-        self._module = HubModule(bert_path)
-        self._variable_shapes = self._module_variable_shapes()
-        self.num_encoder_layers = self._count_encoder_layers()
-        warn_if_untrained_pooler(
-            pooling, any(contract.POOLER.search(n) for n in self._variable_shapes),
-            source=f"The module {bert_path}")
-        if not -1 <= n_fine_tune_layers <= self.num_encoder_layers:
-            raise ValueError(
-                f"n_fine_tune_layers must be -1 (all), 0 (none) or up to the module's "
-                f"{self.num_encoder_layers} encoder layers. Received: {n_fine_tune_layers}")
+        self._module: HubModule | None = None
         self._preprocessor = None
-        if do_preprocessing:
-            self._check_max_seq_length()
-            info = self._module.tokenization_info()
-            self._preprocessor = Preprocessor(
-                make_tokenizer(tokenizer, info.vocab_file, info.do_lower_case), max_seq_length)
+        self._variable_shapes: dict[str, tuple[int, ...]] = {}
+        self._hidden_size: int | None = None
+        self._awaiting_weights = False  # Built from a saved config; load_own_variables fills.
         self._signatures: dict[bool, object] = {}
         self.module_variable_names: dict[str, str] = {}
+        if _open_module:  # from_config defers: a saved model may carry its module.
+            self._attach_module(HubModule(resolve_module(self.module)))
+
+    @classmethod
+    def from_config(cls, config: dict) -> "BertLayer":
+        """The module is opened when first needed: at build, or from the `.keras` file's
+        assets (`load_assets`), which Keras reads only after building the layer."""
+        return cls(**config, _open_module=False)
+
+    def _attach_module(self, module: HubModule) -> None:
+        """Uses `module` for the graph and vocabulary; checks the settings against it."""
+        with tf.init_scope():  # Lookup tables belong outside any function being traced.
+            if not self._variable_shapes:
+                self._set_variable_shapes(module_variable_shapes(module))
+            self._module = module
+            sig = module.meta_graph(INFERENCE_TAGS).signature_def[TOKENS_SIGNATURE]
+            self._hidden_size = sig.outputs["pooled_output"].tensor_shape.dim[-1].size
+            self._preprocessor = None
+            if self.do_preprocessing:
+                info = module.tokenization_info()
+                self._preprocessor = Preprocessor(
+                    make_tokenizer(self.tokenizer, info.vocab_file, info.do_lower_case),
+                    self.max_seq_length)
+            self._signatures = {}
+
+    def _ensure_module(self) -> HubModule:
+        if self._module is None:
+            self._attach_module(HubModule(resolve_module(self.module)))
+        return self._module
+
+    def _set_variable_shapes(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        self._variable_shapes = shapes
+        self.num_encoder_layers = self._count_encoder_layers()
+        warn_if_untrained_pooler(
+            self.pooling, any(contract.POOLER.search(n) for n in shapes),
+            source=f"The module {self.module}")
+        if not -1 <= self.n_fine_tune_layers <= self.num_encoder_layers:
+            raise ValueError(
+                f"n_fine_tune_layers must be -1 (all), 0 (none) or up to the module's "
+                f"{self.num_encoder_layers} encoder layers. Received: {self.n_fine_tune_layers}")
+        if self.do_preprocessing:
+            self._check_max_seq_length()
 
     # === Weights ===
-
-    def _module_variable_shapes(self) -> dict[str, tuple[int, ...]]:
-        graph_nodes = {n.name for n in self._module.signature_graph(
-            INFERENCE_TAGS, TOKENS_SIGNATURE)[0].node}
-        variables = self._module.variable_nodes(INFERENCE_TAGS)
-        shapes = self._module.variable_shapes()
-        return {name: shapes[name] for name in sorted(variables)
-                if name in graph_nodes and name in shapes}
 
     def _count_encoder_layers(self) -> int:
         indexes = {int(m.group(1)) for name in self._variable_shapes
@@ -118,7 +158,7 @@ class BertLayer(keras.layers.Layer):
         positions = [shape[0] for name, shape in self._variable_shapes.items()
                      if contract.POSITION_EMBEDDINGS.search(name)]
         check_max_seq_length(self.max_seq_length, positions[0] if positions else None,
-                             source=f"the module {self.bert_path}")
+                             source=f"the module {self.module}")
 
     def _is_trainable(self, name: str) -> bool:
         if self.n_fine_tune_layers == -1:
@@ -132,26 +172,71 @@ class BertLayer(keras.layers.Layer):
         return match is not None and int(match.group(1)) >= first_tuned
 
     def build(self, input_shape=None):
-        values = self._module.variable_values()
+        values = {} if self._awaiting_weights else self._ensure_module().variable_values()
         self._module_weights = {}
-        for name in self._variable_shapes:
+        for name, shape in self._variable_shapes.items():
+            # Awaiting: shapes from the saved config, values loaded from the file next.
+            value = values.get(name)
             weight = self.add_weight(
-                name=keras_weight_name(name), shape=values[name].shape,
-                dtype=values[name].dtype.name, initializer="zeros",
+                name=keras_weight_name(name), shape=shape,
+                dtype="float32" if value is None else value.dtype.name,
+                initializer="zeros" if value is None else ModuleValue(value),
                 trainable=self._is_trainable(name))
-            weight.assign(values[name])
             self._module_weights[name] = weight
             self.module_variable_names[weight.path] = name
         self.built = True
 
+    # === Saving: the shapes in the build config, the module's graph in the assets ===
+
+    def get_build_config(self) -> dict | None:
+        config = super().get_build_config()
+        if self.built:
+            config = dict(config or {}, hidden_size=self.hidden_size, module_variables={
+                name: list(shape) for name, shape in self._variable_shapes.items()})
+        return config
+
+    def build_from_config(self, config: dict) -> None:
+        """Creates the weights from the saved shapes, without the module: Keras loads
+        their values, then the module's graph (`load_assets`), after building."""
+        if "module_variables" in config and self._module is None:
+            self._set_variable_shapes(
+                {name: tuple(shape) for name, shape in config["module_variables"].items()})
+            self._hidden_size = config["hidden_size"]
+            self._awaiting_weights = True
+        self.build(config.get("input_shape"))
+
+    def load_own_variables(self, store) -> None:
+        super().load_own_variables(store)
+        self._awaiting_weights = False
+
+    def save_assets(self, dir_path: str) -> None:
+        """Writes the module's graphs and vocabulary (its variables are this layer's
+        weights, saved by Keras)."""
+        copy_module_graph(self._ensure_module().path, dir_path)
+
+    def load_assets(self, dir_path: str) -> None:
+        """Runs the module saved with the model. Keras deletes `dir_path` after loading,
+        so the layer keeps a copy of its own, removed with the layer."""
+        if not has_module_graph(dir_path):
+            return  # Saved without its module: the path in the config names it.
+        copy = tempfile.mkdtemp(prefix="bert_layer_module_")
+        weakref.finalize(self, shutil.rmtree, copy, ignore_errors=True)
+        copy_module_graph(dir_path, copy)
+        self._attach_module(HubModule(copy))
+
     def _signature(self, training: bool):
         """The module's `tokens` graph for the tag set, imported once and reused."""
+        if self._awaiting_weights:
+            raise ValueError(
+                f"BertLayer '{self.name}' was rebuilt from a saved config but its weights "
+                f"were never loaded: load the model with keras.models.load_model, or call "
+                f"load_weights, before running it.")
         if training not in self._signatures:
             specs = {name: tf.TensorSpec([None, None], tf.int32, name=name)
                      for name in TOKEN_INPUTS}
             with tf.init_scope():
                 self._signatures[training] = import_signature(
-                    self._module, TRAIN_TAGS if training else INFERENCE_TAGS,
+                    self._ensure_module(), TRAIN_TAGS if training else INFERENCE_TAGS,
                     TOKENS_SIGNATURE, specs,
                     {name: w.value for name, w in self._module_weights.items()})
         return self._signatures[training]
@@ -159,14 +244,17 @@ class BertLayer(keras.layers.Layer):
     @property
     def preprocessor(self) -> Preprocessor | None:
         """Strings -> ids as this layer does it (None when do_preprocessing=False)."""
+        if self.do_preprocessing:
+            self._ensure_module()
         return self._preprocessor
 
     # === Call ===
 
     def preprocess(self, texts: tf.Tensor) -> dict[str, tf.Tensor]:
         """Strings [batch] -> int32 `input_ids`, `input_mask`, `segment_ids` [batch, seq]."""
-        if self._preprocessor is None:
+        if not self.do_preprocessing:
             raise ValueError("This BertLayer was built with do_preprocessing=False.")
+        self._ensure_module()
         texts = tf.convert_to_tensor(texts)
         _check_text_dtype(texts.dtype.name)
         if texts.shape.rank == 2:
@@ -188,7 +276,8 @@ class BertLayer(keras.layers.Layer):
 
     def encode(self, features: dict[str, tf.Tensor], training=None):
         """The layer's output for already tokenized `input_ids`, `input_mask`, `segment_ids`."""
-        outputs = self._signature(bool(training))(*[features[n] for n in TOKEN_INPUTS])
+        dropout = bool(training) and bool(self.trainable_weights)  # See the class docstring.
+        outputs = self._signature(dropout)(*[features[n] for n in TOKEN_INPUTS])
         mask = features["input_mask"]
         pooled = pool(self.pooling, outputs["pooled_output"], outputs["sequence_output"], mask,
                       normalize=self.normalize)
@@ -202,8 +291,9 @@ class BertLayer(keras.layers.Layer):
 
     @property
     def hidden_size(self) -> int:
-        sig = self._module.meta_graph(INFERENCE_TAGS).signature_def[TOKENS_SIGNATURE]
-        return sig.outputs["pooled_output"].tensor_shape.dim[-1].size
+        if self._hidden_size is None:
+            self._ensure_module()
+        return self._hidden_size
 
     def compute_output_spec(self, inputs, training=None):
         if self.do_preprocessing:
@@ -222,7 +312,7 @@ class BertLayer(keras.layers.Layer):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(bert_path=self.bert_path, max_seq_length=self.max_seq_length,
+        config.update(module=self.module, max_seq_length=self.max_seq_length,
                       pooling=self.pooling, normalize=self.normalize,
                       n_fine_tune_layers=self.n_fine_tune_layers,
                       tune_embeddings=self.tune_embeddings,

@@ -21,8 +21,8 @@ VECTOR_POOLINGS = tuple(p for p in POOLINGS if p is not None)
 class ClassifierSpec:
     """What the classifier is made of; saved in the training report."""
 
-    bert_path: str
-    classes: tuple[str, ...]
+    module: str  # The hub module folder.
+    class_names: tuple[str, ...]
     multi_label: bool = False
     pooling: str = "cls"
     fine_tune_layers: int = 3
@@ -31,8 +31,8 @@ class ClassifierSpec:
     head_dropout: float = 0.1
 
     def __post_init__(self) -> None:
-        if len(self.classes) < 2 and not self.multi_label:
-            raise ValueError(f"a classifier needs at least 2 classes; found {list(self.classes)}. "
+        if len(self.class_names) < 2 and not self.multi_label:
+            raise ValueError(f"a classifier needs at least 2 classes; found {list(self.class_names)}. "
                              f"Declare the classes (--labels in the CLI) if the data lacks "
                              f"examples of some.")
         if self.pooling not in VECTOR_POOLINGS:

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import sys
 import time
 
@@ -14,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from bert_layer.backup import TrainingBackup
 from bert_layer.classifier import ClassifierSpec, F1Score, build_classifier
 from bert_layer.batching import make_dataset
 from bert_layer.examples import Examples
@@ -85,12 +87,17 @@ def compile_classifier(model: keras.Model, config: TrainConfig, n_classes: int,
 
 def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None,
                      out_dir: str, config: TrainConfig = TrainConfig(), *,
-                     overwrite: bool = False, verbose: int | None = None) -> dict:
+                     overwrite: bool = False, resume: bool = False,
+                     verbose: int | None = None) -> dict:
     """Fine-tunes, keeps the best epoch (by dev accuracy; without dev data, the last),
-    writes `model.keras` and `report.json` into `out_dir`; returns the report."""
+    writes `model.keras` and `report.json` into `out_dir`; returns the report.
+
+    Each finished epoch is backed up in `out_dir + ".backup"` (see `bert_layer.backup`);
+    with `resume`, a run interrupted there continues after its last finished epoch.
+    """
     if train.labels is None:
         raise ValueError(f"{train.source}: training needs a label column.")
-    inputs = [spec.bert_path, train.source] + ([dev.source] if dev is not None else [])
+    inputs = [spec.module, train.source] + ([dev.source] if dev is not None else [])
     check_output_free(out_dir, overwrite, kind="run", inputs=inputs)  # Before the work, and below.
     _check_matches_spec(train, spec)
     if dev is not None:
@@ -105,40 +112,59 @@ def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None
         bucket=config.bucket)
     steps = config.epochs * math.ceil(len(train) / config.batch_size)
     model = build_classifier(spec)
-    compile_classifier(model, config, len(spec.classes), spec.multi_label, steps)
+    compile_classifier(model, config, len(spec.class_names), spec.multi_label, steps)
     start = time.perf_counter()
+    backup = TrainingBackup(out_dir, _settings(spec, config, train, dev))
+    finished_before = backup.start(resume=resume, overwrite=overwrite)
+    callbacks = [ThroughputLogger(), *backup.callbacks(
+        keep_best_by=None if dev_ds is None else "val_accuracy")]
+    try:
+        model.fit(train_ds, validation_data=dev_ds, epochs=config.epochs,
+                  callbacks=callbacks, verbose=verbose)
+    except BaseException:
+        if backup.finished_epochs() == 0:  # Nothing to resume from.
+            backup.remove()
+        raise
+    report = _report(spec, config, train, dev, backup.epochs(), time.perf_counter() - start,
+                     resumed_from=finished_before + 1 if finished_before else None)
+    # The output folder exists only from here on: a kill during fit leaves only the backup.
     with atomic_output(out_dir, overwrite=overwrite, kind="run", inputs=inputs) as tmp:
         model_path = os.path.join(tmp, MODEL_FILE)
-        callbacks = [ThroughputLogger()]
-        if dev_ds is not None:
-            callbacks.append(keras.callbacks.ModelCheckpoint(
-                model_path, monitor="val_accuracy", mode="max", save_best_only=True))
-        history = model.fit(train_ds, validation_data=dev_ds, epochs=config.epochs,
-                            callbacks=callbacks, verbose=verbose)
         if dev_ds is None:
             model.save(model_path)
-        report = _report(spec, config, train, dev, history.history,
-                         time.perf_counter() - start)
+        else:
+            shutil.copyfile(backup.best_model(report["best_epoch"]), model_path)
         with open(os.path.join(tmp, REPORT_FILE), "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2)
+    backup.remove()
     return report
+
+
+def _settings(spec: ClassifierSpec, config: TrainConfig, train: Examples,
+              dev: Examples | None) -> dict:
+    """What a resumed run must share with the interrupted one."""
+    return {"classifier": dataclasses.asdict(spec), "train_config": dataclasses.asdict(config),
+            "train": [train.source, len(train)], "dev": [dev.source, len(dev)] if dev else None}
 
 
 def _check_matches_spec(examples: Examples, spec: ClassifierSpec) -> None:
     """The head has one output per class of `spec`; the labels must index the same classes."""
-    if list(examples.classes) != list(spec.classes) or examples.multi_label != spec.multi_label:
+    expected = list(spec.class_names)
+    if list(examples.classes) != expected or examples.multi_label != spec.multi_label:
         raise ValueError(
-            f"{examples.source}: the classifier expects classes {list(spec.classes)} with "
+            f"{examples.source}: the classifier expects classes {expected} with "
             f"multi_label={spec.multi_label}; the examples have classes {examples.classes} "
-            f"with multi_label={examples.multi_label}. Read them with labels="
-            f"{list(spec.classes)}.")
+            f"with multi_label={examples.multi_label}. Read them with labels={expected}.")
 
 
 def _report(spec: ClassifierSpec, config: TrainConfig, train: Examples, dev: Examples | None,
-            history: dict, wall_seconds: float) -> dict:
+            history: list[dict[str, float]], wall_seconds: float,
+            resumed_from: int | None) -> dict:
+    """`history`: each epoch's logs; `resumed_from`: the first epoch this process ran, when
+    it continued an interrupted run (`wall_seconds` then counts this process only)."""
     epochs = []
-    for i in range(len(history["loss"])):
-        epoch = {k: float(v[i]) for k, v in history.items() if k != "learning_rate"}
+    for i, logs in enumerate(history):
+        epoch = {k: v for k, v in logs.items() if k != "learning_rate"}
         epoch["epoch"] = i + 1
         epoch["examples_per_second"] = len(train) / epoch["epoch_seconds"]
         epochs.append(epoch)
@@ -146,11 +172,11 @@ def _report(spec: ClassifierSpec, config: TrainConfig, train: Examples, dev: Exa
     # also returns the first of equals); without, the model saved is the last epoch's.
     best = max(epochs, key=lambda e: e["val_accuracy"]) if dev is not None else epochs[-1]
     return {
-        "classifier": {**dataclasses.asdict(spec), "classes": list(spec.classes)},  # As JSON.
+        "classifier": {**dataclasses.asdict(spec), "class_names": list(spec.class_names)},
         "train_config": dataclasses.asdict(config),
         "train_source": train.source, "train_examples": len(train),
         "dev_source": dev.source if dev else None, "dev_examples": len(dev) if dev else 0,
-        "epochs": epochs, "best_epoch": best["epoch"],
+        "epochs": epochs, "best_epoch": best["epoch"], "resumed_from_epoch": resumed_from,
         "best": {k: v for k, v in best.items() if k.startswith("val_")},
         "wall_seconds": wall_seconds,
         "machine": {"python": platform.python_version(), "tensorflow": tf.__version__,

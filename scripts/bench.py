@@ -227,7 +227,7 @@ class FixedLengthBertLayer(BertLayer):
 
 def build_inference_models(module: str) -> dict[str, keras.Model]:
     """padding -> classifier; the fixed-length one is a clone with the same weights."""
-    spec = ClassifierSpec(bert_path=module, classes=CLASSES, pooling="cls",
+    spec = ClassifierSpec(module=module, class_names=CLASSES, pooling="cls",
                           fine_tune_layers=0, max_seq_length=MAX_SEQ_LENGTH)
     keras.utils.set_random_seed(SEED)
     dynamic = build_classifier(spec)
@@ -443,7 +443,7 @@ def materialize(ds: tf.data.Dataset) -> list[tuple[list[str], np.ndarray]]:
 
 
 def build_training_model(module: str, batch_size: int, total_steps: int) -> keras.Model:
-    spec = ClassifierSpec(bert_path=module, classes=CLASSES, pooling="cls",
+    spec = ClassifierSpec(module=module, class_names=CLASSES, pooling="cls",
                           fine_tune_layers=-1, max_seq_length=MAX_SEQ_LENGTH)
     keras.utils.set_random_seed(SEED)
     model = build_classifier(spec)

@@ -119,7 +119,7 @@ def test_train_writes_model_and_report_and_prints_a_summary(job):
     assert sorted(os.listdir(job["run_dir"])) == [".bert_layer", "model.keras", "report.json"]
     with open(os.path.join(job["run_dir"], "report.json"), encoding="utf-8") as f:
         report = json.load(f)
-    assert report["classifier"]["classes"] == ["different", "same"]  # As declared.
+    assert report["classifier"]["class_names"] == ["different", "same"]  # As declared.
     assert report["classifier"]["max_seq_length"] == 32
     assert report["train_source"] == job["train"] and report["train_examples"] == 32
     assert report["dev_examples"] == 8 and report["best_epoch"] == 1

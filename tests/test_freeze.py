@@ -51,13 +51,13 @@ def frozen(tiny_module_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("freeze")
     module = str(folder / "module")
     shutil.copytree(tiny_module_dir, module)
-    spec = ClassifierSpec(bert_path=module, classes=("neg", "pos", "meh"), fine_tune_layers=1,
+    spec = ClassifierSpec(module=module, class_names=("neg", "pos", "meh"), fine_tune_layers=1,
                           max_seq_length=32)
     model = build_classifier(spec)
     _spread_head(model, seed=0)
     expected = _keras_probabilities(model, TEXTS, batch_size=len(TEXTS))
     path = str(folder / "classifier.pb")
-    report = freeze_model(model, path, class_names=list(spec.classes))
+    report = freeze_model(model, path, class_names=list(spec.class_names))
     shutil.rmtree(module)
     return collections.namedtuple("Frozen", "path report expected")(path, report, expected)
 
@@ -65,14 +65,14 @@ def frozen(tiny_module_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def frozen_numpy(tiny_module_dir, tmp_path_factory):
     """A multi-label, mean-pooled classifier with the numpy tokenizer, frozen to an ids graph."""
-    spec = ClassifierSpec(bert_path=tiny_module_dir, classes=("act", "plot"), multi_label=True,
+    spec = ClassifierSpec(module=tiny_module_dir, class_names=("act", "plot"), multi_label=True,
                           pooling="mean", fine_tune_layers=0, max_seq_length=32,
                           tokenizer="numpy")
     model = build_classifier(spec)
     _spread_head(model, seed=1)
     expected = _keras_probabilities(model, TEXTS, batch_size=len(TEXTS))
     path = str(tmp_path_factory.mktemp("freeze_numpy") / "classifier.pb")
-    report = freeze_model(model, path, class_names=list(spec.classes), multi_label=True)
+    report = freeze_model(model, path, class_names=list(spec.class_names), multi_label=True)
     return collections.namedtuple("Frozen", "path report expected")(path, report, expected)
 
 
@@ -189,13 +189,13 @@ def test_model_without_bert_layer(tmp_path):
 
 @pytest.mark.integration
 def test_default_classifier_frozen_equals_keras_on_sst2(default_module_dir, sst2_dev, tmp_path):
-    spec = ClassifierSpec(bert_path=default_module_dir, classes=("negative", "positive"),
+    spec = ClassifierSpec(module=default_module_dir, class_names=("negative", "positive"),
                           pooling="cls", fine_tune_layers=0)
     model = build_classifier(spec)
     _spread_head(model, seed=2)
     expected = _keras_probabilities(model, sst2_dev, batch_size=64)
     path = str(tmp_path / "sst2.pb")
-    freeze_model(model, path, class_names=list(spec.classes))
+    freeze_model(model, path, class_names=list(spec.class_names))
     classifier = FrozenClassifier(path)
     probabilities = np.concatenate([classifier(sst2_dev[i:i + 64])
                                     for i in range(0, len(sst2_dev), 64)])

@@ -323,10 +323,10 @@ def test_default_module_mean_embeddings_match_reference_on_sst2(
 # === Training: exactly the selected variables move ===
 
 
-def _classifier(bert_path: str, seed: int = 0, **kwargs) -> tuple[keras.Model, BertLayer]:
+def _classifier(module: str, seed: int = 0, **kwargs) -> tuple[keras.Model, BertLayer]:
     """strings [batch] -> BertLayer -> Dense(2) logits."""
     text = keras.Input(shape=(), dtype="string", name="text")
-    bert = BertLayer(bert_path, **{"max_seq_length": MAX_LEN, **kwargs})
+    bert = BertLayer(module, **{"max_seq_length": MAX_LEN, **kwargs})
     head = keras.layers.Dense(2, name="logits",
                               kernel_initializer=keras.initializers.GlorotUniform(seed))
     return keras.Model(text, head(bert(text))), bert
@@ -418,7 +418,7 @@ def test_config_round_trip_through_json(tiny_module_dir, make_layer, monkeypatch
     layer = BertLayer("module", **kwargs)
     config = json.loads(json.dumps(keras.saving.serialize_keras_object(layer)))
     assert config["registered_name"] == "bert_layer>BertLayer"
-    assert config["config"]["bert_path"] == "module"  # as given, not made absolute
+    assert config["config"]["module"] == "module"  # as given, not made absolute
     for name, value in kwargs.items():
         assert config["config"][name] == value, name
     restored = keras.saving.deserialize_keras_object(config)
@@ -435,7 +435,7 @@ def test_config_round_trip_through_json(tiny_module_dir, make_layer, monkeypatch
             == [w.name for w in layer.trainable_weights])
 
 
-def test_relative_bert_path_resolves_against_the_working_directory(tiny_module_dir,
+def test_relative_module_path_resolves_against_the_working_directory(tiny_module_dir,
                                                                    monkeypatch, tmp_path):
     monkeypatch.chdir(os.path.dirname(tiny_module_dir))
     config = BertLayer("module", max_seq_length=MAX_LEN).get_config()
@@ -497,7 +497,7 @@ def test_keras_file_round_trip(trained, tiny_module_dir, monkeypatch, tmp_path):
     monkeypatch.chdir(os.path.dirname(tiny_module_dir))
     restored = keras.models.load_model(path)
     bert = next(layer for layer in restored.layers if isinstance(layer, BertLayer))
-    assert bert.bert_path == "module"
+    assert bert.module == "module"
     np.testing.assert_array_equal(_predict(restored), predictions)
     np.testing.assert_allclose(restored.predict(tf.constant(TEXTS), verbose=0), predictions,
                                atol=1e-6)

@@ -37,7 +37,7 @@ class TextStatistics:
 @pytest.fixture(scope="module")
 def keras_file(tiny_module_dir, tmp_path_factory) -> str:
     """An untrained 3-class classifier saved as .keras, with no report beside it."""
-    spec = ClassifierSpec(bert_path=tiny_module_dir, classes=("a", "b", "c"),
+    spec = ClassifierSpec(module=tiny_module_dir, class_names=("a", "b", "c"),
                           fine_tune_layers=0, max_seq_length=32)
     model = build_classifier(spec)
     dense = model.get_layer("probabilities")
@@ -81,14 +81,17 @@ def test_empty_input():
 
 # === Loading ===
 
-def test_keras_classifier_names_classes_from_the_report_beside_it(keras_file, tmp_path):
-    assert KerasClassifier(keras_file).class_names == ["0", "1", "2"]  # No report: indices.
+def test_keras_classifier_takes_class_names_from_the_model(keras_file, tmp_path):
+    classifier = KerasClassifier(keras_file)
+    assert classifier.class_names == ["a", "b", "c"] and classifier.multi_label is False
+    # The model's own names win over a report beside it (used only by models saved before
+    # the head kept them; see test_model_file.py).
     shutil.copy(keras_file, tmp_path / "model.keras")
-    report = {"classifier": {"classes": ["x", "y", "z"], "multi_label": True}}
+    report = {"classifier": {"class_names": ["x", "y", "z"], "multi_label": True}}
     (tmp_path / "report.json").write_text(json.dumps(report))
     classifier = load_classifier(str(tmp_path / "model.keras"))
     assert isinstance(classifier, KerasClassifier)
-    assert classifier.class_names == ["x", "y", "z"] and classifier.multi_label is True
+    assert classifier.class_names == ["a", "b", "c"] and classifier.multi_label is False
 
 
 def test_load_classifier_rejects_unknown_and_missing_files(tmp_path):

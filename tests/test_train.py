@@ -58,7 +58,7 @@ def data(tmp_path_factory) -> tuple[Examples, Examples]:
 
 @pytest.fixture(scope="module")
 def spec(tiny_module_dir) -> ClassifierSpec:
-    return ClassifierSpec(bert_path=tiny_module_dir, classes=tuple(CLASSES),
+    return ClassifierSpec(module=tiny_module_dir, class_names=tuple(CLASSES),
                           fine_tune_layers=1, max_seq_length=32)
 
 
@@ -85,7 +85,7 @@ def test_writes_model_and_report_only(trained):
 
 def test_report_has_metrics_per_epoch_throughput_and_wall_time(trained, spec):
     _, report = trained
-    assert report["classifier"]["classes"] == CLASSES
+    assert report["classifier"]["class_names"] == CLASSES
     assert report["classifier"]["fine_tune_layers"] == 1
     assert report["train_config"]["batch_size"] == 8
     assert (report["train_examples"], report["dev_examples"]) == (40, 16)
@@ -149,7 +149,7 @@ def test_multi_label_trains_with_sigmoids_and_keeps_the_last_epoch(tiny_module_d
     multi_hot = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1], [0, 0, 0]] * 4,
                          dtype=np.float32)
     train = Examples(texts=texts, labels=multi_hot, classes=classes, source="multi")
-    spec = ClassifierSpec(bert_path=tiny_module_dir, classes=tuple(classes), multi_label=True,
+    spec = ClassifierSpec(module=tiny_module_dir, class_names=tuple(classes), multi_label=True,
                           pooling="mean", fine_tune_layers=1, max_seq_length=32)
     out = str(tmp_path / "run")
     report = train_classifier(spec, train, None, out, CONFIG, verbose=0)

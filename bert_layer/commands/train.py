@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import os
 
 from bert_layer.commands.columns import add_data_columns, declared_labels, read_labelled
 from bert_layer.specs import VECTOR_POOLINGS, ClassifierSpec, TrainConfig, default
@@ -43,16 +44,34 @@ def run(args: argparse.Namespace) -> None:
     from bert_layer.train import train_classifier
 
     train = args.train_examples
-    spec = ClassifierSpec(bert_path=args.module, classes=tuple(train.classes),
+    spec = ClassifierSpec(module=args.module, class_names=tuple(train.classes),
                           multi_label=args.multi_label, pooling=args.pooling,
                           fine_tune_layers=args.fine_tune_layers,
                           max_seq_length=args.max_seq_length, tokenizer=args.tokenizer)
-    report = train_classifier(spec, train, args.dev_examples, args.out, args.config,
-                              overwrite=args.overwrite)
+    try:
+        report = train_classifier(spec, train, args.dev_examples, args.out, args.config,
+                                  overwrite=args.overwrite, resume=args.resume)
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or a SIGTERM handler's exit.
+        _print_resume_hint(args.out)
+        raise
     _print_training_summary(report, args.out)
 
 
+def _print_resume_hint(out: str) -> None:
+    import sys
+
+    from bert_layer.backup import backup_dir
+
+    if os.path.isdir(backup_dir(out)):
+        print(f"bert-layer train: interrupted; the finished epochs are kept in "
+              f"{backup_dir(out)}. Run the same command with --resume to continue.",
+              file=sys.stderr)
+
+
 def _print_training_summary(report: dict, out: str) -> None:
+    if report["resumed_from_epoch"]:
+        print(f"resumed at epoch {report['resumed_from_epoch']} (epochs before it were "
+              f"finished by an interrupted run)")
     for epoch in report["epochs"]:
         scores = "  ".join(f"{k}={v:.4f}" for k, v in epoch.items()
                            if k.startswith("val_") or k in ("loss", "accuracy"))
@@ -91,4 +110,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-bucketing", action="store_true", help="batches in file order")
     p.add_argument("--seed", type=int, default=_CONFIG.seed)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its last finished epoch (kept in "
+                   "OUT.backup/ until the output is written)")
     p.set_defaults(run=run, check=check)

@@ -1,0 +1,183 @@
+"""Resuming an interrupted `train`: a backup folder kept beside the output.
+
+`OUT.backup/` holds what a killed run needs to continue from its last finished epoch:
+
+  run.json          the settings it belongs to (a resume must use the same)
+  state/            Keras `BackupAndRestore`: weights, optimizer state, epochs finished
+  history.csv       Keras `CSVLogger`: each finished epoch's metrics, for the report
+  best-NNN.keras    Keras `ModelCheckpoint`: the best epoch so far (with dev data)
+
+It lives outside the temporary output folder, so it survives SIGTERM and SIGKILL; it is
+removed once the output is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import re
+import shutil
+
+import keras
+
+BACKUP_SUFFIX = ".backup"
+RUN_FILE = "run.json"
+HISTORY_FILE = "history.csv"
+STATE_DIR = "state"
+# BackupAndRestore's record of finished epochs (keras/callbacks/backup_and_restore.py).
+STATE_METADATA = "training_metadata.json"
+BEST_MODEL = "best-{epoch:03d}.keras"  # ModelCheckpoint fills in the 1-based epoch.
+_BEST_NUMBER = re.compile(r"best-(\d+)\.keras$")
+
+
+def backup_dir(out_dir: str | os.PathLike) -> str:
+    return os.path.abspath(os.fspath(out_dir)).rstrip(os.sep) + BACKUP_SUFFIX
+
+
+class TrainingBackup:
+    """The backup of one training run.
+
+    Args:
+      out_dir: the run's output folder; the backup is `out_dir + ".backup"`.
+      settings: what must match for a resume (as JSON: spec, config, data).
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, settings: dict):
+        self.path = backup_dir(out_dir)
+        self.settings = json.loads(json.dumps(settings))
+        self.state_dir = os.path.join(self.path, STATE_DIR)
+        self.history_file = os.path.join(self.path, HISTORY_FILE)
+
+    # === Starting ===
+
+    def start(self, *, resume: bool, overwrite: bool) -> int:
+        """Makes the folder, or reuses it when resuming; returns the epochs already done.
+
+        Raises FileExistsError for an interrupted run that neither --resume nor
+        --overwrite names, ValueError for a resume with other settings.
+        """
+        finished = self._existing(resume=resume, overwrite=overwrite)
+        if finished == 0:
+            shutil.rmtree(self.path, ignore_errors=True)  # Nothing finished: nothing to keep.
+            os.makedirs(self.path)
+            with open(os.path.join(self.path, RUN_FILE), "w", encoding="utf-8") as f:
+                json.dump(self.settings, f, indent=2)
+            return 0
+        self._forget_after(finished)
+        return finished
+
+    def _existing(self, *, resume: bool, overwrite: bool) -> int:
+        if not os.path.lexists(self.path):
+            return 0
+        run_file = os.path.join(self.path, RUN_FILE)
+        if not os.path.isfile(run_file):
+            raise FileExistsError(f"{self.path} exists but is not a training backup (it has "
+                                  f"no {RUN_FILE}); move it away to train into this output.")
+        finished = self.finished_epochs()
+        if finished == 0 or (overwrite and not resume):
+            return 0
+        epochs = f"{finished} of {self.settings['train_config']['epochs']} epochs finished"
+        if not resume:
+            raise FileExistsError(
+                f"{self.path} holds an interrupted run of this output ({epochs}). Pass "
+                f"--resume to continue it, or --overwrite to start again.")
+        with open(run_file, encoding="utf-8") as f:
+            saved = json.load(f)
+        differences = _differences(saved, self.settings)
+        if differences:
+            raise ValueError(f"Cannot resume {self.path}: it was started with other settings "
+                             f"({'; '.join(differences)}). Rerun with the same settings, or "
+                             f"pass --overwrite instead of --resume to start again.")
+        return finished
+
+    def finished_epochs(self) -> int:
+        """Epochs BackupAndRestore recorded as finished (0 if none)."""
+        try:
+            with open(os.path.join(self.state_dir, STATE_METADATA), encoding="utf-8") as f:
+                return int(json.load(f)["epoch"])
+        except (FileNotFoundError, ValueError, KeyError):
+            return 0
+
+    def _forget_after(self, finished: int) -> None:
+        """Drops what a killed epoch wrote before its state was saved: its history row and
+        its best model, so that the rerun epoch replaces them."""
+        rows = [row for row in self._rows() if int(row["epoch"]) < finished]
+        if not rows:  # CSVLogger writes the header itself into a new file.
+            if os.path.exists(self.history_file):
+                os.remove(self.history_file)
+        else:
+            with open(self.history_file, "w", encoding="utf-8", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+        for number, path in self._best_files():
+            if number > finished:
+                os.remove(path)
+
+    # === During fit ===
+
+    def callbacks(self, *, keep_best_by: str | None) -> list[keras.callbacks.Callback]:
+        """Callbacks for `fit`, in order: history, best model, state, pruning.
+
+        Each epoch's row and best model are written before its state, so a kill in between
+        reruns that epoch (and `_forget_after` drops the stale files) instead of losing it.
+        """
+        callbacks = [keras.callbacks.CSVLogger(self.history_file, append=True)]
+        if keep_best_by is not None:
+            values = [e[keep_best_by] for e in self.epochs() if keep_best_by in e]
+            callbacks.append(keras.callbacks.ModelCheckpoint(
+                os.path.join(self.path, BEST_MODEL), monitor=keep_best_by, mode="max",
+                save_best_only=True, initial_value_threshold=max(values) if values else None))
+        callbacks.append(keras.callbacks.BackupAndRestore(self.state_dir, delete_checkpoint=False))
+        callbacks.append(keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: self._keep_newest_best()))
+        return callbacks
+
+    def _keep_newest_best(self) -> None:
+        """Only the latest best model is needed once its epoch's state is saved."""
+        for _, path in self._best_files()[:-1]:
+            os.remove(path)
+
+    # === After fit ===
+
+    def epochs(self) -> list[dict[str, float]]:
+        """Each finished epoch's logged metrics, in order. (CSVLogger adds `val_` columns
+        even without validation data, written "NA".)"""
+        return [{k: float(v) for k, v in row.items() if k != "epoch" and v != "NA"}
+                for row in self._rows()]
+
+    def best_model(self, epoch: int) -> str:
+        """The model ModelCheckpoint saved for the (1-based) best `epoch`."""
+        path = os.path.join(self.path, BEST_MODEL.format(epoch=epoch))
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{self.path}: the best epoch's model {path} is missing "
+                                    f"(found {[p for _, p in self._best_files()]}).")
+        return path
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def _rows(self) -> list[dict[str, str]]:
+        if not os.path.isfile(self.history_file):
+            return []
+        with open(self.history_file, encoding="utf-8", newline="") as f:
+            return list(csv.DictReader(f))
+
+    def _best_files(self) -> list[tuple[int, str]]:
+        found = [(int(m.group(1)), path) for path in glob.glob(os.path.join(self.path, "best-*"))
+                 if (m := _BEST_NUMBER.search(path))]
+        return sorted(found)
+
+
+def _differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """'key: saved -> current' for each setting that differs, nested keys dotted."""
+    differences = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            differences += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            differences.append(f"{prefix}{key}: {a!r} then, {b!r} now")
+    return differences

@@ -1,0 +1,179 @@
+"""`train --resume`: an interrupted or killed run continues from its last finished epoch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from bert_layer.backup import backup_dir
+from bert_layer.classifier import ClassifierSpec
+from bert_layer.classifiers import KerasClassifier
+from bert_layer.examples import read_examples
+from bert_layer.train import MODEL_FILE, REPORT_FILE, ThroughputLogger, TrainConfig, \
+    train_classifier
+from test_train import CLASSES, sentiment_rows, write_tsv
+
+CONFIG = TrainConfig(epochs=3, batch_size=8, learning_rate=1e-3, seed=3)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> tuple[str, str]:
+    folder = tmp_path_factory.mktemp("resume_data")
+    return (write_tsv(folder / "train.tsv", sentiment_rows(48, seed=1)),
+            write_tsv(folder / "dev.tsv", sentiment_rows(16, seed=2)))
+
+
+@pytest.fixture(scope="module")
+def spec(tiny_module_dir) -> ClassifierSpec:
+    return ClassifierSpec(module=tiny_module_dir, class_names=tuple(CLASSES),
+                          fine_tune_layers=1, max_seq_length=32)
+
+
+def _read(files):
+    read = dict(text_column="sentence", label_column="label", labels=CLASSES)
+    return [read_examples(path, **read) for path in files]
+
+
+def _hidden(folder) -> list[str]:
+    return sorted(name for name in os.listdir(folder) if name.startswith("."))
+
+
+def _stop_in_epoch(monkeypatch, epoch: int) -> None:
+    """Raises KeyboardInterrupt (Ctrl-C) as 0-based `epoch` begins."""
+    original = ThroughputLogger.on_epoch_begin
+
+    def interrupt(self, index, logs=None):
+        if index == epoch:
+            raise KeyboardInterrupt
+        original(self, index, logs)
+
+    monkeypatch.setattr(ThroughputLogger, "on_epoch_begin", interrupt)
+
+
+def _dev_accuracy(out: str, dev) -> float:
+    probabilities = KerasClassifier(os.path.join(out, MODEL_FILE))(dev.texts)
+    return float(np.mean(probabilities.argmax(axis=1) == dev.labels))
+
+
+# === In-process: interrupted by Ctrl-C ===
+
+
+def test_interrupted_run_resumes_after_its_last_finished_epoch(spec, files, tmp_path,
+                                                               monkeypatch):
+    train, dev = _read(files)
+    out = str(tmp_path / "run")
+    with monkeypatch.context() as patch:
+        _stop_in_epoch(patch, 2)
+        with pytest.raises(KeyboardInterrupt):
+            train_classifier(spec, train, dev, out, CONFIG, verbose=0)
+    assert sorted(os.listdir(tmp_path)) == ["run.backup"]  # No output, no temporary folder.
+    with pytest.raises(FileExistsError, match=r"run.backup holds an interrupted run of this "
+                       r"output \(2 of 3 epochs finished\). Pass --resume"):
+        train_classifier(spec, train, dev, out, CONFIG, verbose=0)
+    report = train_classifier(spec, train, dev, out, CONFIG, resume=True, verbose=0)
+    assert report["resumed_from_epoch"] == 3
+    assert [e["epoch"] for e in report["epochs"]] == [1, 2, 3]
+    assert sorted(os.listdir(tmp_path)) == ["run"]  # The backup is gone once written.
+    with open(os.path.join(out, REPORT_FILE), encoding="utf-8") as f:
+        assert json.load(f) == report
+    # The model written is the reported best epoch's, wherever that epoch ran.
+    assert _dev_accuracy(out, dev) == pytest.approx(report["best"]["val_accuracy"], abs=1e-6)
+
+
+def test_resume_needs_the_same_settings(spec, files, tmp_path, monkeypatch):
+    train, dev = _read(files)
+    out = str(tmp_path / "run")
+    with monkeypatch.context() as patch:
+        _stop_in_epoch(patch, 1)
+        with pytest.raises(KeyboardInterrupt):
+            train_classifier(spec, train, None, out, CONFIG, verbose=0)
+    other = TrainConfig(**{**CONFIG.__dict__, "learning_rate": 2e-3})
+    with pytest.raises(ValueError, match=r"Cannot resume .*run.backup: it was started with "
+                       r"other settings \(train_config.learning_rate: 0.001 then, 0.002 now\)"):
+        train_classifier(spec, train, None, out, other, resume=True, verbose=0)
+    report = train_classifier(spec, train, None, out, other, overwrite=True, verbose=0)
+    assert report["resumed_from_epoch"] is None  # --overwrite started again.
+    assert [e["epoch"] for e in report["epochs"]] == [1, 2, 3]
+    assert sorted(os.listdir(tmp_path)) == ["run"]
+
+
+def test_an_interruption_before_any_epoch_finished_keeps_nothing(spec, files, tmp_path,
+                                                                 monkeypatch):
+    train, _ = _read(files)
+    _stop_in_epoch(monkeypatch, 0)
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(spec, train, None, str(tmp_path / "run"), CONFIG, verbose=0)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_folder_that_is_not_a_backup_is_left_alone(spec, files, tmp_path):
+    train, _ = _read(files)
+    (tmp_path / "run.backup").mkdir()
+    (tmp_path / "run.backup" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="run.backup exists but is not a training backup"):
+        train_classifier(spec, train, None, str(tmp_path / "run"), CONFIG, overwrite=True,
+                         verbose=0)
+    assert (tmp_path / "run.backup" / "notes.txt").read_text() == "mine"
+
+
+# === The CLI, killed mid-epoch ===
+
+
+def _train_argv(module: str, files, out: str) -> list[str]:
+    train, dev = files
+    return ["train", "--module", module, "--train", train, "--dev", dev, "--out", out,
+            "--labels", ",".join(CLASSES), "--epochs", "3", "--batch-size", "4",
+            "--fine-tune-layers", "1", "--max-seq-length", "32", "--learning-rate", "1e-3"]
+
+
+def _kill_after_first_epoch(argv: list[str], out: str, sig: int) -> int:
+    """Runs `bert-layer` ARGV, sends `sig` once epoch 1 is backed up; returns the epochs
+    finished when it died."""
+    state = os.path.join(backup_dir(out), "state", "training_metadata.json")
+    process = subprocess.Popen([sys.executable, "-m", "bert_layer.cli", *argv],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 600
+        while not os.path.exists(state):
+            assert process.poll() is None, process.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "epoch 1 never finished"
+            time.sleep(0.05)
+        process.send_signal(sig)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.stderr.close()
+    assert process.returncode != 0
+    with open(state, encoding="utf-8") as f:
+        return json.load(f)["epoch"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_killed_train_resumes_from_its_last_finished_epoch(tiny_module_dir, files, tmp_path,
+                                                           sig, capsys):
+    from bert_layer.cli import main
+
+    out = str(tmp_path / "run")
+    argv = _train_argv(tiny_module_dir, files, out)
+    finished = _kill_after_first_epoch(argv, out, sig)
+    assert 1 <= finished < 3
+    assert not os.path.exists(out)
+    assert main(argv + ["--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert f"resumed at epoch {finished + 1}" in printed
+    assert _hidden(tmp_path) == [] and sorted(os.listdir(tmp_path)) == ["run"]
+    with open(os.path.join(out, REPORT_FILE), encoding="utf-8") as f:
+        report = json.load(f)
+    assert report["resumed_from_epoch"] == finished + 1
+    assert [e["epoch"] for e in report["epochs"]] == [1, 2, 3]
+    assert all(np.isfinite(e["val_loss"]) for e in report["epochs"])
+    _, dev = _read(files)
+    assert _dev_accuracy(out, dev) == pytest.approx(report["best"]["val_accuracy"], abs=1e-6)
