@@ -139,16 +139,18 @@ class KerasClassifier:
         try:
             with module_search_dirs(folder_and_parents(os.path.dirname(os.path.abspath(path)))):
                 self.model = keras.models.load_model(self.path, compile=False)
-        except (OSError, zipfile.BadZipFile, KeyError) as e:  # h5py and zipfile on bad bytes.
+        except Exception as e:
+            # Keras wraps a missing module in deserialization errors: name the module.
+            missing = _cause(e, FileNotFoundError)
+            if missing is not None:
+                raise FileNotFoundError(f"{self.path}: {missing}") from e
+            if not isinstance(e, (OSError, zipfile.BadZipFile, KeyError)):
+                raise
+            # h5py and zipfile on bad bytes.
             first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise ValueError(f"{self.path} is not a readable .keras model (corrupt or truncated: "
                              f"{first_line}); expected the model.keras written by "
                              f"`bert-layer train`.") from e
-        except Exception as e:  # Keras wraps a missing module in deserialization errors.
-            missing = _cause(e, FileNotFoundError)
-            if missing is None:
-                raise
-            raise FileNotFoundError(f"{self.path}: {missing}") from e
         self.class_names, self.multi_label = _class_names(self.path, self.model)
         spec = tf.TensorSpec([None], tf.string)
         self._run = tf.function(lambda texts: self.model(texts, training=False),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from typing import TextIO
 
 import numpy as np
@@ -20,6 +21,7 @@ from bert_layer.outputs import atomic_output
 
 # Output formats by file extension: a float32 [n, H] array, or one JSON object per line.
 OUTPUT_FORMATS = {".npy": "npy", ".jsonl": "jsonl"}
+EMBEDDING_SUFFIXES = tuple(OUTPUT_FORMATS)  # What `--overwrite` may replace.
 
 
 def output_format(path: str) -> str:
@@ -63,10 +65,13 @@ def _write_jsonl(out: TextIO, texts: list[str], embeddings: np.ndarray) -> None:
 
 
 def write_embeddings(path: str, texts: list[str], embeddings: np.ndarray, *,
-                     overwrite: bool = False) -> None:
-    """Writes `embeddings` [n, H] to `path` (.npy or .jsonl), all at once or not at all."""
+                     overwrite: bool = False, inputs: Sequence[str] = ()) -> None:
+    """Writes `embeddings` [n, H] to `path` (.npy or .jsonl), all at once or not at all.
+
+    `overwrite` replaces only an embeddings file (EMBEDDING_SUFFIXES), never an input."""
     fmt = output_format(path)
-    with atomic_output(path, overwrite=overwrite, is_dir=False) as tmp:
+    with atomic_output(path, overwrite=overwrite, is_dir=False, inputs=inputs,
+                       suffixes=EMBEDDING_SUFFIXES) as tmp:
         if fmt == "npy":
             with open(tmp, "wb") as f:
                 np.save(f, np.asarray(embeddings, np.float32))

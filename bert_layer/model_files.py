@@ -1,6 +1,7 @@
 """What a `--model` path must be, checked without TensorFlow (so errors answer at once).
 
-`bert-layer train` writes a `.keras` file (a zip archive); `bert-layer freeze` a `.pb`.
+`bert-layer train` writes a `.keras` file (a zip archive); `bert-layer freeze` a `.pb`, or
+with `--format saved_model` a SavedModel folder.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ import zipfile
 
 KERAS_SUFFIX = ".keras"
 FROZEN_SUFFIX = ".pb"
+SAVED_MODEL = "saved_model"  # Not a suffix: a folder holding saved_model.pb.
 _WHAT = {KERAS_SUFFIX: "a Keras model (.keras) written by `bert-layer train`",
-         FROZEN_SUFFIX: "a frozen graph (.pb) written by `bert-layer freeze`"}
+         FROZEN_SUFFIX: "a frozen graph (.pb) written by `bert-layer freeze`",
+         SAVED_MODEL: "a SavedModel folder written by `bert-layer freeze --format saved_model`"}
 
 
 def check_model_file(path: str, suffixes: tuple[str, ...] = (KERAS_SUFFIX, FROZEN_SUFFIX),
@@ -24,6 +27,8 @@ def check_model_file(path: str, suffixes: tuple[str, ...] = (KERAS_SUFFIX, FROZE
     """
     expected = " or ".join(_WHAT[s] for s in suffixes)
     if os.path.isdir(path):
+        if SAVED_MODEL in suffixes and os.path.isfile(os.path.join(path, "saved_model.pb")):
+            return SAVED_MODEL
         raise ValueError(f"{path} is a folder; {command} expects {expected}.")
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in suffixes:

@@ -68,7 +68,7 @@ def tokenizer_ms(module: str, batches: list[list[str]], repeats: int) -> dict[st
 def end_to_end(module: str, batches: list[list[str]], repeats: int,
                folder: str) -> dict[str, float]:
     """Sentences/s of the classifier frozen with each tokenizer (best of `repeats` passes)."""
-    model = build_classifier(ClassifierSpec(bert_path=module, classes=("neg", "pos"),
+    model = build_classifier(ClassifierSpec(module=module, class_names=("neg", "pos"),
                                             max_seq_length=MAX_SEQ_LENGTH))
     classifiers = {}
     for kind in KINDS:

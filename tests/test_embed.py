@@ -196,7 +196,7 @@ def test_embed_command_keeps_an_existing_output_unless_told(tiny_module_dir, tex
     (["--pooling", "mean", "--input", "{tmp}/missing.tsv", "--output", "{tmp}/out.npy"],
      r"missing.tsv"),
     (["--pooling", "mean", "--max-seq-length", "65", "--output", "{tmp}/out.npy"],
-     r"max_seq_length=65 exceeds the 64 position embeddings"),
+     r"--max-seq-length=65 exceeds the 64 position embeddings"),
 ], ids=["extension", "missing_input", "max_seq_length"])
 def test_embed_command_errors_are_one_line_and_write_nothing(
         tiny_module_dir, texts_file, tmp_path, capsys, args, message):
@@ -265,10 +265,10 @@ def test_embed_equals_sentence_transformers_on_every_sst2_dev_sentence(
 def test_a_classifier_accepts_first_and_refuses_no_pooling(tiny_module_dir):
     from bert_layer.classifier import ClassifierSpec, build_classifier
 
-    spec = ClassifierSpec(bert_path=tiny_module_dir, classes=("neg", "pos"), pooling="first",
+    spec = ClassifierSpec(module=tiny_module_dir, class_names=("neg", "pos"), pooling="first",
                           max_seq_length=MAX_LEN)
     assert build_classifier(spec).get_layer("bert").pooling == "first"
-    spec = ClassifierSpec(bert_path=tiny_module_dir, classes=("neg", "pos"), pooling=None,
+    spec = ClassifierSpec(module=tiny_module_dir, class_names=("neg", "pos"), pooling=None,
                           max_seq_length=MAX_LEN)
     with pytest.raises(ValueError, match=r"pooling must be one of \['cls', 'first', 'mean', "
                                          r"'max'\]. Received: None"):

@@ -209,7 +209,7 @@ def test_a_classifier_on_a_google_module_freezes_to_the_same_probabilities(googl
     from bert_layer.classifiers import FrozenClassifier
     from bert_layer.freeze import freeze_model
 
-    spec = ClassifierSpec(bert_path=google_module_dir, classes=("neg", "pos"),
+    spec = ClassifierSpec(module=google_module_dir, class_names=("neg", "pos"),
                           fine_tune_layers=1, max_seq_length=MAX_LEN)
     model = build_classifier(spec)
     dense = model.get_layer("probabilities")  # Spread the head, so texts differ clearly.

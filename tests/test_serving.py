@@ -50,7 +50,7 @@ def served(tiny_module_dir, tmp_path_factory):
     """A classifier trained-as-if on the graph-tokenizer module, written with the core tokenizer
     as a frozen graph and a SavedModel; `expected` is the Keras model's own output."""
     folder = tmp_path_factory.mktemp("served")
-    spec = ClassifierSpec(bert_path=tiny_module_dir, classes=CLASSES, fine_tune_layers=1,
+    spec = ClassifierSpec(module=tiny_module_dir, class_names=CLASSES, fine_tune_layers=1,
                           max_seq_length=32)
     model = build_classifier(spec)
     dense = model.get_layer("probabilities")  # Larger weights: texts' probabilities differ.
@@ -107,7 +107,7 @@ def test_multi_label_labels_join_the_classes_above_one_half():
 
 def test_serving_model_refuses_the_numpy_tokenizer_and_wrong_class_counts(served, tmp_path,
                                                                           tiny_module_dir):
-    spec = ClassifierSpec(bert_path=tiny_module_dir, classes=CLASSES, max_seq_length=32)
+    spec = ClassifierSpec(module=tiny_module_dir, class_names=CLASSES, max_seq_length=32)
     model = build_classifier(spec)
     with pytest.raises(ValueError, match="'graph' or 'core', not 'numpy'"):
         write_serving_model(model, tmp_path / "a", class_names=list(CLASSES), tokenizer="numpy")

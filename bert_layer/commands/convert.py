@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> None:
               False: "cased"}[result.do_lower_case]
     pooler = "" if result.has_pooler else "; no pooler (pooled_output: first token's state)"
     print(f"Converted {source} -> {args.out} in {time.perf_counter() - start:.1f}s: "
-          f"{result.model_type}, vocabulary from {os.path.basename(result.vocab_source)}, "
+          f"{result.model_type}; vocabulary from {os.path.basename(result.vocab_source)}; "
           f"casing {casing}{pooler}")
 
 

@@ -11,18 +11,21 @@ from bert_layer.pooling import VECTOR_POOLINGS
 
 
 def run(args: argparse.Namespace) -> None:
-    from bert_layer.embed import embed_texts, make_embedder, output_format, write_embeddings
+    from bert_layer.embed import (EMBEDDING_SUFFIXES, embed_texts, make_embedder,
+                                  output_format, write_embeddings)
     from bert_layer.outputs import check_output_free
 
+    inputs = [args.module] + ([args.input] if args.input not in (None, "-") else [])
     output_format(args.output)  # Refuse a bad or taken output before the work, not after it.
-    check_output_free(args.output, args.overwrite)
+    check_output_free(args.output, args.overwrite, is_dir=False, inputs=inputs,
+                      suffixes=EMBEDDING_SUFFIXES)
     texts = read_input_texts(args)
     layer = make_embedder(args.module, pooling=args.pooling, normalize=args.normalize,
                           max_seq_length=args.max_seq_length)
     start = time.perf_counter()
     embeddings = embed_texts(layer, texts, batch_size=args.batch_size)
     seconds = time.perf_counter() - start
-    write_embeddings(args.output, texts, embeddings, overwrite=args.overwrite)
+    write_embeddings(args.output, texts, embeddings, overwrite=args.overwrite, inputs=inputs)
     print(f"Embedded {len(texts)} texts ({embeddings.shape[1]} values each) in {seconds:.2f}s "
           f"({len(texts) / max(seconds, 1e-9):.0f}/s) -> {args.output}", file=sys.stderr)
 

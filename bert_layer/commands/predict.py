@@ -15,12 +15,12 @@ PREDICTION_SUFFIXES = (".csv", ".jsonl", ".json")  # What --overwrite may replac
 def check(args: argparse.Namespace) -> None:
     """Model path, output path and the texts, before TensorFlow loads."""
     from bert_layer.examples import read_examples, read_lines
-    from bert_layer.model_files import check_model_file
+    from bert_layer.model_files import FROZEN_SUFFIX, KERAS_SUFFIX, SAVED_MODEL, check_model_file
     from bert_layer.outputs import check_output_free
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1; received {args.batch_size}.")
-    check_model_file(args.model, command="predict")
+    check_model_file(args.model, (FROZEN_SUFFIX, SAVED_MODEL, KERAS_SUFFIX), command="predict")
     if args.output not in (None, "-"):  # Refuse before the work, not after it.
         inputs = [args.model] + ([args.input] if args.input not in (None, "-") else [])
         check_output_free(args.output, args.overwrite, is_dir=False, inputs=inputs,
