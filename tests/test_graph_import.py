@@ -216,6 +216,6 @@ def test_a_classifier_on_a_google_module_freezes_to_the_same_probabilities(googl
     dense.kernel.assign(np.random.default_rng(0).normal(size=dense.kernel.shape))
     expected = model(tf.constant(TEXTS), training=False).numpy()
     path = str(tmp_path / "classifier.pb")
-    freeze_model(model, path, class_names=list(spec.classes))
+    freeze_model(model, path, class_names=list(spec.class_names))
     np.testing.assert_allclose(FrozenClassifier(path)(TEXTS), expected, atol=1e-5)
     assert np.abs(expected[:, 0] - expected[0, 0]).max() > 1e-2
