@@ -8,6 +8,7 @@ import math
 import os
 import platform
 import sys
+import tempfile
 import time
 
 import keras
@@ -16,6 +17,8 @@ import tensorflow as tf
 
 from bert_layer.classifier import ClassifierSpec, F1Score, build_classifier
 from bert_layer.batching import make_dataset
+from bert_layer.distribute import (DISTRIBUTE_CHOICES, build_for_distributed_fit, describe,
+                                   is_chief, make_strategy, shard_by_examples)
 from bert_layer.examples import Examples
 from bert_layer.outputs import MODEL_FILE, REPORT_FILE, atomic_output, check_output_free
 
@@ -32,8 +35,12 @@ class TrainConfig:
     weight_decay: float = 0.01
     seed: int = 0
     bucket: bool = True  # group similar lengths into batches (less padding)
+    distribute: str = "none"  # a DISTRIBUTE_CHOICES strategy; batch_size is per replica
 
     def __post_init__(self) -> None:
+        if self.distribute not in DISTRIBUTE_CHOICES:
+            raise ValueError(f"distribute must be one of {', '.join(DISTRIBUTE_CHOICES)}; "
+                             f"received {self.distribute!r}.")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1; received epochs="
                              f"{self.epochs}, batch_size={self.batch_size}.")
@@ -109,23 +116,32 @@ def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None
     writes `model.keras` and `report.json` into `out_dir`; returns the report."""
     if train.labels is None:
         raise ValueError(f"{train.source}: training needs a label column.")
-    check_output_free(out_dir, overwrite)  # Before the work; atomic_output checks again.
+    strategy = make_strategy(config.distribute)  # Before other TensorFlow work.
+    chief = is_chief(strategy)
+    if chief:
+        check_output_free(out_dir, overwrite)  # Before the work; atomic_output checks again.
     _check_matches_spec(train, spec)
     if dev is not None:
         _check_matches_spec(dev, spec)
     if verbose is None:  # A progress bar on a terminal, one line per epoch in a log.
         verbose = 1 if sys.stdout.isatty() else 2
     keras.utils.set_random_seed(config.seed)
-    train_ds = make_dataset(_one_hot(train), batch_size=config.batch_size, shuffle=True,
-                            seed=config.seed, bucket=config.bucket)
-    dev_ds = None if dev is None else make_dataset(
-        _one_hot(dev), batch_size=config.batch_size, shuffle=False, seed=config.seed,
-        bucket=config.bucket)
-    steps = config.epochs * math.ceil(len(train) / config.batch_size)
-    model = build_classifier(spec)
-    compile_classifier(model, config, len(spec.classes), spec.multi_label, steps)
+    distribution = describe(strategy, config.distribute, config.batch_size)
+    # The strategy splits each batch of the dataset between the replicas.
+    global_batch = distribution["global_batch_size"]
+    train_ds = shard_by_examples(make_dataset(
+        _one_hot(train), batch_size=global_batch, shuffle=True, seed=config.seed,
+        bucket=config.bucket))
+    dev_ds = None if dev is None else shard_by_examples(make_dataset(
+        _one_hot(dev), batch_size=global_batch, shuffle=False, seed=config.seed,
+        bucket=config.bucket))
+    steps = config.epochs * math.ceil(len(train) / global_batch)
+    with strategy.scope():
+        model = build_classifier(spec)
+        compile_classifier(model, config, len(spec.classes), spec.multi_label, steps)
+        build_for_distributed_fit(model, train.texts[0], _one_hot(train).labels[0])
     start = time.perf_counter()
-    with atomic_output(out_dir, overwrite=overwrite) as tmp:
+    with _output_dir(out_dir, overwrite, chief) as tmp:
         model_path = os.path.join(tmp, MODEL_FILE)
         callbacks = [ThroughputLogger()]
         if dev_ds is not None:
@@ -135,11 +151,32 @@ def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None
                             callbacks=callbacks, verbose=verbose)
         if dev_ds is None:
             model.save(model_path)
+        _dump_weights_for_tests(model)
         report = _report(spec, config, train, dev, history.history,
                          time.perf_counter() - start)
+        report["distribution"] = distribution
         with open(os.path.join(tmp, REPORT_FILE), "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2)
     return report
+
+
+def _output_dir(out_dir: str, overwrite: bool, chief: bool):
+    """Where this process writes: the chief writes `out_dir` atomically; other workers of a
+    multi-worker run save too (Keras saving is per process), into a temporary folder that is
+    then removed, so that only the chief's outputs remain."""
+    if chief:
+        return atomic_output(out_dir, overwrite=overwrite)
+    return tempfile.TemporaryDirectory(prefix="bert_layer_worker_")
+
+
+# Tests of multi-worker training set this to a .npz path to compare the workers' weights.
+DUMP_WEIGHTS_ENV = "BERT_LAYER_DUMP_WEIGHTS"
+
+
+def _dump_weights_for_tests(model: keras.Model) -> None:
+    path = os.environ.get(DUMP_WEIGHTS_ENV)
+    if path:
+        np.savez(path, *model.get_weights())
 
 
 def _check_matches_spec(examples: Examples, spec: ClassifierSpec) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bert_layer.commands.columns import add_data_columns, read_labelled
+from bert_layer.distribute import DISTRIBUTE_CHOICES
 
 
 def run(args: argparse.Namespace) -> None:
@@ -22,7 +23,8 @@ def run(args: argparse.Namespace) -> None:
                           max_seq_length=args.max_seq_length, tokenizer=args.tokenizer)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                          learning_rate=args.learning_rate, warmup_fraction=args.warmup_fraction,
-                         seed=args.seed, bucket=not args.no_bucketing)
+                         seed=args.seed, bucket=not args.no_bucketing,
+                         distribute=args.distribute)
     report = train_classifier(spec, train, dev, args.out, config, overwrite=args.overwrite)
     _print_training_summary(report, args.out)
 
@@ -59,5 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer", choices=("graph", "numpy"), default="graph")
     p.add_argument("--no-bucketing", action="store_true", help="batches in file order")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--distribute", choices=DISTRIBUTE_CHOICES, default="none",
+                   help="tf.distribute strategy: mirrored = every GPU (else CPU) of this "
+                   "machine; multi-worker = the cluster in TF_CONFIG, one process per worker, "
+                   "the chief writes OUT. --batch-size is per replica (default none)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(run=run)
