@@ -26,6 +26,8 @@ setup(
         "bert-tensorflow==1.0.4",
         "numpy>=1.26,<3",
         "safetensors>=0.4,<1",
+        # `import bert_layer` registers its Keras classes when keras loads (a TF dependency).
+        "wrapt>=1.11",
     ],
     extras_require={
         "default-model": DEFAULT_MODEL,

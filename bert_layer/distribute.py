@@ -88,36 +88,47 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return not has_chief and resolver.task_type == "worker" and resolver.task_id == 0
 
 
+def _workers(strategy: tf.distribute.Strategy) -> int:
+    """How many processes train together (the chief and the workers of the cluster)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return 1
+    cluster = resolver.cluster_spec().as_dict()
+    return sum(len(cluster.get(job, [])) for job in ("chief", "worker"))
+
+
 def describe(strategy: tf.distribute.Strategy, kind: str, batch_size: int) -> dict:
     """The strategy as the training report records it."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    workers = 1
-    if resolver is not None and resolver.task_type:
-        cluster = resolver.cluster_spec().as_dict()
-        workers = sum(len(cluster.get(job, [])) for job in ("chief", "worker"))
     replicas = strategy.num_replicas_in_sync
-    return {"strategy": kind, "workers": workers, "replicas": replicas,
+    return {"strategy": kind, "workers": _workers(strategy), "chief": is_chief(strategy), "replicas": replicas,
             "per_replica_batch_size": batch_size, "global_batch_size": batch_size * replicas}
 
 
-def build_for_distributed_fit(model: keras.Model, text: str, label: np.ndarray) -> None:
+def prepare_for_distributed_fit(model: keras.Model, text: str, label: np.ndarray) -> None:
+    """Works around two Keras 3.15 bugs that stop `fit` under a strategy; a no-op for a model
+    built outside any strategy scope. Call it inside `strategy.scope()`, after `compile`."""
+    if getattr(model, "_distribute_strategy", None) is None:
+        return  # Keras builds in the traced step; neither bug is reached.
+    _build_on_one_example(model, text, label)
+    if _workers(model.distribute_strategy) > 1:
+        _report_metrics_as_vectors(model)
+
+
+def _build_on_one_example(model: keras.Model, text: str, label: np.ndarray) -> None:
     """Builds the model's loss, metrics and optimizer on one example, and stops `fit`,
     `evaluate` and `predict` from building them from the first batch of the dataset.
 
-    Works around keras-team/keras#20585 (open in Keras 3.15): under a distribution strategy,
+    keras-team/keras#20585 (open in Keras 3.15): under a distribution strategy,
     `TensorFlowTrainer._maybe_symbolic_build` averages the first batch across replicas
     (`strategy.reduce("MEAN", ...)`) to get shapes, which fails for string inputs (AddN on
     strings under MirroredStrategy, "Attempt to convert a value (PerReplica...)" under
-    MultiWorkerMirroredStrategy). Giving it the one example directly builds the same state
-    (shapes only; no weight changes). Call it inside `strategy.scope()`, after `compile`.
-    Remove this once the upstream issue is fixed.
+    MultiWorkerMirroredStrategy). Given one example directly it builds the same state from
+    shapes alone (no step runs, no weight changes).
     """
     import tensorflow as tf
 
-    if getattr(model, "_distribute_strategy", None) is None:
-        return  # Built outside any strategy scope: Keras builds in the traced step.
     batch = (tf.constant([text]), tf.constant(np.asarray(label)[None]))
-    model._maybe_symbolic_build(data_batch=batch)  # Symbolic: no data reduced, no step run.
+    model._maybe_symbolic_build(data_batch=batch)
     unbuilt = [name for name, part in (("optimizer", model.optimizer),
                                        ("loss", model._compile_loss),
                                        ("metrics", model._compile_metrics))
@@ -126,3 +137,23 @@ def build_for_distributed_fit(model: keras.Model, text: str, label: np.ndarray) 
         raise RuntimeError(f"Could not build the model's {unbuilt} before a distributed fit.")
     # An instance attribute shadows the method for this model only.
     model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+
+
+def _report_metrics_as_vectors(model: keras.Model) -> None:
+    """Makes the train and test steps return each scalar log (loss, metrics) as shape [1].
+
+    tensorflow/tensorflow#72388 (Keras 3): with several workers, Keras reduces the step's
+    logs with `strategy.reduce("MEAN", value, axis=0)`, which fails on scalars ("Invalid
+    reduction dimension 0 for input with 0 dimensions"). On [1] vectors the same call
+    averages the replicas' values into a scalar, as Keras intends.
+    """
+    import tensorflow as tf
+
+    def as_vectors(step):
+        def vector_step(data):
+            return tf.nest.map_structure(
+                lambda v: tf.reshape(v, [1]) if v.shape.rank == 0 else v, step(data))
+        return vector_step
+
+    model.train_step = as_vectors(model.train_step)
+    model.test_step = as_vectors(model.test_step)

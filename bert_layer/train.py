@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from bert_layer.classifier import ClassifierSpec, F1Score, build_classifier
 from bert_layer.batching import make_dataset
-from bert_layer.distribute import (DISTRIBUTE_CHOICES, build_for_distributed_fit, describe,
+from bert_layer.distribute import (DISTRIBUTE_CHOICES, prepare_for_distributed_fit, describe,
                                    is_chief, make_strategy, shard_by_examples)
 from bert_layer.examples import Examples
 from bert_layer.outputs import MODEL_FILE, REPORT_FILE, atomic_output, check_output_free
@@ -139,7 +139,7 @@ def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None
     with strategy.scope():
         model = build_classifier(spec)
         compile_classifier(model, config, len(spec.classes), spec.multi_label, steps)
-        build_for_distributed_fit(model, train.texts[0], _one_hot(train).labels[0])
+        prepare_for_distributed_fit(model, train.texts[0], _one_hot(train).labels[0])
     start = time.perf_counter()
     with _output_dir(out_dir, overwrite, chief) as tmp:
         model_path = os.path.join(tmp, MODEL_FILE)

@@ -21,7 +21,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bert_layer.classifier import ClassifierSpec, build_classifier  # noqa: E402
-from bert_layer.distribute import build_for_distributed_fit, make_strategy  # noqa: E402
+from bert_layer.distribute import prepare_for_distributed_fit, make_strategy  # noqa: E402
 from bert_layer.examples import Examples  # noqa: E402
 from bert_layer.train import TrainConfig, train_classifier  # noqa: E402
 
@@ -42,7 +42,7 @@ def sgd_steps(module_dir: str, kind: str) -> dict[str, np.ndarray]:
     with strategy.scope():
         model = build_classifier(spec)
         model.compile(optimizer=keras.optimizers.SGD(0.5), loss="categorical_crossentropy")
-        build_for_distributed_fit(model, TEXTS[0], one_hot[0])
+        prepare_for_distributed_fit(model, TEXTS[0], one_hot[0])
     before = [w.numpy() for w in model.trainable_weights]
     ds = tf.data.Dataset.from_tensor_slices((np.array(TEXTS, dtype=object), one_hot)).batch(8)
     model.fit(ds, epochs=2, verbose=0)

@@ -74,7 +74,8 @@ def test_train_classifier_mirrored_reports_the_global_batch(no_dropout_module_di
     run = _run_script(no_dropout_module_dir, str(tmp_path), "train")
     with open(os.path.join(run, "train", "report.json"), encoding="utf-8") as f:
         report = json.load(f)
-    assert report["distribution"] == {"strategy": "mirrored", "workers": 1, "replicas": 2,
+    assert report["distribution"] == {"strategy": "mirrored", "workers": 1, "chief": True,
+                                      "replicas": 2,
                                       "per_replica_batch_size": 4, "global_batch_size": 8}
     assert report["train_config"]["distribute"] == "mirrored"
     assert sorted(os.listdir(os.path.join(run, "train"))) == ["model.keras", "report.json"]

@@ -35,8 +35,13 @@ def _print_training_summary(report: dict, out: str) -> None:
                            if k.startswith("val_") or k in ("loss", "accuracy"))
         print(f"epoch {epoch['epoch']}: {scores}  "
               f"({epoch['examples_per_second']:.1f} examples/s)")
+    distribution = report["distribution"]
+    written = (f"Model and report in {out}" if distribution["chief"] else
+               "This worker is not the chief: the chief writes the model and report")
+    print(f"{distribution['global_batch_size']} examples a step on {distribution['replicas']} "
+          f"replica(s) of {distribution['workers']} worker(s) ({distribution['strategy']}).")
     print(f"best epoch {report['best_epoch']}: {report['best']}; "
-          f"{report['wall_seconds']:.0f}s in all. Model and report in {out}")
+          f"{report['wall_seconds']:.0f}s in all. {written}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
