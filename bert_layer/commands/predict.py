@@ -27,6 +27,9 @@ def run(args: argparse.Namespace) -> None:
     else:
         texts = read_examples(args.input, text_column=args.text_column,
                               pair_column=args.pair_column).texts
+    if args.runner == "beam":
+        _run_on_beam(args, texts, to_stdout)
+        return
     classifier = load_classifier(args.model)
     start = time.perf_counter()
     probabilities = predict_probabilities(classifier, texts, batch_size=args.batch_size)
@@ -45,6 +48,26 @@ def run(args: argparse.Namespace) -> None:
           f"({len(texts) / max(seconds, 1e-9):.0f}/s)", file=sys.stderr)
 
 
+def _run_on_beam(args: argparse.Namespace, texts: list[str], to_stdout: bool) -> None:
+    from bert_layer.predict import output_format
+
+    if to_stdout:
+        raise ValueError("--runner beam writes a file: pass --output FILE (.csv or .jsonl).")
+    try:
+        from bert_layer.beam import run_predict_pipeline
+    except ImportError as e:
+        raise ValueError(f"--runner beam needs Apache Beam ({e}); install it with "
+                         f"pip install \"bert_layer[beam]\".") from None
+    start = time.perf_counter()
+    run_predict_pipeline(args.model, texts, args.output,
+                         fmt=output_format(args.output, args.format),
+                         batch_size=args.batch_size, beam_args=args.beam_option or [],
+                         overwrite=args.overwrite)
+    seconds = time.perf_counter() - start
+    print(f"Predicted {len(texts)} texts on Beam in {seconds:.2f}s "
+          f"({len(texts) / max(seconds, 1e-9):.0f}/s)", file=sys.stderr)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="classify texts with a frozen graph or saved model.",
                        description="Classifies the texts of a TSV/CSV file (or lines on "
@@ -57,4 +80,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_columns(p, labels=False)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--runner", choices=("local", "beam"), default="local",
+                   help="local: this process; beam: an Apache Beam pipeline (RunInference), "
+                   "needs pip install \"bert_layer[beam]\" (default local)")
+    p.add_argument("--beam-option", action="append", metavar="OPTION",
+                   help="a Beam pipeline option, repeatable, written with '=': "
+                   "--beam-option=--direct_num_workers=2 "
+                   "--beam-option=--direct_running_mode=multi_processing, or "
+                   "--beam-option=--runner=DataflowRunner ...")
     p.set_defaults(run=run)
