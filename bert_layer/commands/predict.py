@@ -17,6 +17,8 @@ def run(args: argparse.Namespace) -> None:
     from bert_layer.predict import output_format, predict_probabilities, write_predictions
 
     to_stdout = args.output in (None, "-")
+    if args.runner == "beam" and to_stdout:  # Before reading standard input.
+        raise ValueError("--runner beam writes a file: pass --output FILE (.csv or .jsonl).")
     if not to_stdout:  # Refuse before the work, not after it.
         check_output_free(args.output, args.overwrite)
     if args.input in (None, "-"):
@@ -28,7 +30,7 @@ def run(args: argparse.Namespace) -> None:
         texts = read_examples(args.input, text_column=args.text_column,
                               pair_column=args.pair_column).texts
     if args.runner == "beam":
-        _run_on_beam(args, texts, to_stdout)
+        _run_on_beam(args, texts)
         return
     classifier = load_classifier(args.model)
     start = time.perf_counter()
@@ -48,11 +50,9 @@ def run(args: argparse.Namespace) -> None:
           f"({len(texts) / max(seconds, 1e-9):.0f}/s)", file=sys.stderr)
 
 
-def _run_on_beam(args: argparse.Namespace, texts: list[str], to_stdout: bool) -> None:
+def _run_on_beam(args: argparse.Namespace, texts: list[str]) -> None:
     from bert_layer.predict import output_format
 
-    if to_stdout:
-        raise ValueError("--runner beam writes a file: pass --output FILE (.csv or .jsonl).")
     try:
         from bert_layer.beam import run_predict_pipeline
     except ImportError as e:
