@@ -116,13 +116,14 @@ def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None
     writes `model.keras` and `report.json` into `out_dir`; returns the report."""
     if train.labels is None:
         raise ValueError(f"{train.source}: training needs a label column.")
-    strategy = make_strategy(config.distribute)  # Before other TensorFlow work.
-    chief = is_chief(strategy)
-    if chief:
-        check_output_free(out_dir, overwrite)  # Before the work; atomic_output checks again.
     _check_matches_spec(train, spec)
     if dev is not None:
         _check_matches_spec(dev, spec)
+    # Before other TensorFlow work; multi-worker waits here for every worker to start.
+    strategy = make_strategy(config.distribute)
+    chief = is_chief(strategy)
+    if chief:
+        check_output_free(out_dir, overwrite)  # Before the work; atomic_output checks again.
     if verbose is None:  # A progress bar on a terminal, one line per epoch in a log.
         verbose = 1 if sys.stdout.isatty() else 2
     keras.utils.set_random_seed(config.seed)

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -79,3 +80,52 @@ def test_train_classifier_mirrored_reports_the_global_batch(no_dropout_module_di
                                       "per_replica_batch_size": 4, "global_batch_size": 8}
     assert report["train_config"]["distribute"] == "mirrored"
     assert sorted(os.listdir(os.path.join(run, "train"))) == ["model.keras", "report.json"]
+
+
+# === The cluster from TF_CONFIG ===
+
+class _Resolver:
+    def __init__(self, task_type, task_id, cluster):
+        self.task_type, self.task_id, self._cluster = task_type, task_id, cluster
+
+    def cluster_spec(self):
+        return types.SimpleNamespace(as_dict=lambda: self._cluster)
+
+
+@pytest.mark.parametrize("task_type, task_id, cluster, chief", [
+    ("worker", 0, {"worker": ["a:1", "b:1"]}, True),
+    ("worker", 1, {"worker": ["a:1", "b:1"]}, False),
+    ("chief", 0, {"chief": ["a:1"], "worker": ["b:1"]}, True),
+    ("worker", 0, {"chief": ["a:1"], "worker": ["b:1"]}, False),
+    (None, None, {}, True),
+])
+def test_the_chief_is_the_chief_task_else_worker_0(task_type, task_id, cluster, chief):
+    from bert_layer.distribute import is_chief
+
+    strategy = types.SimpleNamespace(cluster_resolver=_Resolver(task_type, task_id, cluster))
+    assert is_chief(strategy) is chief
+
+
+@pytest.mark.parametrize("tf_config, expected", [
+    (None, "reads the cluster from the TF_CONFIG environment variable, which is not set"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}',
+     "TF_CONFIG is not a valid cluster description (IndexError: 1)"),
+    ("{not json", "TF_CONFIG is not a valid cluster description (JSONDecodeError"),
+])
+def test_multi_worker_without_a_valid_tf_config_is_one_clear_error(
+        tf_config, expected, tiny_module_dir, tmp_path, monkeypatch, capsys):
+    from bert_layer.cli import main
+
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+    data = tmp_path / "train.tsv"
+    data.write_text("sentence\tlabel\nthe movie was great .\t1\nbad\t0\n", encoding="utf-8")
+    out = tmp_path / "out"
+    code = main(["train", "--module", tiny_module_dir, "--train", str(data), "--out", str(out),
+                 "--max-seq-length", "32", "--distribute", "multi-worker"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and expected in err[0]
+    assert err[0].startswith("bert-layer train: error: ")
+    assert sorted(os.listdir(tmp_path)) == ["train.tsv"]
