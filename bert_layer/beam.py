@@ -74,8 +74,9 @@ class ClassifierModelHandler(ModelHandler[str, PredictionResult, Classifier]):
 
 def indexed_predictions(texts: beam.PCollection, handler: ClassifierModelHandler
                         ) -> beam.PCollection:
-    """(index, text) -> (index, PredictionResult(text, Prediction)). `Reshuffle` spreads the texts over the workers
-    (without it a single source split sends every text to one worker)."""
+    """(index, text) -> (index, PredictionResult(text, Prediction)). `Reshuffle` spreads the
+    texts over the workers (without it a single source split sends every text to one
+    worker)."""
     return (texts
             | "Spread" >> beam.Reshuffle()
             | "Classify" >> RunInference(KeyedModelHandler(handler)))

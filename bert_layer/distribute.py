@@ -100,7 +100,8 @@ def _workers(strategy: tf.distribute.Strategy) -> int:
 def describe(strategy: tf.distribute.Strategy, kind: str, batch_size: int) -> dict:
     """The strategy as the training report records it."""
     replicas = strategy.num_replicas_in_sync
-    return {"strategy": kind, "workers": _workers(strategy), "chief": is_chief(strategy), "replicas": replicas,
+    return {"strategy": kind, "workers": _workers(strategy), "chief": is_chief(strategy),
+            "replicas": replicas,
             "per_replica_batch_size": batch_size, "global_batch_size": batch_size * replicas}
 
 
