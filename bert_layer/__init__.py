@@ -1,6 +1,14 @@
 """bert_layer: BERT hub modules as Keras 3 layers, raw text in."""
 
+import importlib
+
+import wrapt  # A TensorFlow dependency; light (no TensorFlow import).
+
 __all__ = ["BertLayer"]
+
+# Modules that define classes registered with `keras.saving.register_keras_serializable`
+# (BertLayer, F1Score, WarmupLinearDecay), in import-dependency order.
+_SERIALIZABLE_MODULES = ("bert_layer.layer", "bert_layer.classifier", "bert_layer.train")
 
 
 def __getattr__(name: str):
@@ -9,3 +17,29 @@ def __getattr__(name: str):
         from bert_layer.layer import BertLayer
         return BertLayer
     raise AttributeError(f"module 'bert_layer' has no attribute {name!r}")
+
+
+def _importer(name: str):
+    def import_module(_module) -> None:
+        importlib.import_module(name)
+    return import_module
+
+
+def _register_serializables_when_keras_loads() -> None:
+    """`import bert_layer` makes `keras.models.load_model` find our classes in any process,
+    without importing TensorFlow itself: the modules defining them are imported as soon as
+    keras is (wrapt post-import hooks run at once if it already is).
+
+    A chain (keras -> layer -> classifier -> train), one hook each, rather than one hook that
+    imports all three: when keras is first imported from inside `bert_layer.layer`, the keras
+    hook runs while that module is half-initialised, and importing `bert_layer.classifier`
+    then (which needs `BertLayer`) would fail. Each link waits for the previous module to be
+    complete; importing a module that is half-initialised is a no-op, and it registers its
+    classes itself when it completes.
+    """
+    triggers = ("keras",) + _SERIALIZABLE_MODULES[:-1]
+    for trigger, module in zip(triggers, _SERIALIZABLE_MODULES):
+        wrapt.register_post_import_hook(_importer(module), trigger)
+
+
+_register_serializables_when_keras_loads()

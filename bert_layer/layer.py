@@ -34,6 +34,29 @@ def _check_text_dtype(dtype: str) -> None:
             f"do_preprocessing=False and (input_ids, input_mask, segment_ids).")
 
 
+def _replica_component(variable: tf.Variable) -> tf.Variable:
+    """The copy of `variable` that the current replica reads: its component on the replica's
+    device under a `tf.distribute` strategy (in cross-replica context, the first local copy),
+    `variable` itself otherwise.
+
+    `import_signature` captures variable handles; a distributed variable has no single handle
+    (its `.handle` raises outside replica context, as inside `tf.init_scope`).
+    """
+    if not isinstance(variable, tf.distribute.DistributedValues):
+        return variable
+    components = tf.distribute.get_strategy().experimental_local_results(variable)
+    replica = tf.distribute.get_replica_context()
+    if replica is None or len(components) == 1:
+        return components[0]
+    # `devices` is [device] or [[device]], depending on the strategy.
+    device = tf.DeviceSpec.from_string(tf.nest.flatten(replica.devices)[0])
+    for component in components:
+        if tf.DeviceSpec.from_string(component.device) == device:
+            return component
+    raise ValueError(f"No copy of {variable.name} on the replica's device {device.to_string()}; "
+                     f"copies are on {[c.device for c in components]}.")
+
+
 @keras.saving.register_keras_serializable(package="bert_layer")
 class BertLayer(keras.layers.Layer):
     """BERT from a TF1 Hub module, as a Keras layer that owns and fine-tunes its weights.
@@ -101,7 +124,7 @@ class BertLayer(keras.layers.Layer):
         self._variable_shapes: dict[str, tuple[int, ...]] = {}
         self._hidden_size: int | None = None
         self._awaiting_weights = False  # Built from a saved config; load_own_variables fills.
-        self._signatures: dict[bool, object] = {}
+        self._signatures: dict[tuple[bool, str], object] = {}
         self.module_variable_names: dict[str, str] = {}
         if _open_module:  # from_config defers: a saved model may carry its module.
             self._attach_module(HubModule(resolve_module(self.module)))
@@ -225,21 +248,28 @@ class BertLayer(keras.layers.Layer):
         self._attach_module(HubModule(copy))
 
     def _signature(self, training: bool):
-        """The module's `tokens` graph for the tag set, imported once and reused."""
+        """The module's `tokens` graph for the tag set, reading the weights of the current
+        replica: imported once per (tag set, replica device) and reused.
+
+        Under a `tf.distribute` strategy each weight is a mirrored variable with one copy per
+        device; each replica's graph must capture its own copy (the strategy then aggregates
+        their gradients), so one graph is kept per device.
+        """
         if self._awaiting_weights:
             raise ValueError(
                 f"BertLayer '{self.name}' was rebuilt from a saved config but its weights "
                 f"were never loaded: load the model with keras.models.load_model, or call "
                 f"load_weights, before running it.")
-        if training not in self._signatures:
+        weights = {name: _replica_component(w.value) for name, w in self._module_weights.items()}
+        key = (training, next(iter(weights.values())).device if weights else "")
+        if key not in self._signatures:
             specs = {name: tf.TensorSpec([None, None], tf.int32, name=name)
                      for name in TOKEN_INPUTS}
             with tf.init_scope():
-                self._signatures[training] = import_signature(
+                self._signatures[key] = import_signature(
                     self._ensure_module(), TRAIN_TAGS if training else INFERENCE_TAGS,
-                    TOKENS_SIGNATURE, specs,
-                    {name: w.value for name, w in self._module_weights.items()})
-        return self._signatures[training]
+                    TOKENS_SIGNATURE, specs, weights)
+        return self._signatures[key]
 
     @property
     def preprocessor(self) -> Preprocessor | None:

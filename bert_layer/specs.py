@@ -15,6 +15,8 @@ import math
 POOLINGS = ("cls", "first", "mean", "max", None)
 # One vector per text (a classifier's, or an embedding's).
 VECTOR_POOLINGS = tuple(p for p in POOLINGS if p is not None)
+# tf.distribute strategies `bert-layer train --distribute` offers (bert_layer.distribute).
+DISTRIBUTE_CHOICES = ("none", "mirrored", "multi-worker")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +58,12 @@ class TrainConfig:
     weight_decay: float = 0.01
     seed: int = 0
     bucket: bool = True  # group similar lengths into batches (less padding)
+    distribute: str = "none"  # a DISTRIBUTE_CHOICES strategy; batch_size is per replica
 
     def __post_init__(self) -> None:
+        if self.distribute not in DISTRIBUTE_CHOICES:
+            raise ValueError(f"distribute must be one of {', '.join(DISTRIBUTE_CHOICES)}; "
+                             f"received {self.distribute!r}.")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1; received epochs="
                              f"{self.epochs}, batch_size={self.batch_size}.")

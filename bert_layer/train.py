@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -9,7 +10,9 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 
 import keras
 import numpy as np
@@ -18,6 +21,8 @@ import tensorflow as tf
 from bert_layer.backup import TrainingBackup
 from bert_layer.classifier import ClassifierSpec, F1Score, build_classifier
 from bert_layer.batching import make_dataset
+from bert_layer.distribute import (describe, is_chief, make_strategy,
+                                   prepare_for_distributed_fit, shard_by_examples)
 from bert_layer.examples import Examples
 from bert_layer.outputs import MODEL_FILE, REPORT_FILE, atomic_output, check_output_free
 from bert_layer.specs import TrainConfig  # noqa: F401  (also importable from here)
@@ -97,22 +102,46 @@ def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None
     """
     if train.labels is None:
         raise ValueError(f"{train.source}: training needs a label column.")
+    if resume and config.distribute == "multi-worker":
+        raise ValueError("resume with distribute='multi-worker' is not supported: each worker "
+                         "would need its own backup; rerun without resume (or with overwrite).")
     inputs = [spec.module, train.source] + ([dev.source] if dev is not None else [])
-    check_output_free(out_dir, overwrite, kind="run", inputs=inputs)  # Before the work, and below.
     _check_matches_spec(train, spec)
     if dev is not None:
         _check_matches_spec(dev, spec)
+    # Before other TensorFlow work; multi-worker waits here for every worker to start.
+    strategy = make_strategy(config.distribute)
+    chief = is_chief(strategy)
+    if chief:  # Before the work; atomic_output checks again.
+        check_output_free(out_dir, overwrite, kind="run", inputs=inputs)
     if verbose is None:  # A progress bar on a terminal, one line per epoch in a log.
         verbose = 1 if sys.stdout.isatty() else 2
     keras.utils.set_random_seed(config.seed)
-    train_ds = make_dataset(_one_hot(train), batch_size=config.batch_size, shuffle=True,
-                            seed=config.seed, bucket=config.bucket)
-    dev_ds = None if dev is None else make_dataset(
-        _one_hot(dev), batch_size=config.batch_size, shuffle=False, seed=config.seed,
-        bucket=config.bucket)
-    steps = config.epochs * math.ceil(len(train) / config.batch_size)
-    model = build_classifier(spec)
-    compile_classifier(model, config, len(spec.class_names), spec.multi_label, steps)
+    distribution = describe(strategy, config.distribute, config.batch_size)
+    # The strategy splits each batch of the dataset between the replicas.
+    global_batch = distribution["global_batch_size"]
+    train_ds = shard_by_examples(make_dataset(
+        _one_hot(train), batch_size=global_batch, shuffle=True, seed=config.seed,
+        bucket=config.bucket))
+    dev_ds = None if dev is None else shard_by_examples(make_dataset(
+        _one_hot(dev), batch_size=global_batch, shuffle=False, seed=config.seed,
+        bucket=config.bucket))
+    steps = config.epochs * math.ceil(len(train) / global_batch)
+    with strategy.scope():
+        model = build_classifier(spec)
+        compile_classifier(model, config, len(spec.class_names), spec.multi_label, steps)
+        prepare_for_distributed_fit(model, train.texts[0], _one_hot(train).labels[0])
+    with _worker_run_dir(out_dir, chief) as run_dir:
+        return _fit_and_write(model, train_ds, dev_ds, run_dir, spec, config, train, dev,
+                              distribution, overwrite=overwrite or not chief, resume=resume,
+                              inputs=inputs, verbose=verbose)
+
+
+def _fit_and_write(model: keras.Model, train_ds, dev_ds, out_dir: str, spec: ClassifierSpec,
+                   config: TrainConfig, train: Examples, dev: Examples | None,
+                   distribution: dict, *, overwrite: bool, resume: bool, inputs: list[str],
+                   verbose: int) -> dict:
+    """`fit` with each finished epoch backed up, then `model.keras` and `report.json`."""
     start = time.perf_counter()
     backup = TrainingBackup(out_dir, _settings(spec, config, train, dev))
     finished_before = backup.start(resume=resume, overwrite=overwrite)
@@ -125,8 +154,10 @@ def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None
         if backup.finished_epochs() == 0:  # Nothing to resume from.
             backup.remove()
         raise
+    _dump_weights_for_tests(model)
     report = _report(spec, config, train, dev, backup.epochs(), time.perf_counter() - start,
                      resumed_from=finished_before + 1 if finished_before else None)
+    report["distribution"] = distribution
     # The output folder exists only from here on: a kill during fit leaves only the backup.
     with atomic_output(out_dir, overwrite=overwrite, kind="run", inputs=inputs) as tmp:
         model_path = os.path.join(tmp, MODEL_FILE)
@@ -145,6 +176,28 @@ def _settings(spec: ClassifierSpec, config: TrainConfig, train: Examples,
     """What a resumed run must share with the interrupted one."""
     return {"classifier": dataclasses.asdict(spec), "train_config": dataclasses.asdict(config),
             "train": [train.source, len(train)], "dev": [dev.source, len(dev)] if dev else None}
+
+
+@contextlib.contextmanager
+def _worker_run_dir(out_dir: str, chief: bool) -> Iterator[str]:
+    """Where this process writes its run: the chief `out_dir`; every other worker of a
+    multi-worker run (Keras saves per process) a temporary folder removed afterwards, so that
+    only the chief's outputs remain."""
+    if chief:
+        yield out_dir
+        return
+    with tempfile.TemporaryDirectory(prefix="bert_layer_worker_") as folder:
+        yield os.path.join(folder, os.path.basename(os.path.abspath(out_dir)))
+
+
+# Tests of multi-worker training set this to a .npz path to compare the workers' weights.
+DUMP_WEIGHTS_ENV = "BERT_LAYER_DUMP_WEIGHTS"
+
+
+def _dump_weights_for_tests(model: keras.Model) -> None:
+    path = os.environ.get(DUMP_WEIGHTS_ENV)
+    if path:
+        np.savez(path, *model.get_weights())
 
 
 def _check_matches_spec(examples: Examples, spec: ClassifierSpec) -> None:

@@ -21,6 +21,8 @@ def check(args: argparse.Namespace) -> None:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1; received {args.batch_size}.")
     check_model_file(args.model, (FROZEN_SUFFIX, SAVED_MODEL, KERAS_SUFFIX), command="predict")
+    if args.runner == "beam" and args.output in (None, "-"):  # Before reading standard input.
+        raise ValueError("--runner beam writes a file: pass --output FILE (.csv or .jsonl).")
     if args.output not in (None, "-"):  # Refuse before the work, not after it.
         inputs = [args.model] + ([args.input] if args.input not in (None, "-") else [])
         check_output_free(args.output, args.overwrite, is_dir=False, inputs=inputs,
@@ -46,6 +48,9 @@ def run(args: argparse.Namespace) -> None:
     from bert_layer.predict import output_format, predict_probabilities, write_predictions
 
     texts = args.texts
+    if args.runner == "beam":
+        _run_on_beam(args, texts)
+        return
     classifier = load_classifier(args.model)
     start = time.perf_counter()
     bar = progress.bar(len(texts), "predict", unit="text")
@@ -72,6 +77,24 @@ def run(args: argparse.Namespace) -> None:
           f"({len(texts) / max(seconds, 1e-9):.1f}/s)", file=sys.stderr)
 
 
+def _run_on_beam(args: argparse.Namespace, texts: list[str]) -> None:
+    from bert_layer.predict import output_format
+
+    try:
+        from bert_layer.beam import run_predict_pipeline
+    except ImportError as e:
+        raise ValueError(f"--runner beam needs Apache Beam ({e}); install it with "
+                         f"pip install \"bert_layer[beam]\".") from None
+    start = time.perf_counter()
+    run_predict_pipeline(args.model, texts, args.output,
+                         fmt=output_format(args.output, args.format),
+                         batch_size=args.batch_size, beam_args=args.beam_option or [],
+                         overwrite=args.overwrite)
+    seconds = time.perf_counter() - start
+    print(f"Predicted {len(texts)} texts on Beam in {seconds:.2f}s "
+          f"({len(texts) / max(seconds, 1e-9):.0f}/s)", file=sys.stderr)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="classify texts with a frozen graph or saved model.",
                        description="Classifies the texts of a TSV/CSV file (or lines on "
@@ -86,4 +109,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_columns(p, labels=False)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--runner", choices=("local", "beam"), default="local",
+                   help="local: this process; beam: an Apache Beam pipeline (RunInference), "
+                   "needs pip install \"bert_layer[beam]\" (default local)")
+    p.add_argument("--beam-option", action="append", metavar="OPTION",
+                   help="a Beam pipeline option, repeatable, written with '=': "
+                   "--beam-option=--direct_num_workers=2 "
+                   "--beam-option=--direct_running_mode=multi_processing, or "
+                   "--beam-option=--runner=DataflowRunner ...")
     p.set_defaults(run=run, check=check)

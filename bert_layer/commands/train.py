@@ -7,7 +7,7 @@ import sys
 import os
 
 from bert_layer.commands.columns import add_data_columns, declared_labels, read_labelled
-from bert_layer.specs import VECTOR_POOLINGS, ClassifierSpec, TrainConfig, default
+from bert_layer.specs import DISTRIBUTE_CHOICES, VECTOR_POOLINGS, ClassifierSpec, TrainConfig, default
 from bert_layer.text import TOKENIZER_NAMES
 
 _CONFIG = TrainConfig()  # The defaults, defined there once.
@@ -17,7 +17,11 @@ def check(args: argparse.Namespace) -> None:
     """Everything that needs no TensorFlow: settings, output path, data (with a summary)."""
     args.config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        warmup_fraction=args.warmup_fraction, seed=args.seed, bucket=not args.no_bucketing)
+        warmup_fraction=args.warmup_fraction, seed=args.seed, bucket=not args.no_bucketing,
+        distribute=args.distribute)
+    if args.resume and args.distribute == "multi-worker":
+        raise ValueError("--resume is not supported with --distribute multi-worker (each worker "
+                         "would need its own backup); rerun without --resume.")
     if args.max_train_rows is not None and args.max_train_rows < 1:
         raise ValueError(f"--max-train-rows must be >= 1; received {args.max_train_rows}.")
     from bert_layer.data_checks import summary, warnings_for  # numpy: after the cheap checks
@@ -77,8 +81,13 @@ def _print_training_summary(report: dict, out: str) -> None:
                            if k.startswith("val_") or k in ("loss", "accuracy"))
         print(f"epoch {epoch['epoch']}: {scores}  "
               f"({epoch['examples_per_second']:.1f} examples/s)")
+    distribution = report["distribution"]
+    written = (f"Model and report in {out}" if distribution["chief"] else
+               "This worker is not the chief: the chief writes the model and report")
+    print(f"{distribution['global_batch_size']} examples a step on {distribution['replicas']} "
+          f"replica(s) of {distribution['workers']} worker(s) ({distribution['strategy']}).")
     print(f"best epoch {report['best_epoch']}: {report['best']}; "
-          f"{report['wall_seconds']:.0f}s in all. Model and report in {out}")
+          f"{report['wall_seconds']:.0f}s in all. {written}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -109,6 +118,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(FullTokenizer in Python); same ids")
     p.add_argument("--no-bucketing", action="store_true", help="batches in file order")
     p.add_argument("--seed", type=int, default=_CONFIG.seed)
+    p.add_argument("--distribute", choices=DISTRIBUTE_CHOICES, default=_CONFIG.distribute,
+                   help="tf.distribute strategy: mirrored = every GPU (else CPU) of this "
+                   "machine; multi-worker = the cluster in TF_CONFIG, one process per worker, "
+                   "the chief writes OUT. --batch-size is per replica (default none)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from its last finished epoch (kept in "

@@ -1,0 +1,130 @@
+"""`bert-layer train --distribute multi-worker`: two worker processes on 127.0.0.1 against the
+same training in one process, on 256 rows of SST-2 with the default module."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import DATA_DIR
+
+from bert_layer.train import DUMP_WEIGHTS_ENV
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT_SECONDS = 1200
+PER_REPLICA_BATCH = 8  # 16 a step: 48 steps in 3 epochs
+
+
+def _free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _train_command(module_dir: str, out: str, distribute: str, batch_size: int) -> list[str]:
+    train = os.path.join(DATA_DIR, "sst2", "train.tsv")
+    dev = os.path.join(DATA_DIR, "sst2", "glue_dev.tsv")
+    if not (os.path.isfile(train) and os.path.isfile(dev)):
+        pytest.skip(f"SST-2 not found under {DATA_DIR}/sst2")
+    return [sys.executable, "-m", "bert_layer.cli", "train", "--module", module_dir,
+            "--train", train, "--dev", dev, "--out", out, "--max-train-rows", "256",
+            "--epochs", "3", "--batch-size", str(batch_size), "--learning-rate", "2e-4",
+            "--pooling", "mean", "--fine-tune-layers", "-1", "--distribute", distribute]
+
+
+def _wait_all(processes: list[subprocess.Popen], logs: list[str]) -> None:
+    """Waits for every process, bounded in time; kills all of them on a failure or timeout."""
+    deadline = time.monotonic() + TIMEOUT_SECONDS
+    try:
+        for p in processes:
+            p.wait(timeout=max(deadline - time.monotonic(), 1))
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, log in zip(processes, logs):
+        with open(log, encoding="utf-8") as f:
+            assert p.returncode == 0, f.read()[-4000:]
+
+
+def _start(command: list[str], log: str, env: dict[str, str]) -> subprocess.Popen:
+    with open(log, "w", encoding="utf-8") as f:
+        return subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT,
+                                env={**os.environ, **env})
+
+
+@pytest.fixture(scope="module")
+def runs(default_module_dir: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("multi_worker")
+    ports = _free_ports(2)
+    workers = [f"127.0.0.1:{port}" for port in ports]
+    processes, logs, scratch = [], [], []
+    for index in range(2):
+        config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        scratch.append(str(root / f"tmp{index}"))
+        os.makedirs(scratch[-1])
+        logs.append(str(root / f"worker{index}.log"))
+        processes.append(_start(
+            _train_command(default_module_dir, str(root / "multi" / "out"), "multi-worker",
+                           PER_REPLICA_BATCH), logs[-1],
+            {"TF_CONFIG": json.dumps(config), "TMPDIR": scratch[-1],
+             DUMP_WEIGHTS_ENV: str(root / f"weights{index}.npz")}))
+    _wait_all(processes, logs)
+    # One process, the same global batch: 2 replicas x PER_REPLICA_BATCH.
+    single_log = str(root / "single.log")
+    single = _start(_train_command(default_module_dir, str(root / "single" / "out"), "none",
+                                   2 * PER_REPLICA_BATCH), single_log,
+                    {})
+    _wait_all([single], [single_log])
+    return {"root": root, "scratch": scratch}
+
+
+def _report(path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def test_only_the_chief_writes_outputs(runs):
+    root = runs["root"]
+    assert sorted(os.listdir(root / "multi")) == ["out"]
+    assert sorted(os.listdir(root / "multi" / "out")) == ["model.keras", "report.json"]
+    for scratch in runs["scratch"]:  # The non-chief's temporary output folder is gone.
+        assert os.listdir(scratch) == []
+    distribution = _report(root / "multi" / "out" / "report.json")["distribution"]
+    assert distribution == {"strategy": "multi-worker", "workers": 2, "chief": True,
+                            "replicas": 2, "per_replica_batch_size": PER_REPLICA_BATCH,
+                            "global_batch_size": 2 * PER_REPLICA_BATCH}
+
+
+def test_the_workers_end_with_identical_weights(runs):
+    root = runs["root"]
+    first, second = np.load(root / "weights0.npz"), np.load(root / "weights1.npz")
+    assert len(first.files) == len(second.files) > 0
+    for key in first.files:
+        np.testing.assert_array_equal(first[key], second[key], err_msg=key)
+
+
+def test_dev_accuracy_within_two_points_of_one_process(runs):
+    root = runs["root"]
+    multi = _report(root / "multi" / "out" / "report.json")
+    single = _report(root / "single" / "out" / "report.json")
+    print(f"\nexamples/s multi-worker {[e['examples_per_second'] for e in multi['epochs']]} "
+          f"vs one process {[e['examples_per_second'] for e in single['epochs']]}; "
+          f"dev accuracy {multi['best']['val_accuracy']:.4f} vs "
+          f"{single['best']['val_accuracy']:.4f}")
+    assert single["best"]["val_accuracy"] > 0.7  # It learned (0.51 predicts one class).
+    assert abs(multi["best"]["val_accuracy"] - single["best"]["val_accuracy"]) <= 0.02
