@@ -32,7 +32,7 @@ def make_strategy(kind: str) -> tf.distribute.Strategy:
     if kind == "mirrored":
         return tf.distribute.MirroredStrategy(_local_devices())
     if kind == "multi-worker":
-        _check_tf_config(os.environ.get("TF_CONFIG"))
+        check_tf_config(os.environ.get("TF_CONFIG"))
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"Unknown distribute strategy {kind!r}; expected one of "
                      f"{', '.join(DISTRIBUTE_CHOICES)}.")
@@ -47,7 +47,7 @@ def _local_devices() -> list[str]:
     return [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
 
 
-def _check_tf_config(raw: str | None) -> None:
+def check_tf_config(raw: str | None) -> None:
     """One clear line when TF_CONFIG is missing or malformed (TensorFlow would otherwise train
     alone, or fail deep inside the cluster resolver)."""
     example = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '

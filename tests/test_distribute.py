@@ -12,6 +12,8 @@ import types
 import numpy as np
 import pytest
 
+from bert_layer.outputs import MARKER_FILE
+
 from conftest import TINY_CONFIG, TINY_VOCAB, random_weights
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "mirrored_fit_script.py")
@@ -79,7 +81,8 @@ def test_train_classifier_mirrored_reports_the_global_batch(no_dropout_module_di
                                       "replicas": 2,
                                       "per_replica_batch_size": 4, "global_batch_size": 8}
     assert report["train_config"]["distribute"] == "mirrored"
-    assert sorted(os.listdir(os.path.join(run, "train"))) == ["model.keras", "report.json"]
+    assert sorted(os.listdir(os.path.join(run, "train"))) == [
+        MARKER_FILE, "model.keras", "report.json"]
 
 
 # === The cluster from TF_CONFIG ===

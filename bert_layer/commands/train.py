@@ -24,6 +24,9 @@ def check(args: argparse.Namespace) -> None:
                          "would need its own backup); rerun without --resume.")
     if args.max_train_rows is not None and args.max_train_rows < 1:
         raise ValueError(f"--max-train-rows must be >= 1; received {args.max_train_rows}.")
+    if args.distribute == "multi-worker":  # The cluster first: before any output or data.
+        from bert_layer.distribute import check_tf_config
+        check_tf_config(os.environ.get("TF_CONFIG"))
     from bert_layer.data_checks import summary, warnings_for  # numpy: after the cheap checks
     from bert_layer.outputs import check_output_free
 
