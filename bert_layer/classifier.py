@@ -7,6 +7,7 @@ import dataclasses
 import keras
 
 from bert_layer.layer import BertLayer
+from bert_layer.precision import policy_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,6 +22,7 @@ class ClassifierSpec:
     max_seq_length: int = 128
     tokenizer: str = "graph"
     head_dropout: float = 0.1
+    precision: str = "fp32"  # "bf16": the encoder computes in mixed bfloat16.
 
 
 @keras.saving.register_keras_serializable(package="bert_layer")
@@ -55,10 +57,11 @@ def build_classifier(spec: ClassifierSpec) -> keras.Model:
     text = keras.Input(shape=(), dtype="string", name="text")
     body = BertLayer(spec.bert_path, max_seq_length=spec.max_seq_length, pooling=spec.pooling,
                      n_fine_tune_layers=spec.fine_tune_layers, tokenizer=spec.tokenizer,
-                     name="bert")
+                     dtype=policy_name(spec.precision), name="bert")
     x = keras.layers.Dropout(spec.head_dropout, name="head_dropout")(body(text))
     activation = "sigmoid" if spec.multi_label else "softmax"
+    # The head stays float32 under any policy: its softmax is the output.
     probabilities = keras.layers.Dense(
-        len(spec.classes), activation=activation, name="probabilities",
+        len(spec.classes), activation=activation, name="probabilities", dtype="float32",
         kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02))(x)
     return keras.Model(text, probabilities, name="bert_classifier")

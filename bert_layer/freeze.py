@@ -60,22 +60,40 @@ def find_bert_layer(model: keras.Model) -> BertLayer:
     return layers[0]
 
 
-def _text_function(model: keras.Model):
-    spec = tf.TensorSpec([None], tf.string, name=TEXT_INPUT)
-    return tf.function(lambda text: model(text, training=False)).get_concrete_function(spec)
-
-
-def _ids_function(model: keras.Model):
-    """ids -> probabilities: the BertLayer's encoder, then the layers after it in order."""
+def _encoder_and_head(model: keras.Model):
+    """features -> probabilities: the BertLayer's encoder, then the layers after it in order."""
     bert = find_bert_layer(model)
     head = model.layers[model.layers.index(bert) + 1:]
 
-    def run(input_ids, input_mask, segment_ids):
-        x = bert.encode({"input_ids": input_ids, "input_mask": input_mask,
-                         "segment_ids": segment_ids}, training=False)
+    def run(features: dict[str, tf.Tensor]) -> tf.Tensor:
+        x = bert.encode(features, training=False)
         for layer in head:
             x = layer(x, training=False)
         return x
+
+    return run
+
+
+def _text_function(model: keras.Model):
+    """text -> probabilities, the tokenizer's outputs named as TOKEN_INPUTS, so that a
+    caller can tokenize first (and group batches by the real token counts), then feed ids."""
+    bert, encode = find_bert_layer(model), _encoder_and_head(model)
+
+    def run(text):
+        features = bert.preprocess(text)
+        return encode({n: tf.identity(features[n], name=n) for n in TOKEN_INPUTS})
+
+    spec = tf.TensorSpec([None], tf.string, name=TEXT_INPUT)
+    return tf.function(run).get_concrete_function(spec)
+
+
+def _ids_function(model: keras.Model):
+    """ids -> probabilities."""
+    encode = _encoder_and_head(model)
+
+    def run(input_ids, input_mask, segment_ids):
+        return encode({"input_ids": input_ids, "input_mask": input_mask,
+                       "segment_ids": segment_ids})
 
     specs = [tf.TensorSpec([None, None], tf.int32, name=n) for n in TOKEN_INPUTS]
     return tf.function(run).get_concrete_function(*specs)
@@ -128,6 +146,8 @@ def freeze_model(model: keras.Model, out_path: str | os.PathLike, *, class_names
         _add_constant(graph_def, DO_LOWER_CASE, np.array(tokenizer.do_lower_case))
         _add_constant(graph_def, MAX_SEQ_LENGTH, np.array(bert.max_seq_length, np.int32))
         keep += [VOCAB, DO_LOWER_CASE, MAX_SEQ_LENGTH]
+    else:  # The tokenizer's outputs, fed directly by FrozenClassifier.run_ids.
+        keep += list(TOKEN_INPUTS)
     optimized = optimize_for_inference(graph_def, keep)
     data = optimized.SerializeToString()
     with atomic_output(out_path, overwrite=overwrite, is_dir=False) as tmp:

@@ -6,7 +6,8 @@ import keras
 import tensorflow as tf
 
 from bert_layer import contract
-from bert_layer.contract import INFERENCE_TAGS, TOKEN_INPUTS, TOKENS_SIGNATURE, TRAIN_TAGS
+from bert_layer.contract import (INFERENCE_TAGS, TOKEN_INPUTS, TOKENS_BF16_SIGNATURE,
+                                 TOKENS_SIGNATURE, TRAIN_TAGS)
 from bert_layer.graph_import import import_signature
 from bert_layer.module import HubModule
 from bert_layer.pooling import check_pooling, masked_sequence, pool
@@ -18,6 +19,10 @@ def keras_weight_name(module_name: str) -> str:
     """Keras 3 forbids '/' in weight names: `bert/pooler/dense/kernel` becomes
     `bert.pooler.dense.kernel`."""
     return module_name.replace("/", ".")
+
+
+# Keras compute dtype -> the module signature that computes in it (outputs are float32).
+COMPUTE_SIGNATURES = {"float32": TOKENS_SIGNATURE, "bfloat16": TOKENS_BF16_SIGNATURE}
 
 
 def _check_text_dtype(dtype: str) -> None:
@@ -54,6 +59,11 @@ class BertLayer(keras.layers.Layer):
       inputs: see `do_preprocessing`.
       training: bool. True runs the module's {"train"} graph (dropout), False its {} graph.
 
+    Precision follows the Keras dtype policy (`dtype="mixed_bfloat16"`, or
+    `keras.mixed_precision.set_global_policy`): with a bfloat16 compute dtype the layer runs
+    the module's `tokens_bf16` signature (bfloat16 matmuls; LayerNorm, softmax and the
+    outputs float32). Weights stay float32 under every policy.
+
     Note: weights are named as in the module with '/' written '.', because Keras 3 forbids
     '/' in weight names; `module_variable_names` maps them back.
     """
@@ -74,6 +84,7 @@ class BertLayer(keras.layers.Layer):
         self.as_dict = as_dict
 
         self._module = HubModule(bert_path)
+        self._compute_signature = self._signature_for_policy()
         self._variable_shapes = self._module_variable_shapes()
         self.num_encoder_layers = self._count_encoder_layers()
         if not -1 <= n_fine_tune_layers <= self.num_encoder_layers:
@@ -88,6 +99,18 @@ class BertLayer(keras.layers.Layer):
                 make_tokenizer(tokenizer, info.vocab_file, info.do_lower_case), max_seq_length)
         self._signatures: dict[bool, object] = {}
         self.module_variable_names: dict[str, str] = {}
+
+    def _signature_for_policy(self) -> str:
+        """The signature that computes in this layer's compute dtype (checked in the module)."""
+        dtype = self.compute_dtype
+        if dtype not in COMPUTE_SIGNATURES:
+            raise ValueError(
+                f"BertLayer computes in float32 or bfloat16; the dtype policy "
+                f"{self.dtype_policy.name!r} asks for {dtype}. Use dtype='float32' or "
+                f"'mixed_bfloat16'.")
+        name = COMPUTE_SIGNATURES[dtype]
+        self._module.check_signature(name)
+        return name
 
     # === Weights ===
 
@@ -126,24 +149,27 @@ class BertLayer(keras.layers.Layer):
         values = self._module.variable_values()
         self._module_weights = {}
         for name in self._variable_shapes:
+            # autocast=False: the module's graph casts the float32 weights where it computes
+            # in bfloat16; Keras must hand it the variables themselves.
             weight = self.add_weight(
                 name=keras_weight_name(name), shape=values[name].shape,
                 dtype=values[name].dtype.name, initializer="zeros",
-                trainable=self._is_trainable(name))
+                trainable=self._is_trainable(name), autocast=False)
             weight.assign(values[name])
             self._module_weights[name] = weight
             self.module_variable_names[weight.path] = name
         self.built = True
 
     def _signature(self, training: bool):
-        """The module's `tokens` graph for the tag set, imported once and reused."""
+        """The module's `tokens` graph (or `tokens_bf16`, by the dtype policy) for the tag
+        set, imported once and reused."""
         if training not in self._signatures:
             specs = {name: tf.TensorSpec([None, None], tf.int32, name=name)
                      for name in TOKEN_INPUTS}
             with tf.init_scope():
                 self._signatures[training] = import_signature(
                     self._module, TRAIN_TAGS if training else INFERENCE_TAGS,
-                    TOKENS_SIGNATURE, specs,
+                    self._compute_signature, specs,
                     {name: w.value for name, w in self._module_weights.items()})
         return self._signatures[training]
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from bert_layer.commands.precision import add_precision_argument
+
 
 def run(args: argparse.Namespace) -> None:
     from bert_layer.freeze import freeze_model
     from bert_layer.classifiers import KerasClassifier
 
-    classifier = KerasClassifier(args.model)
+    classifier = KerasClassifier(args.model, precision=args.precision)
     report = freeze_model(classifier.model, args.out, class_names=classifier.class_names,
                           multi_label=classifier.multi_label, overwrite=args.overwrite)
     print(f"Froze {args.model} -> {report.path} (inputs: {', '.join(report.inputs)})")
@@ -24,5 +26,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "tokenizer).")
     p.add_argument("--model", required=True, help="model.keras written by bert-layer train")
     p.add_argument("--out", required=True, help="the .pb file to write")
+    add_precision_argument(p, default=None)
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.set_defaults(run=run)

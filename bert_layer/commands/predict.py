@@ -8,6 +8,7 @@ import sys
 import time
 
 from bert_layer.commands.columns import add_data_columns
+from bert_layer.commands.precision import add_precision_argument
 
 
 def run(args: argparse.Namespace) -> None:
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> None:
     else:
         texts = read_examples(args.input, text_column=args.text_column,
                               pair_column=args.pair_column).texts
-    classifier = load_classifier(args.model)
+    classifier = load_classifier(args.model, precision=args.precision)
     start = time.perf_counter()
     probabilities = predict_probabilities(classifier, texts, batch_size=args.batch_size)
     seconds = time.perf_counter() - start
@@ -56,5 +57,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("csv", "jsonl"), help="default: from --output, else csv")
     add_data_columns(p, labels=False)
     p.add_argument("--batch-size", type=int, default=32)
+    add_precision_argument(p, default=None)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(run=run)

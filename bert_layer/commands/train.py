@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bert_layer.commands.columns import add_data_columns, read_labelled
+from bert_layer.commands.precision import add_precision_argument
 
 
 def run(args: argparse.Namespace) -> None:
@@ -19,7 +20,8 @@ def run(args: argparse.Namespace) -> None:
     spec = ClassifierSpec(bert_path=args.module, classes=tuple(train.classes),
                           multi_label=args.multi_label, pooling=args.pooling,
                           fine_tune_layers=args.fine_tune_layers,
-                          max_seq_length=args.max_seq_length, tokenizer=args.tokenizer)
+                          max_seq_length=args.max_seq_length, tokenizer=args.tokenizer,
+                          precision=args.precision)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                          learning_rate=args.learning_rate, warmup_fraction=args.warmup_fraction,
                          seed=args.seed, bucket=not args.no_bucketing)
@@ -57,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-seq-length", type=int, default=128)
     p.add_argument("--max-train-rows", type=int, help="use only the first N training rows")
     p.add_argument("--tokenizer", choices=("graph", "numpy"), default="graph")
+    add_precision_argument(p, default="fp32")
     p.add_argument("--no-bucketing", action="store_true", help="batches in file order")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
