@@ -36,7 +36,10 @@ setup(
             # hub.KerasLayer is a Keras 2 layer: tensorflow-hub 0.16 needs tf-keras for it.
             "tf-keras>=2.21,<2.22",
         ],
-        "bench": DEFAULT_MODEL + ["transformers>=4.40,<6", "matplotlib>=3.7,<4"],
+        # The peers of scripts/bench.py: PyTorch (transformers), ONNX Runtime (the same
+        # weights exported with torch.onnx, which needs onnx), and the plot.
+        "bench": DEFAULT_MODEL + ["transformers>=4.40,<6", "matplotlib>=3.7,<4",
+                                  "onnxruntime>=1.18,<2", "onnx>=1.16,<2"],
     },
     entry_points={"console_scripts": ["bert-layer=bert_layer.cli:main"]},
 )

@@ -7,6 +7,8 @@ and in a frozen graph. The real-model accuracy checks are the integration tests 
 
 from __future__ import annotations
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -194,3 +196,73 @@ def test_predict_groups_by_real_token_counts_and_equals_whole_batches(bf16_froze
     expected = classifier(CLASSIFIER_TEXTS)  # One batch, straight from the strings.
     batched = predict_probabilities(classifier, CLASSIFIER_TEXTS, batch_size=2)
     np.testing.assert_allclose(batched, expected, atol=1e-5, rtol=0)
+
+
+# === The real model: bf16 against fp32 on SST-2 dev and MRPC dev ===
+
+AGREEMENT = 0.995  # bf16 labels equal to fp32 labels on at least this share of examples.
+COSINE = 0.999  # bf16 embeddings' cosine to fp32, for every example.
+
+
+def _embed(layer: BertLayer, texts: list[str], batch_size: int = 64) -> dict[str, np.ndarray]:
+    """pooled ("cls") and mean embeddings [n, H], float32, in input order."""
+    forward = tf.function(lambda t: layer(t, training=False),
+                          input_signature=[tf.TensorSpec([None], tf.string)])
+    outputs = [forward(tf.constant(texts[i:i + batch_size]))
+               for i in range(0, len(texts), batch_size)]
+    mask = [o["input_mask"].numpy()[:, :, None].astype(np.float32) for o in outputs]
+    return {"cls": np.concatenate([o["pooled_output"].numpy() for o in outputs]),
+            "mean": np.concatenate([(o["sequence_output"].numpy() * m).sum(1) / m.sum(1)
+                                    for o, m in zip(outputs, mask)])}
+
+
+def _fit_probe(features: np.ndarray, labels: np.ndarray, steps: int = 300) -> tuple:
+    """A logistic-regression head fitted on fp32 features (numpy gradient descent): the
+    linear classifier a fine-tuned head would be, with a trained classifier's margins (a
+    random head would put examples near its boundary by chance)."""
+    mean, std = features.mean(0), features.std(0) + 1e-6
+    x = (features - mean) / std
+    w, b = np.zeros(x.shape[1]), 0.0
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-(x @ w + b)))
+        w -= 0.5 * (x.T @ (p - labels) / len(x) + 1e-3 * w)
+        b -= 0.5 * float(np.mean(p - labels))
+    return lambda f: ((f - mean) / std @ w + b) > 0
+
+
+def _labelled(dataset: str) -> tuple[list[str], np.ndarray]:
+    from conftest import DATA_DIR
+    from bert_layer.examples import read_examples
+    if dataset == "sst2":
+        path, columns = os.path.join(DATA_DIR, "sst2", "glue_dev.tsv"), {}
+    else:
+        path = os.path.join(DATA_DIR, "mrpc", "dev.tsv")
+        columns = {"text_column": "#1 String", "pair_column": "#2 String",
+                   "label_column": "Quality"}
+    if not os.path.isfile(path):
+        pytest.skip(f"Data file not found: {path}")
+    examples = read_examples(path, labels=["0", "1"], **columns)
+    return examples.texts, np.asarray(examples.labels)
+
+
+@pytest.fixture(scope="module")
+def real_layers(default_module_dir):
+    return {precision: BertLayer(default_module_dir, as_dict=True, n_fine_tune_layers=0,
+                                 dtype=dtype)
+            for precision, dtype in (("fp32", "float32"), ("bf16", "mixed_bfloat16"))}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("dataset", ["sst2", "mrpc"])
+def test_bf16_classifier_labels_and_embeddings_match_fp32(real_layers, dataset):
+    texts, labels = _labelled(dataset)
+    fp32, bf16 = (_embed(real_layers[p], texts) for p in ("fp32", "bf16"))
+    for pooling in ("cls", "mean"):
+        a, b = fp32[pooling], bf16[pooling]
+        cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        assert cosine.min() >= COSINE, (pooling, cosine.min(), np.mean(cosine))
+        assert np.abs(a - b).max() > 0  # bf16 really ran.
+    predict = _fit_probe(fp32["mean"], labels)
+    expected, found = predict(fp32["mean"]), predict(bf16["mean"])
+    assert np.mean(expected == labels) > {"sst2": 0.8, "mrpc": 0.7}[dataset]  # A real classifier.
+    assert np.mean(found == expected) >= AGREEMENT, np.mean(found == expected)
