@@ -203,7 +203,8 @@ def load_pytorch(spec: Spec, precision: str) -> Loaded:
     batches = spec.batch_texts()
     for b in (batches[0], batches[-1]):
         predict(b)
-    return (lambda: benchlib.time_batches(predict, batches)), {"check": predict(batches[0]).tolist()}
+    run = lambda: benchlib.time_batches(predict, batches)  # noqa: E731
+    return run, {"check": predict(batches[0]).tolist()}
 
 
 def load_onnxruntime(spec: Spec, precision: str) -> Loaded:
@@ -233,7 +234,8 @@ def load_onnxruntime(spec: Spec, precision: str) -> Loaded:
     batches = spec.batch_texts()
     for b in (batches[0], batches[-1]):
         predict(b)
-    return (lambda: benchlib.time_batches(predict, batches)), {"check": predict(batches[0]).tolist()}
+    run = lambda: benchlib.time_batches(predict, batches)  # noqa: E731
+    return run, {"check": predict(batches[0]).tolist()}
 
 
 def encoder_matmul_shapes(tokens: int, config: dict) -> list[tuple[int, int, int]]:
@@ -479,11 +481,11 @@ def summarize(series: dict[Label, Series], flops_per_sentence: float) -> dict[st
 def format_table(summary: dict[str, object], header: str) -> str:
     peers = list(next(iter(summary["ratios"].values()), {}))
     lines = [header, "", f"{'inference':<24}{'sent/s':>9}{'ceiling':>9}  "
-             + "".join(f"{'/' + p:>16}" for p in peers)]
+             + "".join(f"{'/' + p:>19}" for p in peers)]
     for label, rate in summary["rates"].items():
         ratios = summary["ratios"].get(label, {})
         lines.append(f"{label:<24}{rate:>9.1f}{summary['fraction_of_ceiling'].get(label, 0):>9.0%}"
-                     "  " + "".join(f"{ratios[p]:>15.2f}x" if p in ratios else f"{'':>16}"
+                     "  " + "".join(f"{ratios[p]:>18.2f}x" if p in ratios else f"{'':>19}"
                                     for p in peers))
     lines.append("ceiling = the rate a GEMM at the measured matmul rate ("
                  + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in summary["gemm_gflops"].items())
@@ -492,12 +494,13 @@ def format_table(summary: dict[str, object], header: str) -> str:
         f"{p} {r:.3f}" for p, r in summary["frozen_over_module"].items()))
     if summary["training_rates"]:
         peers = list(next(iter(summary["training_ratios"].values())))
-        lines += ["", f"{'training':<24}{'ex/s':>9}  " + "".join(f"{'/' + p:>16}" for p in peers)]
+        lines += ["", f"{'training':<24}{'ex/s':>9}  "
+                  + "".join(f"{'/' + p:>19}" for p in peers)]
         for label, rate in summary["training_rates"].items():
             ratios = summary["training_ratios"].get(label, {})
             lines.append(f"{label:<24}{rate:>9.1f}  " + "".join(
-                f"{ratios[p]:>15.2f}x" for p in peers if p in ratios))
-    return "\n".join(lines)
+                f"{ratios[p]:>18.2f}x" for p in peers if p in ratios))
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def write_plot(path: Path, summary: dict[str, object], title: str) -> bool:
@@ -534,7 +537,8 @@ def write_plot(path: Path, summary: dict[str, object], title: str) -> bool:
 
 
 def run_benchmark(args: argparse.Namespace) -> None:
-    quick = QUICK if args.quick else FULL
+    quick = {name: value if getattr(args, name) is None else getattr(args, name)
+             for name, value in (QUICK if args.quick else FULL).items()}
     wall = time.perf_counter()
     info = benchlib.machine_info(args.threads)
     with benchlib.module_folder(args.module, args.checkpoint, MAX_SEQ_LENGTH) as module, \
@@ -591,14 +595,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-training", action="store_true", help="inference only")
     parser.add_argument("--quick", action="store_true",
                         help=f"for development: {QUICK} instead of {FULL}")
+    for name in FULL:  # Each setting of --quick / the full run, one at a time.
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int,
+                            help=f"override (full: {FULL[name] or 'all'}, "
+                            f"quick: {QUICK[name]})")
     parser.add_argument("--json", type=Path, default=Path("runs", "bench", "bench.json"),
                         help="default: %(default)s")
     parser.add_argument("--plot", type=Path, default=Path("runs", "bench", "throughput.png"),
                         help="default: %(default)s")
     args = parser.parse_args(argv)
-    if args.batch_size < 1 or args.threads < 1:
-        parser.error(f"--batch-size and --threads must be at least 1; received "
-                     f"{args.batch_size} and {args.threads}.")
+    too_small = [f"--{name.replace('_', '-')} {getattr(args, name)}"
+                 for name, least in (("batch_size", 1), ("threads", 1), ("sentences", 1),
+                                     ("rounds", 1), ("passes", 1), ("train_steps", 2),
+                                     ("train_rounds", 1))
+                 if getattr(args, name) is not None and getattr(args, name) < least]
+    if too_small:
+        parser.error(f"expected at least 1 (2 for --train-steps: the first is not timed); "
+                     f"received {', '.join(too_small)}")
     run_benchmark(args)
 
 

@@ -198,6 +198,42 @@ def test_predict_groups_by_real_token_counts_and_equals_whole_batches(bf16_froze
     np.testing.assert_allclose(batched, expected, atol=1e-5, rtol=0)
 
 
+def test_cli_trains_in_bf16_freezes_and_predicts_in_either_precision(tiny_module_dir, tmp_path,
+                                                                    capsys):
+    import json
+
+    from bert_layer.cli import main
+    from bert_layer.freeze import read_graph_def
+    from bert_layer.classifiers import graph_precision
+
+    rows = [("the movie was good .", "1"), ("so boring", "0"), ("great fun", "1"),
+            ("the worst plot", "0")] * 4
+    train = tmp_path / "train.tsv"
+    train.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows),
+                     encoding="utf-8")
+    run_dir = tmp_path / "run"
+    assert main(["train", "--module", tiny_module_dir, "--train", str(train), "--out",
+                 str(run_dir), "--epochs", "1", "--batch-size", "8", "--max-seq-length", "32",
+                 "--precision", "bf16"]) == 0
+    report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+    assert report["classifier"]["precision"] == "bf16"
+    model = str(run_dir / "model.keras")
+    for precision in ("bf16", "fp32"):  # The bf16-trained model frozen in both precisions.
+        out = tmp_path / f"{precision}.pb"
+        assert main(["freeze", "--model", model, "--out", str(out), "--precision",
+                     precision]) == 0
+        assert graph_precision(read_graph_def(str(out))) == precision
+    capsys.readouterr()
+    code = main(["predict", "--model", str(tmp_path / "fp32.pb"), "--input", str(train),
+                 "--precision", "bf16"])
+    assert code == 2
+    assert "frozen to compute in fp32, not bf16" in capsys.readouterr().err
+    out = tmp_path / "predictions.csv"
+    assert main(["predict", "--model", model, "--input", str(train), "--output", str(out),
+                 "--precision", "fp32"]) == 0
+    assert len(out.read_text(encoding="utf-8").splitlines()) == len(rows) + 1
+
+
 # === The real model: bf16 against fp32 on SST-2 dev and MRPC dev ===
 
 AGREEMENT = 0.995  # bf16 labels equal to fp32 labels on at least this share of examples.
@@ -234,7 +270,8 @@ def _labelled(dataset: str) -> tuple[list[str], np.ndarray]:
     from conftest import DATA_DIR
     from bert_layer.examples import read_examples
     if dataset == "sst2":
-        path, columns = os.path.join(DATA_DIR, "sst2", "glue_dev.tsv"), {}
+        path = os.path.join(DATA_DIR, "sst2", "glue_dev.tsv")
+        columns = {"text_column": "sentence", "label_column": "label"}
     else:
         path = os.path.join(DATA_DIR, "mrpc", "dev.tsv")
         columns = {"text_column": "#1 String", "pair_column": "#2 String",
@@ -247,9 +284,12 @@ def _labelled(dataset: str) -> tuple[list[str], np.ndarray]:
 
 @pytest.fixture(scope="module")
 def real_layers(default_module_dir):
-    return {precision: BertLayer(default_module_dir, as_dict=True, n_fine_tune_layers=0,
-                                 dtype=dtype)
-            for precision, dtype in (("fp32", "float32"), ("bf16", "mixed_bfloat16"))}
+    layers = {precision: BertLayer(default_module_dir, as_dict=True, n_fine_tune_layers=0,
+                                   dtype=dtype)
+              for precision, dtype in (("fp32", "float32"), ("bf16", "mixed_bfloat16"))}
+    for layer in layers.values():
+        layer.build()  # Eagerly: weights built inside a tf.function stay zero (issue 9b).
+    return layers
 
 
 @pytest.mark.integration
