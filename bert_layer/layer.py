@@ -109,7 +109,13 @@ class BertLayer(keras.layers.Layer):
                 f"{self.dtype_policy.name!r} asks for {dtype}. Use dtype='float32' or "
                 f"'mixed_bfloat16'.")
         name = COMPUTE_SIGNATURES[dtype]
-        self._module.check_signature(name)
+        if not self._module.has_signature(name):
+            raise ValueError(
+                f"{self.bert_path} has no `{name}` signature, which BertLayer runs under the "
+                f"{self.dtype_policy.name!r} dtype policy. Modules exported by bert_layer have "
+                f"it (re-export the checkpoint with `bert-layer export`); other modules do not: "
+                f"use dtype='float32' for them.")
+        self._module.check_token_signature(name)
         return name
 
     # === Weights ===

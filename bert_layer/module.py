@@ -71,19 +71,13 @@ class HubModule:
         raise ValueError(f"{self.path} has no meta graph tagged {set(tags) or '{}'} "
                          f"(available: {[set(t) for t in self.meta_graphs]}).")
 
-    def check_signature(self, name: str) -> None:
-        """Raises ValueError unless every meta graph has the `name` signature of `tokens`'s
-        inputs and outputs (e.g. `tokens_bf16`, which only bert_layer's exporter writes)."""
-        if name == TOKENS_SIGNATURE:
-            return  # Checked on loading.
-        if all(name in mg.signature_def for mg in self.meta_graphs.values()):
-            self._check_signature(name, TOKEN_INPUTS, TOKEN_OUTPUTS)
-            return
-        raise ValueError(
-            f"{self.path} has no `{name}` signature, which a bfloat16 BertLayer runs: modules "
-            f"exported by bert_layer since this version have it (re-export the checkpoint "
-            f"with `bert-layer export`), other modules do not. Use dtype='float32' for this "
-            f"module.")
+    def has_signature(self, name: str) -> bool:
+        """True if every meta graph has the signature `name`."""
+        return all(name in mg.signature_def for mg in self.meta_graphs.values())
+
+    def check_token_signature(self, name: str) -> None:
+        """Raises ValueError unless signature `name` takes and gives what `tokens` does."""
+        self._check_signature(name, TOKEN_INPUTS, TOKEN_OUTPUTS)
 
     def _check_signature(self, name: str, inputs: tuple[str, ...],
                          outputs: tuple[str, ...]) -> None:
