@@ -24,10 +24,11 @@ Training (examples per second): all layers trainable on the same MRPC pair batch
 (`compile_classifier`: AdamW, clipped to norm 1) in fp32 and bf16 against PyTorch fp32 and
 bf16 autocast (AdamW, the same clipping); the first step of each pass is not timed.
 
-Usage:
-  python scripts/bench.py              # full: about 8 minutes on a quiet 2-core machine
+Usage (durations estimated for a quiet 2-core machine from the CPU time of runs on a busy one):
+  python scripts/bench.py              # full: about 8 minutes
   python scripts/bench.py --quick      # 128 sentences, fewer rounds: about 3 minutes
   python scripts/bench.py --module DIR --json out.json --plot out.png
+  python scripts/bench.py --rounds 5   # any setting of the full run (or of --quick) changed
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ MAX_SEQ_LENGTH = 128
 SEED = 0
 DEFAULT_DEV = benchlib.DATA_DIR / "sst2" / "glue_dev.tsv"
 DEFAULT_TRAIN = benchlib.DATA_DIR / "mrpc" / "train.tsv"
+RESULTS = Path(__file__).resolve().parent / "results"  # Committed: the README's figures.
 FULL = {"sentences": None, "rounds": 3, "passes": 3, "train_steps": 20, "train_rounds": 3}
 QUICK = {"sentences": 128, "rounds": 2, "passes": 1, "train_steps": 4, "train_rounds": 1}
 WARM_UP_STEPS = 2
@@ -599,11 +601,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(f"--{name.replace('_', '-')}", type=int,
                             help=f"override (full: {FULL[name] or 'all'}, "
                             f"quick: {QUICK[name]})")
-    parser.add_argument("--json", type=Path, default=Path("runs", "bench", "bench.json"),
-                        help="default: %(default)s")
-    parser.add_argument("--plot", type=Path, default=Path("runs", "bench", "throughput.png"),
-                        help="default: %(default)s")
+    parser.add_argument("--json", type=Path, help=f"default: {RESULTS / 'bench.json'} for the "
+                        f"full run (the README's table comes from it), runs/bench/ with --quick")
+    parser.add_argument("--plot", type=Path, help="PNG of the rates; default: beside --json")
     args = parser.parse_args(argv)
+    if args.json is None:
+        args.json = Path("runs", "bench", "quick.json") if args.quick else RESULTS / "bench.json"
+    if args.plot is None:
+        args.plot = args.json.with_suffix(".png")
     too_small = [f"--{name.replace('_', '-')} {getattr(args, name)}"
                  for name, least in (("batch_size", 1), ("threads", 1), ("sentences", 1),
                                      ("rounds", 1), ("passes", 1), ("train_steps", 2),
