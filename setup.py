@@ -59,7 +59,10 @@ setup(
         # [tensorflow-hub] extra: that wants tensorflow-hub < 0.16. Beam 2.77 moves protobuf
         # from 7 to 6, which TensorFlow 2.21 accepts.
         "beam": BEAM,
-        "bench": DEFAULT_MODEL + ["transformers>=4.40,<6", "matplotlib>=3.7,<4"],
+        # The peers of scripts/bench.py: PyTorch (transformers), ONNX Runtime (the same
+        # weights exported with torch.onnx, which needs onnx), and the plot.
+        "bench": DEFAULT_MODEL + ["transformers>=4.40,<6", "matplotlib>=3.7,<4",
+                                  "onnxruntime>=1.18,<2", "onnx>=1.16,<2"],
     },
     entry_points={"console_scripts": ["bert-layer=bert_layer.cli:main"]},
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from bert_layer.layer import BertLayer
+from bert_layer.precision import policy_name
 from bert_layer.specs import ClassifierSpec  # noqa: F401  (also importable from here)
 
 
@@ -64,9 +65,10 @@ def build_classifier(spec: ClassifierSpec) -> keras.Model:
     text = keras.Input(shape=(), dtype="string", name="text")
     body = BertLayer(spec.module, max_seq_length=spec.max_seq_length, pooling=spec.pooling,
                      n_fine_tune_layers=spec.fine_tune_layers, tokenizer=spec.tokenizer,
-                     name="bert")
+                     dtype=policy_name(spec.precision), name="bert")
     x = keras.layers.Dropout(spec.head_dropout, name="head_dropout")(body(text))
+    # The head stays float32 under any policy: its softmax is the output.
     probabilities = ClassifierHead(
-        spec.class_names, spec.multi_label, name="probabilities",
+        spec.class_names, spec.multi_label, name="probabilities", dtype="float32",
         kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02))(x)
     return keras.Model(text, probabilities, name="bert_classifier")

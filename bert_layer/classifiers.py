@@ -35,6 +35,19 @@ class Classifier(Protocol):
         """Class probabilities float32 [batch, n_classes] for a batch of strings."""
 
 
+class TokenizingClassifier(Classifier, Protocol):
+    """A classifier whose tokenizer can run apart from its encoder (`tokenizes_apart`):
+    batch prediction then groups texts by their real token counts (`bert_layer.predict`)."""
+
+    tokenizes_apart: bool
+
+    def tokenize(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """int32 `input_ids`, `input_mask`, `segment_ids` [n, seq] for `texts`."""
+
+    def run_ids(self, features: dict[str, np.ndarray]) -> np.ndarray:
+        """Class probabilities float32 [batch, n_classes] for tokenized features."""
+
+
 class FrozenClassifier:
     """Runs a graph written by `freeze_model`: strings in, class probabilities out.
 
@@ -43,9 +56,11 @@ class FrozenClassifier:
 
     Args:
       path: the `.pb` file.
+      precision: None, or the precision ("fp32", "bf16") the graph must compute in (a
+        frozen graph's precision is fixed by `bert-layer freeze --precision`).
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, precision: str | None = None):
         self.path = os.fspath(path)
         graph_def = read_graph_def(self.path)
         register_ops_for(graph_op_types(graph_def), self.path)  # e.g. tensorflow_text's.
@@ -57,14 +72,26 @@ class FrozenClassifier:
                              f"nodes {missing} are missing.")
         self.class_names = [c.decode() for c in self._constant(CLASS_NAMES)]
         self.multi_label = bool(self._constant(MULTI_LABEL))
+        self.precision = graph_precision(graph_def)
+        if precision is not None and precision != self.precision:
+            raise ValueError(f"{self.path} was frozen to compute in {self.precision}, not "
+                             f"{precision}: freeze the model again with `bert-layer freeze "
+                             f"--precision {precision}`.")
         self.takes_text = TEXT_INPUT in nodes
         self.inputs = (TEXT_INPUT,) if self.takes_text else TOKEN_INPUTS
         self._preprocessor = None if self.takes_text else self._numpy_preprocessor()
         wrapped = tf.compat.v1.wrap_function(
             lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
-        self._run = wrapped.prune(
-            feeds=[wrapped.graph.get_tensor_by_name(f"{n}:0") for n in self.inputs],
-            fetches=wrapped.graph.get_tensor_by_name(f"{OUTPUT}:0"))
+        tensor = lambda name: wrapped.graph.get_tensor_by_name(f"{name}:0")  # noqa: E731
+        self._run = wrapped.prune(feeds=[tensor(n) for n in self.inputs],
+                                  fetches=tensor(OUTPUT))
+        self._run_ids = self._run
+        # Graphs frozen since the tokenizer's outputs were named tokenize and encode apart.
+        self.tokenizes_apart = all(n in nodes for n in TOKEN_INPUTS)
+        if self.takes_text and self.tokenizes_apart:
+            self._tokenize = wrapped.prune(feeds=[tensor(TEXT_INPUT)],
+                                           fetches=[tensor(n) for n in TOKEN_INPUTS])
+            self._run_ids = _ids_function(graph_def)
 
     def _constant(self, name: str) -> np.ndarray:
         return tf.make_ndarray(self._constants[name].attr["value"].tensor)
@@ -88,6 +115,43 @@ class FrozenClassifier:
             return self._run(texts).numpy()
         features = self._preprocessor(texts)
         return self._run(*[features[n] for n in TOKEN_INPUTS]).numpy()
+
+    def tokenize(self, texts) -> dict[str, np.ndarray]:
+        """int32 `input_ids`, `input_mask`, `segment_ids` [n, seq] for a list of strings."""
+        texts = tf.constant(texts, dtype=tf.string)
+        if self.takes_text:
+            return {n: t.numpy() for n, t in zip(TOKEN_INPUTS, self._tokenize(texts))}
+        return {n: t.numpy() for n, t in self._preprocessor(texts).items()}
+
+    def run_ids(self, features: dict[str, np.ndarray]) -> np.ndarray:
+        """Class probabilities [batch, n_classes] for `tokenize`'s features (or a slice)."""
+        return self._run_ids(*[tf.constant(features[n]) for n in TOKEN_INPUTS]).numpy()
+
+
+def _ids_function(graph_def):
+    """ids -> probabilities of a text graph, fed at its tokenizer's named outputs.
+
+    The output waits (control edges) on the tokenizer's ragged-shape assertions, which
+    read the text; fed ids skip the tokenizer, so a copy without control edges runs them.
+    """
+    ids_graph = type(graph_def)()
+    ids_graph.CopyFrom(graph_def)
+    for node in ids_graph.node:
+        data_inputs = [i for i in node.input if not i.startswith("^")]
+        del node.input[:]
+        node.input.extend(data_inputs)
+    wrapped = tf.compat.v1.wrap_function(
+        lambda: tf.compat.v1.import_graph_def(ids_graph, name=""), [])
+    return wrapped.prune(
+        feeds=[wrapped.graph.get_tensor_by_name(f"{n}:0") for n in TOKEN_INPUTS],
+        fetches=wrapped.graph.get_tensor_by_name(f"{OUTPUT}:0"))
+
+
+def graph_precision(graph_def) -> str:
+    """"bf16" when the graph's matmuls compute in bfloat16, else "fp32"."""
+    bf16 = tf.bfloat16.as_datatype_enum
+    matmuls = [n for n in graph_def.node if "MatMul" in n.op]
+    return "bf16" if any(n.attr["T"].type == bf16 for n in matmuls) else "fp32"
 
 
 class SavedModelClassifier:
@@ -127,12 +191,13 @@ class KerasClassifier:
     the model's folder and its parents, and the class names come from the report beside.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, precision: str | None = None):
         import keras
         import tensorflow as tf
 
         import bert_layer.classifier  # noqa: F401  (registers the model's layers)
         from bert_layer.module_files import folder_and_parents, module_search_dirs
+        from bert_layer.precision import with_precision
 
         self.path = os.fspath(path)
         check_model_file(self.path, (KERAS_SUFFIX,))
@@ -151,6 +216,8 @@ class KerasClassifier:
             raise ValueError(f"{self.path} is not a readable .keras model (corrupt or truncated: "
                              f"{first_line}); expected the model.keras written by "
                              f"`bert-layer train`.") from e
+        if precision is not None:  # None: as trained.
+            self.model = with_precision(self.model, precision)
         self.class_names, self.multi_label = _class_names(self.path, self.model)
         spec = tf.TensorSpec([None], tf.string)
         self._run = tf.function(lambda texts: self.model(texts, training=False),
@@ -189,16 +256,21 @@ def _class_names(model_path: str, model) -> tuple[list[str], bool]:
     return [str(i) for i in range(model.output_shape[-1])], False
 
 
-def load_classifier(path: str | os.PathLike) -> Classifier:
+def load_classifier(path: str | os.PathLike, precision: str | None = None) -> Classifier:
     """A frozen graph (`.pb`), a serving SavedModel folder or a saved Keras model (`.keras`), as
-    texts -> probabilities."""
+    texts -> probabilities, computing in `precision` ("fp32", "bf16"; None: as trained or
+    frozen)."""
     path = os.fspath(path)
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, SAVED_MODEL_FILE)):
+        if precision is not None:
+            raise ValueError(f"{path} is a SavedModel: its precision was fixed when it was "
+                             f"written; write it again with `bert-layer freeze --format "
+                             f"saved_model --precision {precision}`.")
         return SavedModelClassifier(path)
     if path.endswith(".pb"):
-        return FrozenClassifier(path)
+        return FrozenClassifier(path, precision)
     if path.endswith(".keras"):
-        return KerasClassifier(path)
+        return KerasClassifier(path, precision)
     raise ValueError(f"Unknown model file {path}: expected a frozen graph (.pb) or a "
                      f"SavedModel folder from `bert-layer freeze`, or a Keras model (.keras) "
                      f"from `bert-layer train`.")

@@ -14,6 +14,9 @@ TRAIN_TAGS = frozenset({"train"})
 INFERENCE_TAGS = frozenset()
 
 TOKENS_SIGNATURE = "tokens"
+# `tokens` in mixed bfloat16: float32 variables cast to bfloat16 for the matmuls; LayerNorm,
+# softmax and the outputs float32. Written by `bert_layer.export`; other modules lack it.
+TOKENS_BF16_SIGNATURE = "tokens_bf16"
 TEXT_SIGNATURE = "text"
 TOKENIZATION_INFO_SIGNATURE = "tokenization_info"
 TOKEN_INPUTS = ("input_ids", "input_mask", "segment_ids")

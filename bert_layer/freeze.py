@@ -66,25 +66,9 @@ def find_bert_layer(model: keras.Model) -> BertLayer:
     return layers[0]
 
 
-def text_model(model: keras.Model, tokenizer: str | None = None):
-    """strings [B] -> probabilities, with the BertLayer's own tokenizer, or one of `tokenizer`
-    kind (all kinds give the same ids, so a model trained with one serves with another)."""
-    bert = find_bert_layer(model)
-    if tokenizer in (None, bert.tokenizer):
-        return lambda text: model(text, training=False)
-    if bert.preprocessor is None:
-        raise ValueError(f"{model.name} takes ids (do_preprocessing=False): it has no "
-                         f"tokenizer to replace with {tokenizer!r}.")
-    own = bert.preprocessor
-    preprocessor = Preprocessor(make_tokenizer(tokenizer, own.tokenizer.vocab_file,
-                                               own.tokenizer.do_lower_case),
-                                own.max_seq_length)
-    run = ids_model(model)
-    return lambda text: run(**preprocessor(text))
-
-
 def ids_model(model: keras.Model):
-    """ids -> probabilities: the BertLayer's encoder, then the layers after it in order."""
+    """ids -> probabilities: `run(input_ids, input_mask, segment_ids)` (int32 [B, T]) gives
+    [B, classes]: the BertLayer's encoder, then the layers after it in order."""
     bert = find_bert_layer(model)
     head = model.layers[model.layers.index(bert) + 1:]
 
@@ -96,6 +80,31 @@ def ids_model(model: keras.Model):
         return x
 
     return run
+
+
+def text_model(model: keras.Model, tokenizer: str | None = None):
+    """strings [B] -> probabilities, with the BertLayer's own tokenizer, or one of `tokenizer`
+    kind (all kinds give the same ids, so a model trained with one serves with another).
+
+    The tokenizer's outputs are named as TOKEN_INPUTS, so that a caller of the frozen graph
+    can tokenize first (and group batches by the real token counts), then feed ids."""
+    bert = find_bert_layer(model)
+    if bert.preprocessor is None:
+        raise ValueError(f"{model.name} takes ids (do_preprocessing=False): it has no "
+                         f"tokenizer to run on text.")
+    preprocess = bert.preprocess
+    if tokenizer not in (None, bert.tokenizer):
+        own = bert.preprocessor
+        preprocess = Preprocessor(make_tokenizer(tokenizer, own.tokenizer.vocab_file,
+                                                 own.tokenizer.do_lower_case),
+                                  own.max_seq_length)
+    run = ids_model(model)
+
+    def call(text):
+        features = preprocess(text)
+        return run(**{n: tf.identity(features[n], name=n) for n in TOKEN_INPUTS})
+
+    return call
 
 
 def _text_function(model: keras.Model, tokenizer: str | None):
@@ -164,6 +173,8 @@ def freeze_model(model: keras.Model, out_path: str | os.PathLike, *, class_names
         _add_constant(graph_def, DO_LOWER_CASE, np.array(vocab.do_lower_case))
         _add_constant(graph_def, MAX_SEQ_LENGTH, np.array(bert.max_seq_length, np.int32))
         keep += [VOCAB, DO_LOWER_CASE, MAX_SEQ_LENGTH]
+    else:  # The tokenizer's outputs, fed directly by FrozenClassifier.run_ids.
+        keep += list(TOKEN_INPUTS)
     optimized = optimize_for_inference(graph_def, keep)
     data = optimized.SerializeToString()
     with atomic_output(out_path, **writing) as tmp:

@@ -10,7 +10,8 @@ import keras
 import tensorflow as tf
 
 from bert_layer import contract
-from bert_layer.contract import INFERENCE_TAGS, TOKEN_INPUTS, TOKENS_SIGNATURE, TRAIN_TAGS
+from bert_layer.contract import (INFERENCE_TAGS, TOKEN_INPUTS, TOKENS_BF16_SIGNATURE,
+                                 TOKENS_SIGNATURE, TRAIN_TAGS)
 from bert_layer.graph_import import import_signature
 from bert_layer.module import HubModule
 from bert_layer.module_files import (ModuleValue, copy_module_graph, has_module_graph,
@@ -24,6 +25,10 @@ def keras_weight_name(module_name: str) -> str:
     """Keras 3 forbids '/' in weight names: `bert/pooler/dense/kernel` becomes
     `bert.pooler.dense.kernel`."""
     return module_name.replace("/", ".")
+
+
+# Keras compute dtype -> the module signature that computes in it (outputs are float32).
+COMPUTE_SIGNATURES = {"float32": TOKENS_SIGNATURE, "bfloat16": TOKENS_BF16_SIGNATURE}
 
 
 def _check_text_dtype(dtype: str) -> None:
@@ -98,6 +103,11 @@ class BertLayer(keras.layers.Layer):
     The weights start as the module's values however the layer is built (functional,
     sequential, inside a subclassed model's first call, under `tf.function`).
 
+    Precision follows the Keras dtype policy (`dtype="mixed_bfloat16"`, or
+    `keras.mixed_precision.set_global_policy`): with a bfloat16 compute dtype the layer runs
+    the module's `tokens_bf16` signature (bfloat16 matmuls; LayerNorm, softmax and the
+    outputs float32). Weights stay float32 under every policy.
+
     Note: weights are named as in the module with '/' written '.', because Keras 3 forbids
     '/' in weight names; `module_variable_names` maps them back.
     """
@@ -125,6 +135,8 @@ class BertLayer(keras.layers.Layer):
         self._hidden_size: int | None = None
         self._awaiting_weights = False  # Built from a saved config; load_own_variables fills.
         self._signatures: dict[tuple[bool, str], object] = {}
+        # The signature of the dtype policy (tokens or tokens_bf16), once the module is known.
+        self._compute_signature: str | None = None
         self.module_variable_names: dict[str, str] = {}
         if _open_module:  # from_config defers: a saved model may carry its module.
             self._attach_module(HubModule(resolve_module(self.module)))
@@ -140,6 +152,7 @@ class BertLayer(keras.layers.Layer):
         with tf.init_scope():  # Lookup tables belong outside any function being traced.
             if not self._variable_shapes:
                 self._set_variable_shapes(module_variable_shapes(module))
+            self._compute_signature = self._signature_for_policy(module)
             self._module = module
             sig = module.meta_graph(INFERENCE_TAGS).signature_def[TOKENS_SIGNATURE]
             self._hidden_size = sig.outputs["pooled_output"].tensor_shape.dim[-1].size
@@ -168,6 +181,24 @@ class BertLayer(keras.layers.Layer):
                 f"{self.num_encoder_layers} encoder layers. Received: {self.n_fine_tune_layers}")
         if self.do_preprocessing:
             self._check_max_seq_length()
+
+    def _signature_for_policy(self, module: HubModule) -> str:
+        """The signature that computes in this layer's compute dtype (checked in `module`)."""
+        dtype = self.compute_dtype
+        if dtype not in COMPUTE_SIGNATURES:
+            raise ValueError(
+                f"BertLayer computes in float32 or bfloat16; the dtype policy "
+                f"{self.dtype_policy.name!r} asks for {dtype}. Use dtype='float32' or "
+                f"'mixed_bfloat16'.")
+        name = COMPUTE_SIGNATURES[dtype]
+        if not module.has_signature(name):
+            raise ValueError(
+                f"{self.module} has no `{name}` signature, which BertLayer runs under the "
+                f"{self.dtype_policy.name!r} dtype policy. Modules exported by bert_layer have "
+                f"it (re-export the checkpoint with `bert-layer export`); other modules do not: "
+                f"use dtype='float32' for them.")
+        module.check_token_signature(name)
+        return name
 
     # === Weights ===
 
@@ -200,11 +231,13 @@ class BertLayer(keras.layers.Layer):
         for name, shape in self._variable_shapes.items():
             # Awaiting: shapes from the saved config, values loaded from the file next.
             value = values.get(name)
+            # autocast=False: the module's graph casts the float32 weights where it computes
+            # in bfloat16; Keras must hand it the variables themselves.
             weight = self.add_weight(
                 name=keras_weight_name(name), shape=shape,
                 dtype="float32" if value is None else value.dtype.name,
                 initializer="zeros" if value is None else ModuleValue(value),
-                trainable=self._is_trainable(name))
+                trainable=self._is_trainable(name), autocast=False)
             self._module_weights[name] = weight
             self.module_variable_names[weight.path] = name
         self.built = True
@@ -248,8 +281,9 @@ class BertLayer(keras.layers.Layer):
         self._attach_module(HubModule(copy))
 
     def _signature(self, training: bool):
-        """The module's `tokens` graph for the tag set, reading the weights of the current
-        replica: imported once per (tag set, replica device) and reused.
+        """The module's `tokens` graph (or `tokens_bf16`, by the dtype policy) for the tag
+        set, reading the weights of the current replica: imported once per (tag set, replica
+        device) and reused.
 
         Under a `tf.distribute` strategy each weight is a mirrored variable with one copy per
         device; each replica's graph must capture its own copy (the strategy then aggregates
@@ -260,6 +294,7 @@ class BertLayer(keras.layers.Layer):
                 f"BertLayer '{self.name}' was rebuilt from a saved config but its weights "
                 f"were never loaded: load the model with keras.models.load_model, or call "
                 f"load_weights, before running it.")
+        module = self._ensure_module()
         weights = {name: _replica_component(w.value) for name, w in self._module_weights.items()}
         key = (training, next(iter(weights.values())).device if weights else "")
         if key not in self._signatures:
@@ -267,8 +302,8 @@ class BertLayer(keras.layers.Layer):
                      for name in TOKEN_INPUTS}
             with tf.init_scope():
                 self._signatures[key] = import_signature(
-                    self._ensure_module(), TRAIN_TAGS if training else INFERENCE_TAGS,
-                    TOKENS_SIGNATURE, specs, weights)
+                    module, TRAIN_TAGS if training else INFERENCE_TAGS,
+                    self._compute_signature, specs, weights)
         return self._signatures[key]
 
     @property

@@ -71,6 +71,14 @@ class HubModule:
         raise ValueError(f"{self.path} has no meta graph tagged {set(tags) or '{}'} "
                          f"(available: {[set(t) for t in self.meta_graphs]}).")
 
+    def has_signature(self, name: str) -> bool:
+        """True if every meta graph has the signature `name`."""
+        return all(name in mg.signature_def for mg in self.meta_graphs.values())
+
+    def check_token_signature(self, name: str) -> None:
+        """Raises ValueError unless signature `name` takes and gives what `tokens` does."""
+        self._check_signature(name, TOKEN_INPUTS, TOKEN_OUTPUTS)
+
     def _check_signature(self, name: str, inputs: tuple[str, ...],
                          outputs: tuple[str, ...]) -> None:
         for tags, meta_graph in self.meta_graphs.items():

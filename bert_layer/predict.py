@@ -12,21 +12,48 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bert_layer.classifiers import Classifier
 from bert_layer.batching import estimate_lengths, length_grouped_batches, restore_order
+from bert_layer.classifiers import Classifier, TokenizingClassifier
+
+# Texts tokenized (then grouped by length) at a time: bounds the memory the ids take.
+TOKENIZE_WINDOW = 4096
+
 
 def predict_probabilities(classifier: Classifier, texts: list[str], batch_size: int = 32,
                           on_batch: Callable[[int], object] | None = None) -> np.ndarray:
     """Probabilities [n, classes] in input order, computed on length-grouped batches.
 
-    `on_batch(k)` is called after each batch of k texts (for a progress bar).
+    A classifier that `tokenizes_apart` is grouped by its real token counts, window by
+    window; others by `estimate_lengths`. `on_batch(k)` is called after each batch of k
+    texts (for a progress bar).
     """
     if not texts:
         return np.zeros([0, len(classifier.class_names)], np.float32)
+    if getattr(classifier, "tokenizes_apart", False):
+        return np.concatenate([
+            _predict_tokenized(classifier, texts[start:start + TOKENIZE_WINDOW], batch_size,
+                               on_batch)
+            for start in range(0, len(texts), TOKENIZE_WINDOW)])
     batches = length_grouped_batches(estimate_lengths(texts), batch_size)
     results = []
     for batch in batches:
         results.append(classifier([texts[i] for i in batch]))
+        if on_batch is not None:
+            on_batch(len(batch))
+    return restore_order(results, batches)
+
+
+def _predict_tokenized(classifier: TokenizingClassifier, texts: list[str], batch_size: int,
+                       on_batch: Callable[[int], object] | None) -> np.ndarray:
+    """Tokenizes `texts` once, then runs batches of similar token counts, each cut to its
+    own longest row."""
+    features = classifier.tokenize(texts)  # [n, T] each
+    lengths = features["input_mask"].sum(axis=1)  # [n]
+    batches = length_grouped_batches(lengths, batch_size)
+    results = []
+    for batch in batches:
+        results.append(classifier.run_ids({name: value[batch, :lengths[batch].max()]
+                                           for name, value in features.items()}))
         if on_batch is not None:
             on_batch(len(batch))
     return restore_order(results, batches)

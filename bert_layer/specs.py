@@ -31,6 +31,7 @@ class ClassifierSpec:
     max_seq_length: int = 128
     tokenizer: str = "graph"
     head_dropout: float = 0.1
+    precision: str = "fp32"  # "bf16": the encoder computes in mixed bfloat16.
 
     def __post_init__(self) -> None:
         if len(self.class_names) < 2 and not self.multi_label:

@@ -30,11 +30,20 @@ _MASK_ADDER = -10000.0
 
 
 def _dense(x: tf.Tensor, units: int, name: str) -> tf.Tensor:
-    """x @ kernel + bias with Google's `<name>/kernel` [in, out] and `<name>/bias`."""
+    """x @ kernel + bias with Google's `<name>/kernel` [in, out] and `<name>/bias`.
+
+    Computes in x's dtype: the float32 variables are cast to it (bfloat16 matmuls; the
+    variables, and so training's updates, stay float32).
+    """
     with tf1.variable_scope(name):
         kernel = tf1.get_variable("kernel", [x.shape[-1], units], dtype=tf.float32)
         bias = tf1.get_variable("bias", [units], dtype=tf.float32)
-    return tf.nn.bias_add(tf.matmul(x, kernel), bias)
+    return tf.nn.bias_add(tf.matmul(x, tf.cast(kernel, x.dtype)), tf.cast(bias, x.dtype))
+
+
+def _to(x: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+    """x in `dtype` (no op when it already is)."""
+    return x if x.dtype == dtype else tf.cast(x, dtype)
 
 
 def _layer_norm(x: tf.Tensor, epsilon: float, name: str = "LayerNorm") -> tf.Tensor:
@@ -93,40 +102,51 @@ def _split_heads(x: tf.Tensor, batch: tf.Tensor, seq: tf.Tensor, config: BertCon
 
 def _attention(config: BertConfig, x: tf.Tensor, mask_adder: tf.Tensor, batch: tf.Tensor,
                seq: tf.Tensor, is_training: bool) -> tf.Tensor:
-    """Multi-head self-attention on x [B*T, H]; returns the context [B*T, H]."""
+    """Multi-head self-attention on x [B*T, H]; returns the context [B*T, H] in x's dtype.
+
+    The softmax runs in float32 whatever x's dtype (bfloat16 logits would round the
+    probabilities of long rows); the matmuls run in x's dtype.
+    """
     with tf1.variable_scope("self"):
         query = _split_heads(_dense(x, config.hidden_size, "query"), batch, seq, config)
         key = _split_heads(_dense(x, config.hidden_size, "key"), batch, seq, config)
         value = _split_heads(_dense(x, config.hidden_size, "value"), batch, seq, config)
         # Scaling the query (D values) rather than the logits (T values) saves work.
         query = query * (1.0 / math.sqrt(config.size_per_head))
-        logits = tf.matmul(query, key, transpose_b=True) + mask_adder  # [B, N, T, T]
+        logits = _to(tf.matmul(query, key, transpose_b=True), tf.float32) + mask_adder
         probs = _dropout(tf.nn.softmax(logits), config.attention_probs_dropout_prob,
-                         is_training)
-        context = tf.matmul(probs, value)                    # [B, N, T, D]
+                         is_training)                        # [B, N, T, T] float32
+        context = tf.matmul(_to(probs, x.dtype), value)      # [B, N, T, D]
         context = tf.transpose(context, [0, 2, 1, 3])        # [B, T, N, D]
     return tf.reshape(context, [batch * seq, config.hidden_size])  # [B*T, H]
 
 
 def _encoder_layer(config: BertConfig, x: tf.Tensor, mask_adder: tf.Tensor, batch: tf.Tensor,
-                   seq: tf.Tensor, is_training: bool) -> tf.Tensor:
-    """One transformer block on x [B*T, H]."""
+                   seq: tf.Tensor, is_training: bool, compute_dtype: tf.DType) -> tf.Tensor:
+    """One transformer block on x [B*T, H] float32; returns float32 [B*T, H].
+
+    The residual stream and LayerNorm stay float32; each sub-block computes in
+    `compute_dtype` (its input cast down, its output cast back up).
+    """
     eps, drop = config.layer_norm_eps, config.hidden_dropout_prob
+    low = _to(x, compute_dtype)
     with tf1.variable_scope("attention"):
-        context = _attention(config, x, mask_adder, batch, seq, is_training)
+        context = _attention(config, low, mask_adder, batch, seq, is_training)
         with tf1.variable_scope("output"):
             attended = _dropout(_dense(context, config.hidden_size, "dense"), drop, is_training)
-            x = _layer_norm(attended + x, eps)
+            x = _layer_norm(_to(attended, tf.float32) + x, eps)
     with tf1.variable_scope("intermediate"):
-        hidden = _activation(_dense(x, config.intermediate_size, "dense"), config.hidden_act)
+        hidden = _activation(_dense(_to(x, compute_dtype), config.intermediate_size, "dense"),
+                             config.hidden_act)
     with tf1.variable_scope("output"):
         out = _dropout(_dense(hidden, config.hidden_size, "dense"), drop, is_training)
-        return _layer_norm(out + x, eps)
+        return _layer_norm(_to(out, tf.float32) + x, eps)
 
 
 def bert_model(config: BertConfig, input_ids: tf.Tensor, input_mask: tf.Tensor,
                segment_ids: tf.Tensor, is_training: bool,
-               has_pooler: bool = True) -> dict[str, tf.Tensor]:
+               has_pooler: bool = True,
+               compute_dtype: tf.DType = tf.float32) -> dict[str, tf.Tensor]:
     """Builds BERT under the scope `bert/`.
 
     Args:
@@ -134,6 +154,8 @@ def bert_model(config: BertConfig, input_ids: tf.Tensor, input_mask: tf.Tensor,
       input_ids, input_mask, segment_ids: int32 Tensors of shape [B, T].
       is_training: applies dropout when True.
       has_pooler: whether the checkpoint has `bert/pooler/dense`.
+      compute_dtype: the matmuls' (and GELU's) dtype: float32, or bfloat16 for mixed
+        precision. Variables, embeddings, LayerNorm, softmax and the outputs stay float32.
 
     Returns:
       `sequence_output` float32 [B, T, H] and `pooled_output` float32 [B, H]:
@@ -150,12 +172,14 @@ def bert_model(config: BertConfig, input_ids: tf.Tensor, input_mask: tf.Tensor,
         with tf1.variable_scope("encoder"):
             for n in range(config.num_hidden_layers):
                 with tf1.variable_scope(f"layer_{n}"):
-                    x = _encoder_layer(config, x, mask_adder, batch, seq, is_training)
+                    x = _encoder_layer(config, x, mask_adder, batch, seq, is_training,
+                                       compute_dtype)
         sequence_output = tf.reshape(x, [batch, seq, config.hidden_size])  # [B, T, H]
         first_token = sequence_output[:, 0]  # [B, H]
         if has_pooler:
             with tf1.variable_scope("pooler"):
-                pooled_output = tf.tanh(_dense(first_token, config.hidden_size, "dense"))
+                pooled_output = tf.tanh(_to(_dense(_to(first_token, compute_dtype),
+                                                   config.hidden_size, "dense"), tf.float32))
         else:
             pooled_output = tf.identity(first_token, name="first_token")
     return {"sequence_output": sequence_output, "pooled_output": pooled_output}
@@ -205,8 +229,9 @@ def _asset(path: str, name: str) -> tf.Tensor:
 def module_fn(options: ModuleOptions, is_training: bool) -> dict[str, Signature]:
     """Builds one meta graph of the hub module in the default graph.
 
-    Returns the signatures by name: `tokens` (also `default`), `text` and
-    `tokenization_info`. Both encoder signatures share the variables. Their
+    Returns the signatures by name: `tokens` (also `default`), `tokens_bf16` (the same
+    inputs and float32 outputs, computed in mixed bfloat16), `text` and
+    `tokenization_info`. The encoder signatures share the variables. Their
     `pooled_output` [B, H] is the tanh pooler when `options.has_pooler`, else the raw
     first-token state `sequence_output[:, 0]` (see `bert_model`); assets/bert_config.json
     records which as `"has_pooler"`.
@@ -215,6 +240,9 @@ def module_fn(options: ModuleOptions, is_training: bool) -> dict[str, Signature]
     tokens_in = token_placeholders()
     tokens_out = bert_model(config, **tokens_in, is_training=is_training,
                             has_pooler=options.has_pooler)
+    with tf1.name_scope("bf16"):
+        bf16_out = bert_model(config, **tokens_in, is_training=is_training,
+                              has_pooler=options.has_pooler, compute_dtype=tf.bfloat16)
 
     text = tf1.placeholder(tf.string, [None], name=contract.TEXT_INPUT)
     tokenizer = make_tokenizer(options.tokenizer, options.vocab_file, options.do_lower_case)
@@ -229,6 +257,7 @@ def module_fn(options: ModuleOptions, is_training: bool) -> dict[str, Signature]
     return {
         contract.TOKENS_SIGNATURE: (tokens_in, tokens_out),
         "default": (tokens_in, tokens_out),
+        contract.TOKENS_BF16_SIGNATURE: (tokens_in, bf16_out),
         contract.TEXT_SIGNATURE: ({contract.TEXT_INPUT: text}, text_out),
         contract.TOKENIZATION_INFO_SIGNATURE: (
             {}, {"vocab_file": vocab_file, "do_lower_case": do_lower_case}),

@@ -21,8 +21,8 @@ from pathlib import Path  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 
-from bert_layer.batching import estimate_lengths, length_grouped_batches  # noqa: E402
-
+from bert_layer.batching import length_grouped_batches  # noqa: E402
+from bert_layer.classifiers import FrozenClassifier  # noqa: E402
 from bert_layer.examples import read_examples  # noqa: E402
 from bert_layer.freeze import OUTPUT, TEXT_INPUT, read_graph_def  # noqa: E402
 
@@ -69,8 +69,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--top", type=int, default=15, help="op types shown (default: 15)")
     args = parser.parse_args(argv)
     texts = read_examples(os.fspath(args.data), text_column=args.text_column).texts
+    # Grouped by the graph's own token counts, as `bert-layer predict` groups them.
+    counts = FrozenClassifier(args.graph).tokenize(texts)["input_mask"].sum(axis=1)
     batches = [[texts[i] for i in batch] for batch in
-               length_grouped_batches(estimate_lengths(texts), args.batch_size)]
+               length_grouped_batches(counts, args.batch_size)]
     seconds = op_seconds(args.graph, batches, args.threads)
     total = sum(seconds.values())
     print(f"{len(texts)} texts of {args.data}, {len(batches)} length-grouped batches; "

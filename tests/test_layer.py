@@ -548,7 +548,7 @@ def test_module_without_tokenization_info_is_named(tiny_module_dir, tmp_path):
         f.write(saved_model.SerializeToString())
     with pytest.raises(ValueError, match=re.escape(
             f"{broken} (tags {{}}) lacks the `tokenization_info` signature (available "
-            f"signatures: ['default', 'text', 'tokens'])")):
+            f"signatures: ['default', 'text', 'tokens', 'tokens_bf16'])")):
         BertLayer(broken, max_seq_length=MAX_LEN)
 
 

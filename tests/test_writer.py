@@ -55,7 +55,8 @@ def test_module_layout(tiny_module_dir):
 @pytest.mark.parametrize("tags", [set(), {"train"}])
 def test_both_tag_sets_have_all_signatures(tiny_module_dir, tags):
     module = hub.load(tiny_module_dir, tags=tags)
-    assert sorted(module.signatures) == ["default", "text", "tokenization_info", "tokens"]
+    assert sorted(module.signatures) == [
+        "default", "text", "tokenization_info", "tokens", "tokens_bf16"]
 
 
 def test_tokens_signature_matches_numpy_reference(tiny_module_dir, tiny_checkpoint_dir):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from bert_layer.commands.precision import add_precision_argument
 from bert_layer.text import SAVABLE_TOKENIZERS
 
 
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace) -> None:
     from bert_layer.classifiers import KerasClassifier
 
     with progress.working(f"freeze {args.model}"):
-        classifier = KerasClassifier(args.model)
+        classifier = KerasClassifier(args.model, precision=args.precision)
         if args.format == "saved_model":
             from bert_layer.serving import write_serving_model
 
@@ -60,5 +61,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "where tensorflow_text is imported) or core (core TensorFlow ops only). "
                    "Same ids. Default: the model's own (graph for a numpy-tokenizer "
                    "SavedModel; a numpy-tokenizer .pb takes ids)")
+    add_precision_argument(p, default=None)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(run=run, check=check)

@@ -8,6 +8,7 @@ import sys
 import time
 
 from bert_layer.commands.columns import add_data_columns
+from bert_layer.commands.precision import add_precision_argument
 
 PREDICTION_SUFFIXES = (".csv", ".jsonl", ".json")  # What --overwrite may replace.
 
@@ -23,6 +24,9 @@ def check(args: argparse.Namespace) -> None:
     check_model_file(args.model, (FROZEN_SUFFIX, SAVED_MODEL, KERAS_SUFFIX), command="predict")
     if args.runner == "beam" and args.output in (None, "-"):  # Before reading standard input.
         raise ValueError("--runner beam writes a file: pass --output FILE (.csv or .jsonl).")
+    if args.runner == "beam" and args.precision is not None:
+        raise ValueError("--runner beam runs the model as saved: freeze it with --precision "
+                         "and leave --precision out here.")
     if args.output not in (None, "-"):  # Refuse before the work, not after it.
         inputs = [args.model] + ([args.input] if args.input not in (None, "-") else [])
         check_output_free(args.output, args.overwrite, is_dir=False, inputs=inputs,
@@ -51,7 +55,7 @@ def run(args: argparse.Namespace) -> None:
     if args.runner == "beam":
         _run_on_beam(args, texts)
         return
-    classifier = load_classifier(args.model)
+    classifier = load_classifier(args.model, precision=args.precision)
     start = time.perf_counter()
     bar = progress.bar(len(texts), "predict", unit="text")
     try:
@@ -108,6 +112,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("csv", "jsonl"), help="default: from --output, else csv")
     add_data_columns(p, labels=False)
     p.add_argument("--batch-size", type=int, default=32)
+    add_precision_argument(p, default=None)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--runner", choices=("local", "beam"), default="local",
                    help="local: this process; beam: an Apache Beam pipeline (RunInference), "

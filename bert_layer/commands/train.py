@@ -7,7 +7,9 @@ import sys
 import os
 
 from bert_layer.commands.columns import add_data_columns, declared_labels, read_labelled
-from bert_layer.specs import DISTRIBUTE_CHOICES, VECTOR_POOLINGS, ClassifierSpec, TrainConfig, default
+from bert_layer.commands.precision import add_precision_argument
+from bert_layer.specs import (DISTRIBUTE_CHOICES, VECTOR_POOLINGS, ClassifierSpec, TrainConfig,
+                              default)
 from bert_layer.text import TOKENIZER_NAMES
 
 _CONFIG = TrainConfig()  # The defaults, defined there once.
@@ -54,7 +56,8 @@ def run(args: argparse.Namespace) -> None:
     spec = ClassifierSpec(module=args.module, class_names=tuple(train.classes),
                           multi_label=args.multi_label, pooling=args.pooling,
                           fine_tune_layers=args.fine_tune_layers,
-                          max_seq_length=args.max_seq_length, tokenizer=args.tokenizer)
+                          max_seq_length=args.max_seq_length, tokenizer=args.tokenizer,
+                          precision=args.precision)
     try:
         report = train_classifier(spec, train, args.dev_examples, args.out, args.config,
                                   overwrite=args.overwrite, resume=args.resume)
@@ -119,6 +122,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer", choices=TOKENIZER_NAMES, default=spec["tokenizer"],
                    help="graph (tensorflow-text), core (core TensorFlow ops only) or numpy "
                    "(FullTokenizer in Python); same ids")
+    add_precision_argument(p, default=default(ClassifierSpec, "precision"))
     p.add_argument("--no-bucketing", action="store_true", help="batches in file order")
     p.add_argument("--seed", type=int, default=_CONFIG.seed)
     p.add_argument("--distribute", choices=DISTRIBUTE_CHOICES, default=_CONFIG.distribute,
