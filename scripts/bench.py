@@ -532,7 +532,8 @@ def write_plot(path: Path, summary: dict[str, object], title: str) -> bool:
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     from bert_layer.outputs import atomic_output
-    with atomic_output(os.fspath(path), overwrite=True, is_dir=False) as tmp:
+    with atomic_output(os.fspath(path), overwrite=True, is_dir=False,
+                       suffixes=(".png",)) as tmp:
         figure.savefig(tmp, dpi=120, format="png")
     plt.close(figure)
     return True
