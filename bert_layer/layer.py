@@ -150,9 +150,9 @@ class BertLayer(keras.layers.Layer):
     def _attach_module(self, module: HubModule) -> None:
         """Uses `module` for the graph and vocabulary; checks the settings against it."""
         with tf.init_scope():  # Lookup tables belong outside any function being traced.
+            self._compute_signature = self._signature_for_policy(module)
             if not self._variable_shapes:
                 self._set_variable_shapes(module_variable_shapes(module))
-            self._compute_signature = self._signature_for_policy(module)
             self._module = module
             sig = module.meta_graph(INFERENCE_TAGS).signature_def[TOKENS_SIGNATURE]
             self._hidden_size = sig.outputs["pooled_output"].tensor_shape.dim[-1].size

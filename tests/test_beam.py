@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("apache_beam")
 
-from conftest import DATA_DIR  # noqa: E402
+from real_data import DATA_DIR  # noqa: E402
 
 from bert_layer.batching import estimate_length  # noqa: E402
 from bert_layer.beam import ClassifierModelHandler, Prediction, run_predict_pipeline  # noqa: E402

@@ -125,7 +125,7 @@ def bf16_frozen(tiny_module_dir, tmp_path_factory):
     from bert_layer.freeze import freeze_model
     from bert_layer.precision import with_precision
 
-    spec = ClassifierSpec(bert_path=tiny_module_dir, classes=("a", "b", "c"),
+    spec = ClassifierSpec(module=tiny_module_dir, class_names=("a", "b", "c"),
                           max_seq_length=32)
     keras.utils.set_random_seed(0)
     model = build_classifier(spec)
@@ -267,7 +267,7 @@ def _fit_probe(features: np.ndarray, labels: np.ndarray, steps: int = 300) -> tu
 
 
 def _labelled(dataset: str) -> tuple[list[str], np.ndarray]:
-    from conftest import DATA_DIR
+    from real_data import DATA_DIR
     from bert_layer.examples import read_examples
     if dataset == "sst2":
         path = os.path.join(DATA_DIR, "sst2", "glue_dev.tsv")

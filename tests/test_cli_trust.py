@@ -20,7 +20,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import TINY_CONFIG, TINY_VOCAB
+from tiny import TINY_CONFIG, TINY_VOCAB
 from harness import (PYTHON, assert_one_line_error, run_cli, run_cli_process,
                      tree_hashes)
 from bert_layer.cli import build_parser

@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 
-from conftest import TINY_CONFIG
+from tiny import TINY_CONFIG
 from bert_layer.export.config import KEY_RULES, BertConfig, ConfigKeyWarning
 
 

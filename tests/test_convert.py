@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from conftest import TINY_CONFIG, TINY_VOCAB, random_weights, read_mrpc_dev, read_sst2_dev
+from real_data import read_mrpc_dev, read_sst2_dev
+
+from tiny import TINY_CONFIG, TINY_VOCAB, random_weights
 from bert_layer.export.checkpoint import load_checkpoint
 from bert_layer.export.config import BertConfig, ConfigKeyWarning
 from bert_layer.export.convert import convert_hf_to_google

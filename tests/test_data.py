@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import DATA_DIR, read_mrpc_dev, read_sst2_dev
+from real_data import DATA_DIR, read_mrpc_dev, read_sst2_dev
 
 from bert_layer import batching, corpora
 from bert_layer.batching import estimate_length, length_grouped_batches, make_dataset, restore_order

@@ -14,7 +14,7 @@ import pytest
 
 from bert_layer.outputs import MARKER_FILE
 
-from conftest import TINY_CONFIG, TINY_VOCAB, random_weights
+from tiny import TINY_CONFIG, TINY_VOCAB, random_weights
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "mirrored_fit_script.py")
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import TINY_CONFIG
+from tiny import TINY_CONFIG
 from google_hub_module import copy_vocab, write_google_module
 from reference_bert import bert_forward, mean_pool
 from reference_packing import full_tokenizer, reference_features

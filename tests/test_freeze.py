@@ -15,7 +15,7 @@ from bert_layer.classifier import ClassifierSpec, build_classifier
 from bert_layer.classifiers import FrozenClassifier
 from bert_layer.freeze import freeze_model, read_graph_def
 from bert_layer.contract import TOKEN_INPUTS
-from conftest import TINY_VOCAB
+from tiny import TINY_VOCAB
 
 # Pairs, a text longer than max_seq_length=32 (alone and in a pair), empty texts, a word
 # missing from the vocab, upper case, CJK.

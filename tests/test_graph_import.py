@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
-from conftest import TINY_CONFIG
+from tiny import TINY_CONFIG
 from google_hub_module import INFERENCE_ONLY, copy_vocab, write_google_module
 from reference_bert import bert_forward
 from reference_packing import full_tokenizer, reference_features

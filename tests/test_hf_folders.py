@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import TINY_VOCAB
+from tiny import TINY_VOCAB
 from bert_layer.export.checkpoint import load_checkpoint
 from bert_layer.export.convert import convert_folder
 from bert_layer.export.hf import vocab_from_tokenizer_json

@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
-from conftest import TINY_CONFIG
+from tiny import TINY_CONFIG
 from bert_layer.export.checkpoint import load_checkpoint
 from reference_bert import bert_forward, mean_pool
 from paths import assert_paths_agree

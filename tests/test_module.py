@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from conftest import TINY_CONFIG, TINY_VOCAB
+from tiny import TINY_CONFIG, TINY_VOCAB
 from google_hub_module import INFERENCE_ONLY, copy_vocab, write_google_module
 from bert_layer.contract import INFERENCE_TAGS, TOKENS_SIGNATURE, TRAIN_TAGS
 from bert_layer.export.checkpoint import load_checkpoint

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import DATA_DIR
+from real_data import DATA_DIR
 
 from bert_layer.train import DUMP_WEIGHTS_ENV
 

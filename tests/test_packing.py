@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import TINY_VOCAB, read_mrpc_dev, read_sst2_dev
+from real_data import read_mrpc_dev, read_sst2_dev
+
+from tiny import TINY_VOCAB
 from paths import PATHS, UNFREEZABLE, assert_paths_agree
 from reference_packing import full_tokenizer, reference_features, truncate_seq_pair
 from bert_layer.text.packing import (

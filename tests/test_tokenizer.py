@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from conftest import read_mrpc_dev, read_sst2_dev
+from real_data import read_mrpc_dev, read_sst2_dev
 from paths import PATHS, UNFREEZABLE, assert_paths_agree
 from reference_packing import full_tokenizer
 from bert_layer.text.tokenizer import (

@@ -16,7 +16,7 @@ from bert_layer.examples import Examples, read_examples
 from bert_layer.classifiers import KerasClassifier
 from bert_layer.train import (MODEL_FILE, REPORT_FILE, TrainConfig, WarmupLinearDecay,
                               compile_classifier, train_classifier)
-from conftest import TINY_CONFIG, random_weights
+from tiny import TINY_CONFIG, random_weights
 
 # Words of TINY_VOCAB: a sentiment word decides the label, the rest is filler.
 POSITIVE = ["good", "great", "fun", "love", "best"]

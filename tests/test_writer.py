@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import TINY_CONFIG, TINY_VOCAB, random_weights
+from tiny import TINY_CONFIG, TINY_VOCAB, random_weights
 from bert_layer.export.checkpoint import (
     load_checkpoint,
     write_checkpoint,
