@@ -88,3 +88,27 @@ def real_vocab(default_model_dir: str) -> str:
     if not os.path.isfile(path):
         pytest.skip(f"The default model has no vocab.txt: {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def make_google_module(tiny_checkpoint_dir: str, tmp_path_factory: pytest.TempPathFactory):
+    """write_google_module(**kwargs): the tiny checkpoint's weights as Google's TF1 Hub BERT
+    modules are written (reference variables), in a fresh folder (see google_hub_module.py)."""
+    from google_hub_module import copy_vocab, write_google_module
+
+    from bert_layer.export.checkpoint import load_checkpoint
+    checkpoint = load_checkpoint(tiny_checkpoint_dir)
+
+    def make(**kwargs) -> str:
+        root = tmp_path_factory.mktemp("google_module")
+        vocab = copy_vocab(checkpoint.vocab_file, str(root / "export_machine"))
+        return write_google_module(str(root / "module"), TINY_CONFIG, checkpoint.weights,
+                                   vocab, **kwargs)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def google_module_dir(make_google_module) -> str:
+    """A Google-style module (both tag sets) of the tiny checkpoint's weights."""
+    return make_google_module()

@@ -14,7 +14,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from tiny import TINY_CONFIG
-from google_hub_module import INFERENCE_ONLY, copy_vocab, write_google_module
+from google_hub_module import INFERENCE_ONLY
 from reference_bert import bert_forward
 from reference_packing import full_tokenizer, reference_features
 from test_layer import (ALL_WEIGHTS, EMBEDDINGS, POOLER, TRAIN_LABELS, TRAIN_TEXTS,
@@ -35,22 +35,6 @@ def checkpoint(tiny_checkpoint_dir):
     return load_checkpoint(tiny_checkpoint_dir)
 
 
-@pytest.fixture(scope="module")
-def make_google_module(checkpoint, tmp_path_factory):
-    """write_google_module(**kwargs) of the tiny checkpoint's weights, in a fresh folder."""
-
-    def make(**kwargs) -> str:
-        root = tmp_path_factory.mktemp("google_module")
-        vocab = copy_vocab(checkpoint.vocab_file, str(root / "export_machine"))
-        return write_google_module(str(root / "module"), TINY_CONFIG, checkpoint.weights,
-                                   vocab, **kwargs)
-
-    return make
-
-
-@pytest.fixture(scope="module")
-def google_module_dir(make_google_module) -> str:
-    return make_google_module()
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from tiny import TINY_CONFIG, TINY_VOCAB
-from google_hub_module import INFERENCE_ONLY, copy_vocab, write_google_module
+from tiny import TINY_VOCAB
+from google_hub_module import INFERENCE_ONLY
 from bert_layer.contract import INFERENCE_TAGS, TOKENS_SIGNATURE, TRAIN_TAGS
 from bert_layer.export.checkpoint import load_checkpoint
 from bert_layer.module import HubModule
@@ -21,22 +21,6 @@ def checkpoint(tiny_checkpoint_dir):
     return load_checkpoint(tiny_checkpoint_dir)
 
 
-@pytest.fixture(scope="module")
-def make_google_module(checkpoint, tmp_path_factory):
-    """write_google_module(**kwargs) of the tiny checkpoint's weights, in a fresh folder."""
-
-    def make(**kwargs) -> str:
-        root = tmp_path_factory.mktemp("google_module")
-        vocab = copy_vocab(checkpoint.vocab_file, str(root / "export_machine"))
-        return write_google_module(str(root / "module"), TINY_CONFIG, checkpoint.weights,
-                                   vocab, **kwargs)
-
-    return make
-
-
-@pytest.fixture(scope="module")
-def google_module_dir(make_google_module) -> str:
-    return make_google_module()
 
 
 def _graph_ops(module: HubModule, tags) -> dict[str, str]:

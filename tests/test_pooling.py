@@ -61,9 +61,13 @@ def test_mean_gradient_reaches_real_tokens_only():
     np.testing.assert_array_equal(gradient[1, :, 0], [1.0, 0.0, 0.0])
 
 
-def test_known_poolings_pass_the_check():
+def test_every_known_pooling_gives_one_vector_per_text_or_the_sequence():
+    # The list is the contract: each mode is accepted and has the shape it promises.
+    assert POOLINGS == ("cls", "first", "mean", "max", None)
     for pooling in POOLINGS:
         check_pooling(pooling)
+        expected = SEQUENCE.shape if pooling is None else (2, 2)
+        assert _pool(pooling).shape == expected, pooling
 
 
 @pytest.mark.parametrize("pooling", ["avg", "CLS", "", 0])
