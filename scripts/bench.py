@@ -25,7 +25,7 @@ Training (examples per second): all layers trainable on the same MRPC pair batch
 bf16 autocast (AdamW, the same clipping); the first step of each pass is not timed.
 
 Usage (durations estimated for a quiet 2-core machine from the CPU time of runs on a busy one):
-  python scripts/bench.py              # full: about 8 minutes
+  python scripts/bench.py              # full: about 25 minutes on 2 cores (3 rounds)
   python scripts/bench.py --quick      # 128 sentences, fewer rounds: about 3 minutes
   python scripts/bench.py --module DIR --json out.json --plot out.png
   python scripts/bench.py --rounds 5   # any setting of the full run (or of --quick) changed
