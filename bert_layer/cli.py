@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "check", None):
             args.check(args)  # Before TensorFlow loads: bad input answers at once.
         if not args.verbose:
-            load_tensorflow_quietly()
+            # A distribution strategy must be created before TensorFlow sets up its devices.
+            load_tensorflow_quietly(set_up_devices=getattr(args, "distribute", "none") == "none")
         args.run(args)
     except BrokenPipeError:
         # Python would complain again when flushing stdout at exit; point it at /dev/null.

@@ -43,8 +43,12 @@ def _stderr_captured() -> Iterator[None]:
             os.close(saved)
 
 
-def load_tensorflow_quietly() -> None:
-    """Imports TensorFlow, Keras and tensorflow-text and sets up devices, without noise."""
+def load_tensorflow_quietly(set_up_devices: bool = True) -> None:
+    """Imports TensorFlow, Keras and tensorflow-text and sets up devices, without noise.
+
+    `set_up_devices=False` leaves TensorFlow's context uninitialised: a tf.distribute
+    strategy (MultiWorkerMirroredStrategy) must configure it first, so its device logs are
+    not captured here."""
     silence_environment()
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"keras(\.|$)")
@@ -53,7 +57,8 @@ def load_tensorflow_quietly() -> None:
         import tensorflow as tf
         import keras  # noqa: F401
         import tensorflow_text  # noqa: F401
-        tf.config.list_logical_devices()  # Device set-up logs (cuInit) happen here.
+        if set_up_devices:
+            tf.config.list_logical_devices()  # Device set-up logs (cuInit) happen here.
     tf.get_logger().setLevel(logging.ERROR)
     try:
         from absl import logging as absl_logging

@@ -13,6 +13,8 @@ import time
 import numpy as np
 import pytest
 
+from bert_layer.outputs import MARKER_FILE
+
 from real_data import DATA_DIR
 
 from bert_layer.train import DUMP_WEIGHTS_ENV
@@ -101,7 +103,8 @@ def _report(path) -> dict:
 def test_only_the_chief_writes_outputs(runs):
     root = runs["root"]
     assert sorted(os.listdir(root / "multi")) == ["out"]
-    assert sorted(os.listdir(root / "multi" / "out")) == ["model.keras", "report.json"]
+    assert sorted(os.listdir(root / "multi" / "out")) == [MARKER_FILE, "model.keras",
+                                                          "report.json"]
     for scratch in runs["scratch"]:  # The non-chief's temporary output folder is gone.
         assert os.listdir(scratch) == []
     distribution = _report(root / "multi" / "out" / "report.json")["distribution"]
