@@ -13,10 +13,9 @@ import time
 import numpy as np
 import pytest
 
-from bert_layer.outputs import MARKER_FILE
-
 from real_data import DATA_DIR
 
+from bert_layer.outputs import MARKER_FILE
 from bert_layer.train import DUMP_WEIGHTS_ENV
 
 pytestmark = pytest.mark.integration
