@@ -37,8 +37,10 @@ MULTI_LABEL = "multi_label"
 # Graphs frozen with the numpy tokenizer take ids; these constants rebuild the tokenizer.
 VOCAB, DO_LOWER_CASE, MAX_SEQ_LENGTH = "vocab", "do_lower_case", "max_seq_length"
 # No "debug_stripper": it removes Assert ops, and the text signature's pair check
-# (bert_layer.text.packing.split_pairs) must stay in the frozen graph.
-GRAPPLER_PASSES = ("pruning", "constfold", "arithmetic", "dependency", "remap",
+# (bert_layer.text.packing.split_pairs) must stay in the frozen graph. No "remap": its
+# fusions are build-specific ops (oneDNN's _MklLayerNorm, ...) that other TensorFlow builds
+# lack; the runtime that loads the graph applies the ones it has.
+GRAPPLER_PASSES = ("pruning", "constfold", "arithmetic", "dependency",
                    "common_subgraph_elimination")
 FROZEN_SUFFIXES = (".pb",)
 

@@ -15,7 +15,7 @@ from bert_layer.classifier import ClassifierSpec, build_classifier
 from bert_layer.classifiers import FrozenClassifier
 from bert_layer.freeze import freeze_model, read_graph_def
 from bert_layer.contract import TOKEN_INPUTS
-from tiny import TINY_VOCAB
+from tiny import TINY_CONFIG, TINY_VOCAB
 
 # Pairs, a text longer than max_seq_length=32 (alone and in a pair), empty texts, a word
 # missing from the vocab, upper case, CJK.
@@ -101,6 +101,33 @@ def test_frozen_graph_has_no_variables_dropout_or_training_nodes(frozen):
     placeholders = [node for node in graph_def.node if node.op == "Placeholder"]
     assert [(p.name, p.attr["dtype"].type) for p in placeholders] == [("text", tf.string)]
     assert ops["MatMul"] + ops["BatchMatMulV2"] > 0  # Sanity: the encoder is there.
+
+
+def test_frozen_graph_holds_only_public_ops(frozen):
+    """Build-specific fusions (oneDNN's `_MklLayerNorm`, `_FusedMatMul`, ...) are left to the
+    runtime that loads the graph: a TensorFlow without them must run it."""
+    ops = {node.op for node in read_graph_def(frozen.path).node}
+    assert sorted(op for op in ops if op.startswith("_")) == []
+
+
+def test_cls_classifier_runs_the_last_layer_for_the_first_token_only(frozen):
+    """The classifier reads pooled_output alone, so its frozen graph runs the module's
+    first-token last layer ([B, H] rows) and none of the full one ([B*T, H])."""
+    import tensorflow_text  # noqa: F401  (the graph tokenizer's ops)
+
+    graph_def = read_graph_def(frozen.path)
+    last = f"layer_{TINY_CONFIG.num_hidden_layers - 1}/"
+    matmuls = [n.name for n in graph_def.node if n.op == "MatMul" and last in n.name]
+    assert len(matmuls) == 6, matmuls  # query, key, value, attention output, FFN in and out
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=graph) as session:
+        rows = {name.split(last)[1]: session.run(f"{name}:0", {"text:0": TEXTS}).shape[0]
+                for name in matmuls}
+        tokens = session.run("input_mask:0", {"text:0": TEXTS}).size  # B*T
+    by_rows = collections.Counter(rows.values())
+    assert by_rows == {tokens: 2, len(TEXTS): 4}, rows  # keys and values read every token
 
 
 def test_freeze_report_counts_before_and_after(frozen):
