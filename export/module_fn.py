@@ -31,18 +31,20 @@ _MASK_ADDER = -10000.0
 _FUSED_LAYER_NORM_EPSILON = 1e-3
 
 
-def _dense(x: tf.Tensor, units: int, name: str, scale: float = 1.0) -> tf.Tensor:
-    """(x @ kernel + bias) * scale with Google's `<name>/kernel` [in, out] and `<name>/bias`.
+def _dense(x: tf.Tensor, units: int, name: str, scale: float = 1.0,
+           input_scale: float = 1.0) -> tf.Tensor:
+    """((x / input_scale) @ kernel + bias) * scale with Google's `<name>/kernel` [in, out]
+    and `<name>/bias`.
 
     Computes in x's dtype: the float32 variables are cast to it (bfloat16 matmuls; the
-    variables, and so training's updates, stay float32). `scale` is folded into the weights
-    (constants in a frozen graph, so it costs nothing there).
+    variables, and so training's updates, stay float32). The scales are folded into the
+    weights (constants in a frozen graph, so they cost nothing there).
     """
     with tf1.variable_scope(name):
         kernel = tf1.get_variable("kernel", [x.shape[-1], units], dtype=tf.float32)
         bias = tf1.get_variable("bias", [units], dtype=tf.float32)
-    if scale != 1.0:
-        kernel, bias = kernel * scale, bias * scale
+    if scale != 1.0 or input_scale != 1.0:
+        kernel, bias = kernel * (scale / input_scale), bias * scale
     return tf.nn.bias_add(tf.matmul(x, tf.cast(kernel, x.dtype)), tf.cast(bias, x.dtype))
 
 
@@ -56,8 +58,9 @@ def _layer_norm_scale(epsilon: float) -> float:
     return math.sqrt(_FUSED_LAYER_NORM_EPSILON / epsilon)
 
 
-def _layer_norm(scaled_x: tf.Tensor, name: str = "LayerNorm") -> tf.Tensor:
-    """LN(x, eps) over the last axis with Google's `gamma` and `beta`, given
+def _layer_norm(scaled_x: tf.Tensor, output_scale: float = 1.0,
+                name: str = "LayerNorm") -> tf.Tensor:
+    """LN(x, eps) * output_scale over the last axis with Google's `gamma` and `beta`, given
     `scaled_x` = x * _layer_norm_scale(eps).
 
     Written so that TensorFlow's oneDNN remapper fuses it into one `_MklLayerNorm` op at run
@@ -66,12 +69,15 @@ def _layer_norm(scaled_x: tf.Tensor, name: str = "LayerNorm") -> tf.Tensor:
     on a positive axis, but drops the graph's epsilon for its default 1e-3. So the graph
     computes LN(s*x, s^2*eps) with s^2*eps = 1e-3, which equals LN(x, eps) (the mean and
     the deviation scale by s): fused or not, the result is LN(x, eps). Callers fold s into
-    weights where they can; a Mul that feeds this pattern directly stops the fusion.
+    weights; a Mul that feeds this pattern directly would stop the fusion. That is why the
+    encoder carries its residual stream times s (see `_encoder_layer`).
     """
     size = scaled_x.shape[-1]
     with tf1.variable_scope(name):
         gamma = tf1.get_variable("gamma", [size], dtype=tf.float32)
         beta = tf1.get_variable("beta", [size], dtype=tf.float32)
+    if output_scale != 1.0:
+        gamma, beta = gamma * output_scale, beta * output_scale
     axis = scaled_x.shape.rank - 1  # Positive: the remapper's pattern checks the axis value.
     mean, variance = tf.nn.moments(scaled_x, axes=[axis], keepdims=True)
     return tf.nn.batch_normalization(scaled_x, mean, variance, beta, gamma,
@@ -96,7 +102,8 @@ def _dropout(x: tf.Tensor, rate: float, is_training: bool) -> tf.Tensor:
 
 def _embeddings(config: BertConfig, input_ids: tf.Tensor, segment_ids: tf.Tensor,
                 is_training: bool) -> tf.Tensor:
-    """Word + segment + position embeddings, normalised: [B, T, H]."""
+    """Word + segment + position embeddings, normalised, times _layer_norm_scale (the
+    encoder's residual stream, see `_encoder_layer`): [B, T, H]."""
     with tf1.variable_scope("embeddings"):
         h = config.hidden_size
         word = tf1.get_variable("word_embeddings", [config.vocab_size, h], dtype=tf.float32)
@@ -110,7 +117,8 @@ def _embeddings(config: BertConfig, input_ids: tf.Tensor, segment_ids: tf.Tensor
         s = _layer_norm_scale(config.layer_norm_eps)
         output = _layer_norm(tf.gather(word, input_ids) * s                     # [B, T, H]
                              + (tf.gather(token_type * s, segment_ids)          # [B, T, H]
-                                + position[tf.newaxis, :seq_length] * s))       # [1, T, H]
+                                + position[tf.newaxis, :seq_length] * s),       # [1, T, H]
+                             output_scale=s)
     return _dropout(output, config.hidden_dropout_prob, is_training)
 
 
@@ -125,10 +133,11 @@ def _first_rows(x: tf.Tensor, batch: tf.Tensor, seq: tf.Tensor) -> tf.Tensor:
 
 
 def _attention(config: BertConfig, x: tf.Tensor, mask_adder: tf.Tensor, batch: tf.Tensor,
-               seq: tf.Tensor, is_training: bool, first_only: bool = False) -> tf.Tensor:
-    """Multi-head self-attention on x [B*T, H]; returns the context [B*T, H] in x's dtype,
-    or with `first_only` the first token's context [B, H] (keys and values still read
-    every token; only the queries are cut to the first row).
+               seq: tf.Tensor, is_training: bool, first_only: bool = False,
+               input_scale: float = 1.0) -> tf.Tensor:
+    """Multi-head self-attention on x / input_scale, x [B*T, H]; returns the context
+    [B*T, H] in x's dtype, or with `first_only` the first token's context [B, H] (keys and
+    values still read every token; only the queries are cut to the first row).
 
     The softmax runs in float32 whatever x's dtype (bfloat16 logits would round the
     probabilities of long rows); the matmuls run in x's dtype.
@@ -136,11 +145,13 @@ def _attention(config: BertConfig, x: tf.Tensor, mask_adder: tf.Tensor, batch: t
     rows, query_len = (_first_rows(x, batch, seq), 1) if first_only else (x, seq)
     with tf1.variable_scope("self"):
         # The query is scaled (in its weights) rather than the logits: no op at all.
-        query = _split_heads(_dense(rows, config.hidden_size, "query",
+        query = _split_heads(_dense(rows, config.hidden_size, "query", input_scale=input_scale,
                                     scale=1.0 / math.sqrt(config.size_per_head)),
                              batch, query_len, config)       # [B, N, T or 1, D]
-        key = _split_heads(_dense(x, config.hidden_size, "key"), batch, seq, config)
-        value = _split_heads(_dense(x, config.hidden_size, "value"), batch, seq, config)
+        key = _split_heads(_dense(x, config.hidden_size, "key", input_scale=input_scale),
+                           batch, seq, config)
+        value = _split_heads(_dense(x, config.hidden_size, "value", input_scale=input_scale),
+                             batch, seq, config)
         logits = _to(tf.matmul(query, key, transpose_b=True), tf.float32) + mask_adder
         probs = _dropout(tf.nn.softmax(logits), config.attention_probs_dropout_prob,
                          is_training)                        # [B, N, T or 1, T] float32
@@ -149,31 +160,36 @@ def _attention(config: BertConfig, x: tf.Tensor, mask_adder: tf.Tensor, batch: t
     return tf.reshape(context, [batch * query_len, config.hidden_size])  # [B*T or B, H]
 
 
-def _encoder_layer(config: BertConfig, x: tf.Tensor, mask_adder: tf.Tensor, batch: tf.Tensor,
-                   seq: tf.Tensor, is_training: bool, compute_dtype: tf.DType,
-                   first_only: bool = False) -> tf.Tensor:
-    """One transformer block on x [B*T, H] float32; returns float32 [B*T, H], or with
-    `first_only` the first token's output [B, H] alone (attending to every token).
+def _encoder_layer(config: BertConfig, xs: tf.Tensor, mask_adder: tf.Tensor,
+                   batch: tf.Tensor, seq: tf.Tensor, is_training: bool, compute_dtype: tf.DType,
+                   first_only: bool = False, last: bool = False) -> tf.Tensor:
+    """One transformer block on the residual stream xs = x * s [B*T, H] float32, with
+    s = _layer_norm_scale(eps); returns the next xs [B*T, H], or with `last` the block's
+    output x itself. With `first_only`, only the first token's row [B, H] is computed
+    (attending to every token).
 
-    The residual stream and LayerNorm stay float32; each sub-block computes in
-    `compute_dtype` (its input cast down, its output cast back up).
+    The stream carries s so that every LayerNorm input is a sum of scaled terms with no Mul
+    of its own (see `_layer_norm`): s and 1/s are folded into the weights around it. The
+    residual stream and LayerNorm stay float32; each sub-block computes in `compute_dtype`
+    (its input cast down, its output cast back up).
     """
     s, drop = _layer_norm_scale(config.layer_norm_eps), config.hidden_dropout_prob
-    low = _to(x, compute_dtype)
+    low = _to(xs, compute_dtype)
     with tf1.variable_scope("attention"):
-        context = _attention(config, low, mask_adder, batch, seq, is_training, first_only)
+        context = _attention(config, low, mask_adder, batch, seq, is_training, first_only,
+                             input_scale=s)
         if first_only:
-            x = _first_rows(x, batch, seq)  # The residual stream of the rows computed.
+            xs = _first_rows(xs, batch, seq)  # The residual stream of the rows computed.
         with tf1.variable_scope("output"):
             attended = _dropout(_dense(context, config.hidden_size, "dense", scale=s), drop,
                                 is_training)
-            x = _layer_norm(_to(attended, tf.float32) + x * s)
+            xs = _layer_norm(_to(attended, tf.float32) + xs, output_scale=s)
     with tf1.variable_scope("intermediate"):
-        hidden = _activation(_dense(_to(x, compute_dtype), config.intermediate_size, "dense"),
-                             config.hidden_act)
+        hidden = _activation(_dense(_to(xs, compute_dtype), config.intermediate_size, "dense",
+                                    input_scale=s), config.hidden_act)
     with tf1.variable_scope("output"):
         out = _dropout(_dense(hidden, config.hidden_size, "dense", scale=s), drop, is_training)
-        return _layer_norm(_to(out, tf.float32) + x * s)
+        return _layer_norm(_to(out, tf.float32) + xs, output_scale=1.0 if last else s)
 
 
 def bert_model(config: BertConfig, input_ids: tf.Tensor, input_mask: tf.Tensor,
@@ -198,8 +214,9 @@ def bert_model(config: BertConfig, input_ids: tf.Tensor, input_mask: tf.Tensor,
     """
     batch, seq = tf.shape(input_ids)[0], tf.shape(input_ids)[1]
     with tf1.variable_scope("bert", reuse=tf1.AUTO_REUSE):
-        x = _embeddings(config, input_ids, segment_ids, is_training)
-        x = tf.reshape(x, [batch * seq, config.hidden_size])  # [B*T, H]
+        # The residual stream, times _layer_norm_scale (see _encoder_layer): [B*T, H].
+        xs = tf.reshape(_embeddings(config, input_ids, segment_ids, is_training),
+                        [batch * seq, config.hidden_size])
         mask = tf.cast(input_mask[:, tf.newaxis, tf.newaxis, :], tf.float32)  # [B, 1, 1, T]
         mask_adder = (1.0 - mask) * _MASK_ADDER
         layer = lambda x, **kw: _encoder_layer(  # noqa: E731
@@ -208,14 +225,14 @@ def bert_model(config: BertConfig, input_ids: tf.Tensor, input_mask: tf.Tensor,
         with tf1.variable_scope("encoder"):
             for n in range(last):
                 with tf1.variable_scope(f"layer_{n}"):
-                    x = layer(x)
+                    xs = layer(xs)
             with tf1.variable_scope(f"layer_{last}"):
                 # pooled_output reads only the first token, so it gets a last layer of its
                 # own that computes that row alone (the same weights and maths; its keys and
                 # values are the full layer's, merged by Grappler). A graph that needs only
                 # pooled_output (a classifier on [CLS]) skips ~5/6 of the last layer's work.
-                first_token = layer(x, first_only=True)  # [B, H]
-                x = layer(x)
+                first_token = layer(xs, first_only=True, last=True)  # [B, H]
+                x = layer(xs, last=True)  # [B*T, H]
         sequence_output = tf.reshape(x, [batch, seq, config.hidden_size])  # [B, T, H]
         if has_pooler:
             with tf1.variable_scope("pooler"):
