@@ -83,13 +83,3 @@ def write_predictions(out, texts: list[str], probabilities: np.ndarray, class_na
     writer.writerow(["text", "label"] + [f"p_{c}" for c in class_names])
     for text, label, row in zip(texts, labels, probabilities):
         writer.writerow([text, label] + [f"{p:.6f}" for p in row])
-
-
-def output_format(path: str | None, fmt: str | None) -> str:
-    """The format asked for, else from the output file's extension, else CSV."""
-    if fmt:
-        return fmt
-    if path and path.endswith((".jsonl", ".json")):
-        return "jsonl"
-    return "csv"
-

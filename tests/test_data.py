@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import collections
 import io
 import os
@@ -234,6 +235,23 @@ def test_not_utf8(tmp_path):
     with pytest.raises(ValueError, match=r"latin1\.tsv: expected UTF-8 text, found byte 0xe9 at "
                                          r"byte offset 8"):
         read_examples(path, text_column="text")
+
+
+@pytest.mark.parametrize("name", ["latin1.txt", "LATIN1.TXT"])
+def test_input_text_file_not_utf8(tmp_path, name):
+    """predict and embed read --input through one function: a .txt of one text per line."""
+    from bert_layer.commands.columns import read_input_texts
+
+    path = os.path.join(str(tmp_path), name)
+    with open(path, "wb") as f:
+        f.write("fun\ncaf\xe9\n".encode("latin-1"))
+    args = argparse.Namespace(input=path, text_column="sentence", pair_column=None)
+    with pytest.raises(ValueError, match=rf"{name}: expected UTF-8 text, found byte 0xe9 at "
+                                         r"byte offset 7"):
+        read_input_texts(args)
+    with open(path, "wb") as f:
+        f.write("fun\ncaf\xc3\xa9\n".encode("latin-1"))
+    assert read_input_texts(args) == ["fun", "caf\xe9"]
 
 
 def test_unknown_extension_that_cannot_be_sniffed(tmp_path):

@@ -12,7 +12,8 @@ import pytest
 from bert_layer.classifier import ClassifierSpec, build_classifier
 from bert_layer.batching import estimate_length
 from bert_layer.classifiers import KerasClassifier, load_classifier
-from bert_layer.predict import output_format, predict_probabilities, write_predictions
+from bert_layer.commands.predict import output_format
+from bert_layer.predict import predict_probabilities, write_predictions
 
 TEXTS = ["good", "the movie was great and the plot was fun , funny and well acted .", "",
          "a bad film ||| the plot was fun", "unwanted running !", " ".join(["fun"] * 50),
@@ -157,7 +158,14 @@ def test_write_unknown_format():
 
 @pytest.mark.parametrize("path, fmt, expected", [
     (None, None, "csv"), ("out.csv", None, "csv"), ("out.jsonl", None, "jsonl"),
-    ("out.json", None, "jsonl"), ("out.txt", None, "csv"), ("out.csv", "jsonl", "jsonl"),
-    (None, "jsonl", "jsonl")])
+    ("out.json", None, "jsonl"), ("OUT.JSONL", None, "jsonl"), ("out.txt", None, "csv"),
+    ("out.txt", "jsonl", "jsonl"), ("out.jsonl", "jsonl", "jsonl"), (None, "jsonl", "jsonl")])
 def test_output_format(path, fmt, expected):
     assert output_format(path, fmt) == expected
+
+
+@pytest.mark.parametrize("path, fmt", [("out.csv", "jsonl"), ("out.jsonl", "csv"),
+                                       ("out.json", "csv")])
+def test_output_format_contradicting_the_file_name(path, fmt):
+    with pytest.raises(ValueError, match=rf"--format {fmt} does not match --output {path}"):
+        output_format(path, fmt)

@@ -53,8 +53,12 @@ def read_input_texts(args: argparse.Namespace) -> list[str]:
 
     if args.input in (None, "-"):
         return read_lines(sys.stdin)
-    if args.input.endswith(".txt"):  # One text per line, no header.
-        with open(args.input, encoding="utf-8") as f:
-            return read_lines(f)
+    if args.input.lower().endswith(".txt"):  # One text per line, no header.
+        try:
+            with open(args.input, encoding="utf-8") as f:
+                return read_lines(f, source=args.input)
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{args.input}: expected UTF-8 text, found byte "
+                             f"{e.object[e.start]:#04x} at byte offset {e.start}.") from None
     return read_examples(args.input, text_column=args.text_column,
                          pair_column=args.pair_column).texts

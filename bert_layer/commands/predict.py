@@ -7,15 +7,26 @@ import functools
 import sys
 import time
 
-from bert_layer.commands.columns import add_data_columns
+from bert_layer.commands.columns import add_data_columns, read_input_texts
 from bert_layer.commands.precision import add_precision_argument
 
-PREDICTION_SUFFIXES = (".csv", ".jsonl", ".json")  # What --overwrite may replace.
+FORMAT_OF_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
+PREDICTION_SUFFIXES = tuple(FORMAT_OF_SUFFIX)  # What --overwrite may replace.
+
+
+def output_format(path: str | None, fmt: str | None) -> str:
+    """--format, else the one --output's extension names, else CSV; refuses a --format that
+    contradicts the extension (JSON lines in a .csv file)."""
+    named = next((f for suffix, f in FORMAT_OF_SUFFIX.items()
+                  if path and path.lower().endswith(suffix)), None)
+    if fmt and named and fmt != named:
+        raise ValueError(f"--format {fmt} does not match --output {path}, a {named} file "
+                         f"name: drop --format, or name the output for {fmt}.")
+    return fmt or named or "csv"
 
 
 def check(args: argparse.Namespace) -> None:
     """Model path, output path and the texts, before TensorFlow loads."""
-    from bert_layer.examples import read_examples, read_lines
     from bert_layer.model_files import FROZEN_SUFFIX, KERAS_SUFFIX, SAVED_MODEL, check_model_file
     from bert_layer.outputs import check_output_free
 
@@ -27,29 +38,19 @@ def check(args: argparse.Namespace) -> None:
     if args.runner == "beam" and args.precision is not None:
         raise ValueError("--runner beam runs the model as saved: freeze it with --precision "
                          "and leave --precision out here.")
+    args.format = output_format(args.output, args.format)
     if args.output not in (None, "-"):  # Refuse before the work, not after it.
         inputs = [args.model] + ([args.input] if args.input not in (None, "-") else [])
         check_output_free(args.output, args.overwrite, is_dir=False, inputs=inputs,
                           suffixes=PREDICTION_SUFFIXES)
-    if args.input in (None, "-"):
-        args.texts = read_lines(sys.stdin)
-    elif args.input.lower().endswith(".txt"):  # One text per line, no header.
-        try:
-            with open(args.input, encoding="utf-8") as f:
-                args.texts = read_lines(f, source=args.input)
-        except UnicodeDecodeError as e:
-            raise ValueError(f"{args.input}: expected UTF-8 text, found byte "
-                             f"{e.object[e.start]:#04x} at byte offset {e.start}.") from None
-    else:
-        args.texts = read_examples(args.input, text_column=args.text_column,
-                                   pair_column=args.pair_column).texts
+    args.texts = read_input_texts(args)
 
 
 def run(args: argparse.Namespace) -> None:
     from bert_layer import progress
     from bert_layer.classifiers import load_classifier
     from bert_layer.outputs import atomic_output
-    from bert_layer.predict import output_format, predict_probabilities, write_predictions
+    from bert_layer.predict import predict_probabilities, write_predictions
 
     texts = args.texts
     if args.runner == "beam":
@@ -64,10 +65,9 @@ def run(args: argparse.Namespace) -> None:
     finally:
         bar.close()
     seconds = time.perf_counter() - start
-    fmt = output_format(args.output, args.format)
     write = functools.partial(write_predictions, texts=texts, probabilities=probabilities,
                               class_names=classifier.class_names,
-                              multi_label=classifier.multi_label, fmt=fmt)
+                              multi_label=classifier.multi_label, fmt=args.format)
     if args.output in (None, "-"):
         write(sys.stdout)
         sys.stdout.flush()  # A closed pipe fails here, inside the CLI's error handling.
@@ -82,8 +82,6 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _run_on_beam(args: argparse.Namespace, texts: list[str]) -> None:
-    from bert_layer.predict import output_format
-
     try:
         from bert_layer.beam import run_predict_pipeline
     except ImportError as e:
@@ -91,7 +89,7 @@ def _run_on_beam(args: argparse.Namespace, texts: list[str]) -> None:
                          f"pip install \"bert_layer[beam]\".") from None
     start = time.perf_counter()
     run_predict_pipeline(args.model, texts, args.output,
-                         fmt=output_format(args.output, args.format),
+                         fmt=args.format,
                          batch_size=args.batch_size, beam_args=args.beam_option or [],
                          overwrite=args.overwrite)
     seconds = time.perf_counter() - start
