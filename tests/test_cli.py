@@ -157,15 +157,18 @@ def test_predict_file_to_csv_file_in_input_order(job, tmp_path, capsys):
                                             for i in expected.argmax(axis=1)]
 
 
+def _predicted_dev_rows(job, model: str, capsys) -> list[dict]:
+    """`bert-layer predict --format jsonl` of the job's dev pairs with `model`, parsed."""
+    code, out, err = run(["predict", "--model", model, "--input", job["dev"],
+                          "--text-column", "first", "--pair-column", "second",
+                          "--format", "jsonl"], capsys)
+    assert code == 0, err
+    return [json.loads(line) for line in out.splitlines()]
+
+
 def test_predict_with_the_keras_model_agrees_with_the_frozen_graph(job, capsys):
-    outputs = {}
-    for model in (os.path.join(job["run_dir"], "model.keras"), job["frozen"]):
-        code, out, err = run(["predict", "--model", model, "--input", job["dev"],
-                              "--text-column", "first", "--pair-column", "second",
-                              "--format", "jsonl"], capsys)
-        assert code == 0, err
-        outputs[model] = [json.loads(line) for line in out.splitlines()]
-    keras_rows, frozen_rows = outputs.values()
+    keras_rows, frozen_rows = (_predicted_dev_rows(job, model, capsys) for model in
+                               (os.path.join(job["run_dir"], "model.keras"), job["frozen"]))
     assert [r["text"] for r in keras_rows] == [r["text"] for r in frozen_rows] == _dev_texts(job)
     for keras_row, frozen_row in zip(keras_rows, frozen_rows):
         assert keras_row["probabilities"] == pytest.approx(frozen_row["probabilities"],
@@ -179,14 +182,8 @@ def test_predict_with_a_core_saved_model_agrees_with_the_frozen_graph(job, capsy
                           "--tokenizer", "core"], capsys)
     assert code == 0, err
     assert f"-> {saved_model} (SavedModel" in out
-    outputs = {}
-    for model in (saved_model, job["frozen"]):
-        code, out, err = run(["predict", "--model", model, "--input", job["dev"],
-                              "--text-column", "first", "--pair-column", "second",
-                              "--format", "jsonl"], capsys)
-        assert code == 0, err
-        outputs[model] = [json.loads(line) for line in out.splitlines()]
-    served_rows, frozen_rows = outputs.values()
+    served_rows, frozen_rows = (_predicted_dev_rows(job, model, capsys)
+                                for model in (saved_model, job["frozen"]))
     assert [r["text"] for r in served_rows] == _dev_texts(job)
     assert [r["label"] for r in served_rows] == [r["label"] for r in frozen_rows]
     for served_row, frozen_row in zip(served_rows, frozen_rows):

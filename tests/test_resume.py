@@ -65,14 +65,19 @@ def _dev_accuracy(out: str, dev) -> float:
 # === In-process: interrupted by Ctrl-C ===
 
 
+def _interrupt_in_epoch(monkeypatch, epoch: int, spec, train, dev, out: str) -> None:
+    """Runs train_classifier until Ctrl-C arrives as 0-based `epoch` begins."""
+    with monkeypatch.context() as patch:
+        _stop_in_epoch(patch, epoch)
+        with pytest.raises(KeyboardInterrupt):
+            train_classifier(spec, train, dev, out, CONFIG, verbose=0)
+
+
 def test_interrupted_run_resumes_after_its_last_finished_epoch(spec, files, tmp_path,
                                                                monkeypatch):
     train, dev = _read(files)
     out = str(tmp_path / "run")
-    with monkeypatch.context() as patch:
-        _stop_in_epoch(patch, 2)
-        with pytest.raises(KeyboardInterrupt):
-            train_classifier(spec, train, dev, out, CONFIG, verbose=0)
+    _interrupt_in_epoch(monkeypatch, 2, spec, train, dev, out)
     assert sorted(os.listdir(tmp_path)) == ["run.backup"]  # No output, no temporary folder.
     with pytest.raises(FileExistsError, match=r"run.backup holds an interrupted run of this "
                        r"output \(2 of 3 epochs finished\). Pass --resume"):
@@ -90,10 +95,7 @@ def test_interrupted_run_resumes_after_its_last_finished_epoch(spec, files, tmp_
 def test_resume_needs_the_same_settings(spec, files, tmp_path, monkeypatch):
     train, dev = _read(files)
     out = str(tmp_path / "run")
-    with monkeypatch.context() as patch:
-        _stop_in_epoch(patch, 1)
-        with pytest.raises(KeyboardInterrupt):
-            train_classifier(spec, train, None, out, CONFIG, verbose=0)
+    _interrupt_in_epoch(monkeypatch, 1, spec, train, None, out)
     other = TrainConfig(**{**CONFIG.__dict__, "learning_rate": 2e-3})
     with pytest.raises(ValueError, match=r"Cannot resume .*run.backup: it was started with "
                        r"other settings \(train_config.learning_rate: 0.001 then, 0.002 now\)"):
