@@ -324,6 +324,31 @@ def test_predict_reads_a_txt_file_one_text_per_line(classifier, tmp_path):
         "great fun", "awful movie", "fine"]
 
 
+def test_predict_refuses_a_format_its_output_file_name_contradicts(classifier, tmp_path):
+    """JSON lines into a .csv, even with --overwrite: refused before the work, and the
+    user's file stays as it was."""
+    (tmp_path / "out.csv").write_text("text,label\nmine,0\n")
+    before = tree_hashes(tmp_path)
+    code, out, err = run_cli(["predict", "--model", classifier["frozen"], "--output",
+                              str(tmp_path / "out.csv"), "--format", "jsonl", "--overwrite"],
+                             stdin="a fine film\n")
+    assert code == 2 and out == ""
+    assert_one_line_error(err, "predict", "--format jsonl does not match --output",
+                          "a csv file name")
+    assert tree_hashes(tmp_path) == before
+
+
+def test_predict_names_the_byte_of_a_txt_file_that_is_not_utf8(classifier, tmp_path):
+    (tmp_path / "lines.txt").write_bytes("great fun\ncaf\xe9\n".encode("latin-1"))
+    before = tree_hashes(tmp_path)
+    code, _, err = run_cli(["predict", "--model", classifier["frozen"], "--input",
+                            str(tmp_path / "lines.txt"), "--output", str(tmp_path / "p.csv")])
+    assert code == 2
+    assert_one_line_error(err, "predict", "lines.txt: expected UTF-8 text, found byte 0xe9 "
+                          "at byte offset 13")
+    assert tree_hashes(tmp_path) == before  # No half-written predictions.
+
+
 # === Crashes that are errors now ===
 
 def test_export_with_a_missing_or_truncated_checkpoint_shard(tiny_checkpoint_dir, tmp_path):
