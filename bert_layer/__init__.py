@@ -8,13 +8,14 @@ __all__ = ["BertLayer"]
 
 # Modules that define classes registered with `keras.saving.register_keras_serializable`
 # (BertLayer, F1Score, WarmupLinearDecay), in import-dependency order.
-_SERIALIZABLE_MODULES = ("bert_layer.layer", "bert_layer.classifier", "bert_layer.train")
+_SERIALIZABLE_MODULES = ("bert_layer.layers.layer", "bert_layer.training.classifier",
+                         "bert_layer.training.train")
 
 
 def __getattr__(name: str):
     # Imported lazily so that `bert-layer --help` and `bert_layer.outputs` need no TensorFlow.
     if name == "BertLayer":
-        from bert_layer.layer import BertLayer
+        from bert_layer.layers.layer import BertLayer
         return BertLayer
     raise AttributeError(f"module 'bert_layer' has no attribute {name!r}")
 
@@ -31,8 +32,8 @@ def _register_serializables_when_keras_loads() -> None:
     keras is (wrapt post-import hooks run at once if it already is).
 
     A chain (keras -> layer -> classifier -> train), one hook each, rather than one hook that
-    imports all three: when keras is first imported from inside `bert_layer.layer`, the keras
-    hook runs while that module is half-initialised, and importing `bert_layer.classifier`
+    imports all three: when keras is first imported from inside `bert_layer.layers.layer`, the keras
+    hook runs while that module is half-initialised, and importing `bert_layer.training.classifier`
     then (which needs `BertLayer`) would fail. Each link waits for the previous module to be
     complete; importing a module that is half-initialised is a no-op, and it registers its
     classes itself when it completes.

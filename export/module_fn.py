@@ -18,7 +18,9 @@ import math
 import tensorflow as tf
 
 from bert_layer import contract
+from bert_layer.choices import DEFAULT_MAX_SEQ_LENGTH
 from bert_layer.export.config import BertConfig
+
 # Preprocessing is shared with BertLayer so the two tokenize identically; plain string ops.
 from bert_layer.text.packing import Preprocessor
 from bert_layer.text.tokenizer import make_tokenizer
@@ -257,7 +259,8 @@ class ModuleOptions:
     vocab_file: str  # Bundled as an asset; `tokenization_info` returns its path.
     config_file: str  # Bundled as an asset, so the module describes itself.
     do_lower_case: bool
-    max_seq_length: int = 128  # The `text` signature truncates to this; tokens are not limited.
+    # The `text` signature truncates to this; tokens are not limited.
+    max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH
     has_pooler: bool = True  # False: pooled_output is the first token's state (bert_model).
     tokenizer: str = "graph"  # The `text` signature's: "graph" (tensorflow-text) or "core".
 

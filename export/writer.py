@@ -23,8 +23,8 @@ from bert_layer.contract import INFERENCE_TAGS, TRAIN_TAGS
 from bert_layer.export.checkpoint import CONFIG_FILE, BertCheckpoint, load_checkpoint
 from bert_layer.export.module_fn import INIT_OP_COLLECTION, ModuleOptions, Signature, module_fn
 from bert_layer.outputs import atomic_output, check_output_free
-from bert_layer.text.packing import check_max_seq_length
 from bert_layer.text import SAVABLE_TOKENIZERS
+from bert_layer.text.packing import check_max_seq_length
 from bert_layer.text.vocab import read_vocab_lines
 
 tf1 = tf.compat.v1

@@ -10,7 +10,8 @@ round's median pass.
 
 Inference engines (sentences per second, tokenization included):
   ours-frozen     the graph of `bert-layer freeze [--precision bf16]`, raw strings in, run by
-                  `bert_layer.predict.predict_probabilities` (tokenize, group, run, reorder);
+                  `bert_layer.inference.predict.predict_probabilities` (tokenize, group, run,
+                  reorder);
   ours-module     the hub module's `tokens` / `tokens_bf16` signature in a BertLayer
                   (tokenize and encode per batch, the head after it);
   pytorch         transformers' BertForSequenceClassification, fast tokenizer, fp32, or
@@ -48,9 +49,8 @@ import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import numpy as np  # noqa: E402
-
 import benchlib  # noqa: E402
+import numpy as np  # noqa: E402
 from benchlib import EngineProcess, Label, Pass, Series  # noqa: E402
 
 CLASSES = ("0", "1")
@@ -114,8 +114,8 @@ def _head(spec: Spec) -> tuple[np.ndarray, np.ndarray]:
 
 def load_ours_frozen(spec: Spec, precision: str) -> Loaded:
     _set_tf_threads(spec.threads)
-    from bert_layer.classifiers import FrozenClassifier
-    from bert_layer.predict import predict_probabilities
+    from bert_layer.inference.predict import predict_probabilities
+    from bert_layer.inference.runtimes import FrozenClassifier
 
     classifier = FrozenClassifier(spec.frozen[precision], precision=precision)
     predict_probabilities(classifier, spec.texts[:64])  # Warm-up.
@@ -131,7 +131,8 @@ def load_ours_frozen(spec: Spec, precision: str) -> Loaded:
 
 def _keras_classifier(spec: Spec, precision: str, fine_tune_layers: int):
     import keras
-    from bert_layer.classifier import ClassifierSpec, build_classifier
+
+    from bert_layer.training.classifier import ClassifierSpec, build_classifier
 
     keras.utils.set_random_seed(SEED)
     model = build_classifier(ClassifierSpec(
@@ -275,7 +276,8 @@ def load_ours_training(spec: Spec, precision: str) -> Loaded:
     _set_tf_threads(spec.threads)
     import keras
     import tensorflow as tf
-    from bert_layer.train import TrainConfig, compile_classifier
+
+    from bert_layer.training.train import TrainConfig, compile_classifier
 
     model = _keras_classifier(spec, precision, fine_tune_layers=-1)
     texts = np.array([t for b, _ in spec.train_batches for t in b], dtype=object)
@@ -381,13 +383,14 @@ def prepare(module: str, workdir: str, settings: argparse.Namespace,
     the spec and the token count of each sentence."""
     import keras
     import tensorflow as tf
-    from bert_layer.batching import length_grouped_batches
-    from bert_layer.classifier import ClassifierSpec, build_classifier
-    from bert_layer.classifiers import FrozenClassifier
-    from bert_layer.examples import read_examples
+
+    from bert_layer.data.batching import length_grouped_batches
+    from bert_layer.data.examples import read_examples
     from bert_layer.export.convert import default_model_dir
-    from bert_layer.freeze import freeze_model
-    from bert_layer.precision import with_precision
+    from bert_layer.inference.freeze import freeze_model
+    from bert_layer.inference.runtimes import FrozenClassifier
+    from bert_layer.layers.precision import with_precision
+    from bert_layer.training.classifier import ClassifierSpec, build_classifier
 
     tf.get_logger().setLevel("ERROR")
     texts = read_examples(os.fspath(settings.dev), text_column="sentence").texts

@@ -37,12 +37,19 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from benchlib import (  # noqa: E402
+    DATA_DIR,
+    DEFAULT_CHECKPOINT,
+    machine_info,
+    module_folder,
+    pad_to_length,
+    token_counts,
+    write_json,
+)
 
-from bert_layer.examples import read_examples  # noqa: E402
-from bert_layer.layer import BertLayer  # noqa: E402
+from bert_layer.data.examples import read_examples  # noqa: E402
+from bert_layer.layers.layer import BertLayer  # noqa: E402
 from bert_layer.text.tokenizer import TOKENIZER_KINDS  # noqa: E402
-from benchlib import (DATA_DIR, DEFAULT_CHECKPOINT, machine_info, module_folder,  # noqa: E402
-                      pad_to_length, token_counts, write_json)
 
 DEFAULT_DATA = DATA_DIR / "sst2" / "glue_dev.tsv"
 TEXT_COLUMN = "sentence"

@@ -24,14 +24,14 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
-
 from bench_common import module_folder  # noqa: E402
-from bert_layer.classifier import ClassifierSpec, build_classifier  # noqa: E402
-from bert_layer.classifiers import FrozenClassifier  # noqa: E402
-from bert_layer.examples import read_examples  # noqa: E402
-from bert_layer.freeze import freeze_model  # noqa: E402
-from bert_layer.module import HubModule  # noqa: E402
+
+from bert_layer.data.examples import read_examples  # noqa: E402
+from bert_layer.inference.freeze import freeze_model  # noqa: E402
+from bert_layer.inference.runtimes import FrozenClassifier  # noqa: E402
+from bert_layer.layers.hub_module import HubModule  # noqa: E402
 from bert_layer.text.tokenizer import make_tokenizer  # noqa: E402
+from bert_layer.training.classifier import ClassifierSpec, build_classifier  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = PROJECT_ROOT / "checkpoints" / "all-minilm-l6-v2"

@@ -21,10 +21,10 @@ from pathlib import Path  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 
-from bert_layer.batching import length_grouped_batches  # noqa: E402
-from bert_layer.classifiers import FrozenClassifier  # noqa: E402
-from bert_layer.examples import read_examples  # noqa: E402
-from bert_layer.freeze import OUTPUT, TEXT_INPUT, read_graph_def  # noqa: E402
+from bert_layer.data.batching import length_grouped_batches  # noqa: E402
+from bert_layer.data.examples import read_examples  # noqa: E402
+from bert_layer.inference.formats import OUTPUT, TEXT_INPUT, read_graph_def  # noqa: E402
+from bert_layer.inference.runtimes import FrozenClassifier  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared/data/sst2/glue_dev.tsv"
 

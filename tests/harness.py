@@ -16,10 +16,10 @@ import os
 import subprocess
 import sys
 
-from bert_layer.cli import main
+from bert_layer.cli.main import main
 
 PYTHON = sys.executable
-CLI = [PYTHON, "-m", "bert_layer.cli"]
+CLI = [PYTHON, "-m", "bert_layer.cli.main"]
 
 
 def run_cli(argv: list[str], stdin: str | None = None) -> tuple[int, str, str]:

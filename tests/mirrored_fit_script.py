@@ -20,10 +20,10 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bert_layer.classifier import ClassifierSpec, build_classifier  # noqa: E402
-from bert_layer.distribute import prepare_for_distributed_fit, make_strategy  # noqa: E402
-from bert_layer.examples import Examples  # noqa: E402
-from bert_layer.train import TrainConfig, train_classifier  # noqa: E402
+from bert_layer.data.examples import Examples  # noqa: E402
+from bert_layer.training.classifier import ClassifierSpec, build_classifier  # noqa: E402
+from bert_layer.training.distribute import make_strategy, prepare_for_distributed_fit  # noqa: E402
+from bert_layer.training.train import TrainConfig, train_classifier  # noqa: E402
 
 TEXTS = ["the movie was great .", "bad plot", "i love this film", "boring and bad .",
          "a funny story", "not good at all", "the best film", "the worst movie !",

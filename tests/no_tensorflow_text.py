@@ -77,7 +77,7 @@ def main(request_file: str, out_file: str) -> None:
                **_frozen_graph(request["frozen"], texts),
                **_saved_model_tf2(request["saved_model"], texts, ids),
                **_saved_model_tf1(request["saved_model"], texts)}
-    from bert_layer.classifiers import load_classifier  # What `bert-layer predict` runs.
+    from bert_layer.inference.runtimes import load_classifier  # What `bert-layer predict` runs.
     for name in ("frozen", "saved_model"):
         results[f"classifier_{name}"] = load_classifier(request[name])(texts)
     try:

@@ -13,9 +13,9 @@ pytest.importorskip("apache_beam")
 
 from real_data import DATA_DIR  # noqa: E402
 
-from bert_layer.batching import estimate_length  # noqa: E402
-from bert_layer.beam import ClassifierModelHandler, Prediction, run_predict_pipeline  # noqa: E402
-from bert_layer.cli import main  # noqa: E402
+from bert_layer.cli.main import main  # noqa: E402
+from bert_layer.data.batching import estimate_length  # noqa: E402
+from bert_layer.inference.beam import ClassifierModelHandler, Prediction, run_predict_pipeline  # noqa: E402
 
 TEXTS = ["the movie was great .", "bad", "i love this film , it was so much fun !",
          "boring", "the plot was not good but the actors were very good .", "fun",
@@ -65,8 +65,8 @@ def _read_csv(path: str) -> tuple[list[str], list[str], np.ndarray]:
 @pytest.fixture(scope="module")
 def models(tiny_module_dir, tmp_path_factory) -> dict[str, str]:
     """An untrained classifier (random head) as .keras and as a frozen .pb."""
-    from bert_layer.classifier import ClassifierSpec, build_classifier
-    from bert_layer.freeze import freeze_model
+    from bert_layer.inference.freeze import freeze_model
+    from bert_layer.training.classifier import ClassifierSpec, build_classifier
 
     model = build_classifier(ClassifierSpec(tiny_module_dir, ("neg", "pos"), max_seq_length=32))
     dense = model.get_layer("probabilities")
@@ -79,8 +79,8 @@ def models(tiny_module_dir, tmp_path_factory) -> dict[str, str]:
 
 @pytest.mark.parametrize("kind", ["keras", "frozen"])
 def test_pipeline_gives_the_probabilities_of_predict_in_input_order(kind, models, tmp_path):
-    from bert_layer.classifiers import load_classifier
-    from bert_layer.predict import predict_probabilities
+    from bert_layer.inference.predict import predict_probabilities
+    from bert_layer.inference.runtimes import load_classifier
 
     out = str(tmp_path / "predictions.csv")
     run_predict_pipeline(models[kind], TEXTS * 3, out, fmt="csv", batch_size=4)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert_layer.layer import BertLayer
+from bert_layer.layers.layer import BertLayer
 
 TEXTS = ["the movie was great .", "a bad film ||| the plot was fun", "unwanted running !",
          "i love this film , it was very good and not boring"]
@@ -35,7 +35,7 @@ def layers(tiny_module_dir):
 
 
 def test_module_has_a_bf16_signature_in_both_tag_sets(tiny_module_dir):
-    from bert_layer.module import HubModule
+    from bert_layer.layers.hub_module import HubModule
     module = HubModule(tiny_module_dir)
     for tags in (frozenset(), frozenset({"train"})):
         signature = module.meta_graph(tags).signature_def["tokens_bf16"]
@@ -101,6 +101,7 @@ def test_float16_policy_is_refused(tiny_module_dir):
 
 def test_module_without_bf16_signature_is_refused_for_bf16(tiny_module_dir, tmp_path):
     import shutil
+
     from tensorflow.core.protobuf import saved_model_pb2
     copy = shutil.copytree(tiny_module_dir, tmp_path / "module")
     saved_model = saved_model_pb2.SavedModel()
@@ -121,9 +122,9 @@ CLASSIFIER_TEXTS = TEXTS + ["", "THE FILM ||| not fun at all", " ".join(["good"]
 @pytest.fixture(scope="module")
 def bf16_frozen(tiny_module_dir, tmp_path_factory):
     """(fp32 model, bf16 frozen path, fp32 frozen path) of one classifier."""
-    from bert_layer.classifier import ClassifierSpec, build_classifier
-    from bert_layer.freeze import freeze_model
-    from bert_layer.precision import with_precision
+    from bert_layer.inference.freeze import freeze_model
+    from bert_layer.layers.precision import with_precision
+    from bert_layer.training.classifier import ClassifierSpec, build_classifier
 
     spec = ClassifierSpec(module=tiny_module_dir, class_names=("a", "b", "c"),
                           max_seq_length=32)
@@ -141,7 +142,7 @@ def bf16_frozen(tiny_module_dir, tmp_path_factory):
 
 
 def test_with_precision_clones_with_the_same_weights(bf16_frozen):
-    from bert_layer.precision import with_precision
+    from bert_layer.layers.precision import with_precision
     model, _ = bf16_frozen
     bf16 = with_precision(model, "bf16")
     assert bf16.get_layer("bert").compute_dtype == "bfloat16"
@@ -152,7 +153,7 @@ def test_with_precision_clones_with_the_same_weights(bf16_frozen):
 
 
 def test_frozen_bf16_graph_keeps_bf16_matmuls_and_bf16_constants(bf16_frozen):
-    from bert_layer.freeze import read_graph_def
+    from bert_layer.inference.formats import read_graph_def
     _, paths = bf16_frozen
     graph_def = read_graph_def(paths["bf16"])
     bf16 = tf.bfloat16.as_datatype_enum
@@ -165,7 +166,7 @@ def test_frozen_bf16_graph_keeps_bf16_matmuls_and_bf16_constants(bf16_frozen):
 
 
 def test_frozen_bf16_probabilities_are_close_to_fp32(bf16_frozen):
-    from bert_layer.classifiers import FrozenClassifier
+    from bert_layer.inference.runtimes import FrozenClassifier
     _, paths = bf16_frozen
     fp32 = FrozenClassifier(paths["fp32"])(CLASSIFIER_TEXTS)
     bf16 = FrozenClassifier(paths["bf16"])(CLASSIFIER_TEXTS)
@@ -174,7 +175,7 @@ def test_frozen_bf16_probabilities_are_close_to_fp32(bf16_frozen):
 
 
 def test_frozen_graph_precision_is_checked(bf16_frozen):
-    from bert_layer.classifiers import FrozenClassifier
+    from bert_layer.inference.runtimes import FrozenClassifier
     _, paths = bf16_frozen
     assert FrozenClassifier(paths["bf16"], precision="bf16").precision == "bf16"
     assert FrozenClassifier(paths["fp32"]).precision == "fp32"
@@ -183,8 +184,8 @@ def test_frozen_graph_precision_is_checked(bf16_frozen):
 
 
 def test_predict_groups_by_real_token_counts_and_equals_whole_batches(bf16_frozen):
-    from bert_layer.classifiers import FrozenClassifier
-    from bert_layer.predict import predict_probabilities
+    from bert_layer.inference.predict import predict_probabilities
+    from bert_layer.inference.runtimes import FrozenClassifier
     _, paths = bf16_frozen
     classifier = FrozenClassifier(paths["fp32"])
     assert classifier.tokenizes_apart
@@ -202,9 +203,9 @@ def test_cli_trains_in_bf16_freezes_and_predicts_in_either_precision(tiny_module
                                                                     capsys):
     import json
 
-    from bert_layer.cli import main
-    from bert_layer.freeze import read_graph_def
-    from bert_layer.classifiers import graph_precision
+    from bert_layer.cli.main import main
+    from bert_layer.inference.formats import read_graph_def
+    from bert_layer.inference.runtimes import graph_precision
 
     rows = [("the movie was good .", "1"), ("so boring", "0"), ("great fun", "1"),
             ("the worst plot", "0")] * 4
@@ -268,7 +269,8 @@ def _fit_probe(features: np.ndarray, labels: np.ndarray, steps: int = 300) -> tu
 
 def _labelled(dataset: str) -> tuple[list[str], np.ndarray]:
     from real_data import DATA_DIR
-    from bert_layer.examples import read_examples
+
+    from bert_layer.data.examples import read_examples
     if dataset == "sst2":
         path = os.path.join(DATA_DIR, "sst2", "glue_dev.tsv")
         columns = {"text_column": "sentence", "label_column": "label"}

@@ -7,8 +7,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from tiny import TINY_CONFIG, TINY_VOCAB, random_weights
+
 from bert_layer.export.checkpoint import (
     check_weights,
     find_checkpoint_prefix,

@@ -13,8 +13,8 @@ import sys
 import numpy as np
 import pytest
 
-from bert_layer.cli import main
-from bert_layer.classifiers import FrozenClassifier
+from bert_layer.cli.main import main
+from bert_layer.inference.runtimes import FrozenClassifier
 
 COMMANDS = ["convert", "export", "train", "freeze", "predict", "embed", "demo", "inspect"]
 POSITIVE = ["the movie was good .", "great fun", "i love this film", "the best story"]

@@ -12,18 +12,16 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 import zipfile
 
 import numpy as np
 import pytest
-
+from harness import PYTHON, assert_one_line_error, run_cli, run_cli_process, tree_hashes
 from tiny import TINY_CONFIG, TINY_VOCAB
-from harness import (PYTHON, assert_one_line_error, run_cli, run_cli_process,
-                     tree_hashes)
-from bert_layer.cli import build_parser
+
+from bert_layer.cli.main import build_parser
 from bert_layer.outputs import MARKER_FILE, OutputError, atomic_output, read_marker
 
 ROWS = [("the movie was good .", "pos"), ("great fun", "pos"), ("so boring", "neg"),
@@ -257,7 +255,7 @@ def test_predict_names_the_line_of_a_text_with_two_separators(classifier):
 def test_frozen_and_keras_models_raise_naming_the_text(classifier):
     import tensorflow as tf
 
-    from bert_layer.classifiers import FrozenClassifier, KerasClassifier
+    from bert_layer.inference.runtimes import FrozenClassifier, KerasClassifier
 
     for model in (FrozenClassifier(classifier["frozen"]), KerasClassifier(classifier["keras"])):
         assert model(["a ||| b", "a"]).shape == (2, 2)
@@ -433,7 +431,7 @@ def test_convert_without_a_source_says_so():
 # === Quiet and responsive ===
 
 def test_the_cli_imports_no_tensorflow():
-    code = ("import sys, bert_layer, bert_layer.cli, bert_layer.outputs; "
+    code = ("import sys, bert_layer, bert_layer.cli.main, bert_layer.outputs; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('tensorflow', 'keras', 'tensorflow_text', 'tensorflow_hub')))")
     result = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=60)
@@ -538,7 +536,7 @@ def test_demo_runs_the_whole_job_without_tensorflow_noise(default_model_dir, tmp
 
 
 def test_progress_goes_to_stderr_only_when_enabled(capsys):
-    from bert_layer import progress
+    from bert_layer.cli import progress
 
     try:
         for enabled in (True, False):
@@ -562,7 +560,7 @@ def test_progress_goes_to_stderr_only_when_enabled(capsys):
 def test_tensorflow_errors_become_one_line_naming_flags():
     import tensorflow as tf
 
-    from bert_layer.cli import _user_error, _with_flags
+    from bert_layer.cli.main import _user_error, _with_flags
 
     error = tf.errors.InvalidArgumentError(
         None, None, "assertion failed: [Only one ||| is allowed] [\"a ||| b ||| c\"]\n\t "

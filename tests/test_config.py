@@ -7,8 +7,8 @@ import json
 import warnings
 
 import pytest
-
 from tiny import TINY_CONFIG
+
 from bert_layer.export.config import KEY_RULES, BertConfig, ConfigKeyWarning
 
 

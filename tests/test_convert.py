@@ -7,16 +7,15 @@ import os
 
 import numpy as np
 import pytest
-from safetensors.numpy import load_file, save_file
-
 from real_data import read_mrpc_dev, read_sst2_dev
-
+from reference_bert import bert_forward
+from safetensors.numpy import load_file, save_file
 from tiny import TINY_CONFIG, TINY_VOCAB, random_weights
+
 from bert_layer.export.checkpoint import load_checkpoint
 from bert_layer.export.config import BertConfig, ConfigKeyWarning
 from bert_layer.export.convert import convert_hf_to_google
 from bert_layer.export.names import variable_specs
-from reference_bert import bert_forward
 
 INTERMEDIATE_KERNEL = "bert/encoder/layer_2/intermediate/dense/kernel"
 INTERMEDIATE_WEIGHT = "encoder.layer.2.intermediate.dense.weight"

@@ -1,4 +1,5 @@
-"""Tests for bert_layer.examples, corpora and batching: reading, splits, length-grouped batches."""
+"""Tests for bert_layer.data (examples, corpora, batching): reading, splits, length-grouped
+batches."""
 
 from __future__ import annotations
 
@@ -11,10 +12,15 @@ import numpy as np
 import pytest
 from real_data import DATA_DIR, read_mrpc_dev, read_sst2_dev
 
-from bert_layer import batching, corpora
-from bert_layer.batching import estimate_length, length_grouped_batches, make_dataset, restore_order
-from bert_layer.corpora import read_rotten_tomatoes, split_examples
-from bert_layer.examples import Examples, read_examples, read_lines
+from bert_layer.data import batching, corpora
+from bert_layer.data.batching import (
+    estimate_length,
+    length_grouped_batches,
+    make_dataset,
+    restore_order,
+)
+from bert_layer.data.corpora import read_rotten_tomatoes, split_examples
+from bert_layer.data.examples import Examples, read_examples, read_lines
 from bert_layer.text.pairs import PAIR_SEPARATOR
 
 
@@ -240,7 +246,7 @@ def test_not_utf8(tmp_path):
 @pytest.mark.parametrize("name", ["latin1.txt", "LATIN1.TXT"])
 def test_input_text_file_not_utf8(tmp_path, name):
     """predict and embed read --input through one function: a .txt of one text per line."""
-    from bert_layer.commands.columns import read_input_texts
+    from bert_layer.cli.columns import read_input_texts
 
     path = os.path.join(str(tmp_path), name)
     with open(path, "wb") as f:

@@ -11,10 +11,9 @@ import types
 
 import numpy as np
 import pytest
+from tiny import TINY_CONFIG, TINY_VOCAB, random_weights
 
 from bert_layer.outputs import MARKER_FILE
-
-from tiny import TINY_CONFIG, TINY_VOCAB, random_weights
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "mirrored_fit_script.py")
 
@@ -103,7 +102,7 @@ class _Resolver:
     (None, None, {}, True),
 ])
 def test_the_chief_is_the_chief_task_else_worker_0(task_type, task_id, cluster, chief):
-    from bert_layer.distribute import is_chief
+    from bert_layer.training.distribute import is_chief
 
     strategy = types.SimpleNamespace(cluster_resolver=_Resolver(task_type, task_id, cluster))
     assert is_chief(strategy) is chief
@@ -117,7 +116,7 @@ def test_the_chief_is_the_chief_task_else_worker_0(task_type, task_id, cluster, 
 ])
 def test_multi_worker_without_a_valid_tf_config_is_one_clear_error(
         tf_config, expected, tiny_module_dir, tmp_path, monkeypatch, capsys):
-    from bert_layer.cli import main
+    from bert_layer.cli.main import main
 
     if tf_config is None:
         monkeypatch.delenv("TF_CONFIG", raising=False)

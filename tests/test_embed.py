@@ -16,15 +16,15 @@ import warnings
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from tiny import TINY_CONFIG
 from google_hub_module import copy_vocab, write_google_module
 from reference_bert import bert_forward, mean_pool
 from reference_packing import full_tokenizer, reference_features
-from bert_layer.cli import main
-from bert_layer.embed import embed_texts, make_embedder
+from tiny import TINY_CONFIG
+
+from bert_layer.cli.main import main
 from bert_layer.export.checkpoint import load_checkpoint
-from bert_layer.layer import BertLayer
+from bert_layer.inference.embed import embed_texts, make_embedder
+from bert_layer.layers.layer import BertLayer
 
 MAX_LEN = 40
 # Lengths out of order, so that length-grouped batches must be put back in input order.
@@ -263,7 +263,7 @@ def test_embed_equals_sentence_transformers_on_every_sst2_dev_sentence(
 
 
 def test_a_classifier_accepts_first_and_refuses_no_pooling(tiny_module_dir):
-    from bert_layer.classifier import ClassifierSpec, build_classifier
+    from bert_layer.training.classifier import ClassifierSpec, build_classifier
 
     spec = ClassifierSpec(module=tiny_module_dir, class_names=("neg", "pos"), pooling="first",
                           max_seq_length=MAX_LEN)

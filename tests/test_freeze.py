@@ -10,12 +10,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from bert_layer.classifier import ClassifierSpec, build_classifier
-from bert_layer.classifiers import FrozenClassifier
-from bert_layer.freeze import freeze_model, read_graph_def
-from bert_layer.contract import TOKEN_INPUTS
 from tiny import TINY_CONFIG, TINY_VOCAB
+
+from bert_layer.contract import TOKEN_INPUTS
+from bert_layer.inference.formats import read_graph_def
+from bert_layer.inference.freeze import freeze_model
+from bert_layer.inference.runtimes import FrozenClassifier
+from bert_layer.training.classifier import ClassifierSpec, build_classifier
 
 # Pairs, a text longer than max_seq_length=32 (alone and in a pair), empty texts, a word
 # missing from the vocab, upper case, CJK.

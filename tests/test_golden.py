@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert_layer.layer import BertLayer
+from bert_layer.layers.layer import BertLayer
 
 TEXTS = ["the movie was great .", "is it a pair ||| it is"]
 # sequence_output[:, :3, :4] and pooled_output[:, :4].

@@ -11,19 +11,26 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.core.protobuf import saved_model_pb2
-
-from tiny import TINY_CONFIG
 from google_hub_module import INFERENCE_ONLY
 from reference_bert import bert_forward
 from reference_packing import full_tokenizer, reference_features
-from test_layer import (ALL_WEIGHTS, EMBEDDINGS, POOLER, TRAIN_LABELS, TRAIN_TEXTS,
-                        keras_names, last_layers)
+from tensorflow.core.protobuf import saved_model_pb2
+from test_layer import (
+    ALL_WEIGHTS,
+    EMBEDDINGS,
+    POOLER,
+    TRAIN_LABELS,
+    TRAIN_TEXTS,
+    keras_names,
+    last_layers,
+)
+from tiny import TINY_CONFIG
+
 from bert_layer.contract import INFERENCE_TAGS, TOKEN_INPUTS, TOKENS_SIGNATURE, TRAIN_TAGS
 from bert_layer.export.checkpoint import load_checkpoint
-from bert_layer.graph_import import import_signature
-from bert_layer.layer import BertLayer
-from bert_layer.module import SAVED_MODEL_FILE, HubModule
+from bert_layer.layers.graph_import import import_signature
+from bert_layer.layers.hub_module import SAVED_MODEL_FILE, HubModule
+from bert_layer.layers.layer import BertLayer
 
 MAX_LEN = 24
 TEXTS = ["the movie was great .", "a bad film ||| the plot was fun", "unwanted running !"]
@@ -189,9 +196,9 @@ def test_module_with_only_the_inference_graph_trains_without_dropout(make_google
 
 def test_a_classifier_on_a_google_module_freezes_to_the_same_probabilities(google_module_dir,
                                                                           tmp_path):
-    from bert_layer.classifier import ClassifierSpec, build_classifier
-    from bert_layer.classifiers import FrozenClassifier
-    from bert_layer.freeze import freeze_model
+    from bert_layer.inference.freeze import freeze_model
+    from bert_layer.inference.runtimes import FrozenClassifier
+    from bert_layer.training.classifier import ClassifierSpec, build_classifier
 
     spec = ClassifierSpec(module=google_module_dir, class_names=("neg", "pos"),
                           fine_tune_layers=1, max_seq_length=MAX_LEN)

@@ -15,8 +15,8 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from tiny import TINY_VOCAB
+
 from bert_layer.export.checkpoint import load_checkpoint
 from bert_layer.export.convert import convert_folder
 from bert_layer.export.hf import vocab_from_tokenizer_json
@@ -222,7 +222,7 @@ def test_casing_from_the_tokenizer_files_reaches_the_module(tmp_path, saved, ove
 
 
 def test_bert_layer_runs_a_module_without_pooler(tmp_path):
-    from bert_layer.layer import BertLayer
+    from bert_layer.layers.layer import BertLayer
     config = transformers.BertConfig(**TINY_BERT, num_labels=2)
     model = random_model(transformers.BertForTokenClassification, config, seed=10)
     _, exported = convert_and_export(save_folder(str(tmp_path / "hf"), model), tmp_path)
@@ -336,7 +336,7 @@ def test_distilbert_config_with_a_bert_key_too_is_named(tmp_path):
 
 
 def test_cli_convert_then_export_prints_what_it_did(tmp_path, capsys):
-    from bert_layer.cli import main
+    from bert_layer.cli.main import main
     config = transformers.BertConfig(**TINY_BERT, num_labels=2)
     hf_dir = save_folder(str(tmp_path / "hf"), random_model(
         transformers.BertForTokenClassification, config, seed=9), do_lower_case=False)

@@ -16,14 +16,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.core.protobuf import saved_model_pb2
-
-from tiny import TINY_CONFIG
-from bert_layer.export.checkpoint import load_checkpoint
-from reference_bert import bert_forward, mean_pool
 from paths import assert_paths_agree
+from reference_bert import bert_forward, mean_pool
 from reference_packing import full_tokenizer, reference_features
-from bert_layer.layer import BertLayer
+from tensorflow.core.protobuf import saved_model_pb2
+from tiny import TINY_CONFIG
+
+from bert_layer.export.checkpoint import load_checkpoint
+from bert_layer.layers.layer import BertLayer
 
 MAX_LEN = 40  # Below the tiny module's 64 positions.
 TEXTS = ["the movie was great .", "a bad film ||| the plot was fun", "unwanted running !"]

@@ -16,13 +16,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from bert_layer.classifier import ClassifierHead, ClassifierSpec, build_classifier
-from bert_layer.classifiers import KerasClassifier
-from bert_layer.export.checkpoint import load_checkpoint
-from bert_layer.layer import BertLayer
 from reference_bert import bert_forward, mean_pool
 from reference_packing import full_tokenizer, reference_features
+
+from bert_layer.export.checkpoint import load_checkpoint
+from bert_layer.inference.runtimes import KerasClassifier
+from bert_layer.layers.layer import BertLayer
+from bert_layer.training.classifier import ClassifierHead, ClassifierSpec, build_classifier
 
 MAX_LEN = 24
 TEXTS = ["the movie was great .", "a bad film ||| the plot was fun", "unwanted running !"]

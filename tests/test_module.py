@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 
 import pytest
-
-from tiny import TINY_VOCAB
 from google_hub_module import INFERENCE_ONLY
+from tiny import TINY_VOCAB
+
 from bert_layer.contract import INFERENCE_TAGS, TOKENS_SIGNATURE, TRAIN_TAGS
 from bert_layer.export.checkpoint import load_checkpoint
-from bert_layer.module import HubModule
+from bert_layer.layers.hub_module import HubModule
 
 TRAIN_ONLY = ((TRAIN_TAGS, True),)
 

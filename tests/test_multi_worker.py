@@ -12,11 +12,10 @@ import time
 
 import numpy as np
 import pytest
-
 from real_data import DATA_DIR
 
 from bert_layer.outputs import MARKER_FILE
-from bert_layer.train import DUMP_WEIGHTS_ENV
+from bert_layer.training.train import DUMP_WEIGHTS_ENV
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +39,7 @@ def _train_command(module_dir: str, out: str, distribute: str, batch_size: int) 
     dev = os.path.join(DATA_DIR, "sst2", "glue_dev.tsv")
     if not (os.path.isfile(train) and os.path.isfile(dev)):
         pytest.skip(f"SST-2 not found under {DATA_DIR}/sst2")
-    return [sys.executable, "-m", "bert_layer.cli", "train", "--module", module_dir,
+    return [sys.executable, "-m", "bert_layer.cli.main", "train", "--module", module_dir,
             "--train", train, "--dev", dev, "--out", out, "--max-train-rows", "256",
             "--epochs", "3", "--batch-size", str(batch_size), "--learning-rate", "2e-4",
             "--pooling", "mean", "--fine-tune-layers", "-1", "--distribute", distribute]

@@ -12,14 +12,18 @@ import itertools
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from real_data import read_mrpc_dev, read_sst2_dev
-
-from tiny import TINY_VOCAB
 from paths import PATHS, UNFREEZABLE, assert_paths_agree
+from real_data import read_mrpc_dev, read_sst2_dev
 from reference_packing import full_tokenizer, reference_features, truncate_seq_pair
+from tiny import TINY_VOCAB
+
 from bert_layer.text.packing import (
-    PAIR_SEPARATOR, Preprocessor, check_max_seq_length, pack_inputs, split_pairs)
+    PAIR_SEPARATOR,
+    Preprocessor,
+    check_max_seq_length,
+    pack_inputs,
+    split_pairs,
+)
 from bert_layer.text.pairs import check_pair_text
 from bert_layer.text.tokenizer import make_tokenizer
 

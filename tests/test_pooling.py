@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert_layer.pooling import (POOLINGS, check_pooling, masked_sequence, pool,
-                                warn_if_untrained_pooler)
+from bert_layer.layers.pooling import (
+    POOLINGS,
+    check_pooling,
+    masked_sequence,
+    pool,
+    warn_if_untrained_pooler,
+)
 
 # B=2, T=3, H=2. Row 0 has two real tokens, row 1 one; the padding holds values (100, -100)
 # that would show in every pooling if the mask were ignored.

@@ -9,11 +9,11 @@ import shutil
 import numpy as np
 import pytest
 
-from bert_layer.classifier import ClassifierSpec, build_classifier
-from bert_layer.batching import estimate_length
-from bert_layer.classifiers import KerasClassifier, load_classifier
-from bert_layer.commands.predict import output_format
-from bert_layer.predict import predict_probabilities, write_predictions
+from bert_layer.cli.commands.predict import output_format
+from bert_layer.data.batching import estimate_length
+from bert_layer.inference.predict import predict_probabilities, write_predictions
+from bert_layer.inference.runtimes import KerasClassifier, load_classifier
+from bert_layer.training.classifier import ClassifierSpec, build_classifier
 
 TEXTS = ["good", "the movie was great and the plot was fun , funny and well acted .", "",
          "a bad film ||| the plot was fun", "unwanted running !", " ".join(["fun"] * 50),

@@ -21,8 +21,8 @@ EXPECTED = "BertLayer WarmupLinearDecay F1Score"
 
 @pytest.fixture(scope="module")
 def saved_model(tiny_module_dir, tmp_path_factory) -> str:
-    from bert_layer.classifier import ClassifierSpec, build_classifier
-    from bert_layer.train import TrainConfig, compile_classifier
+    from bert_layer.training.classifier import ClassifierSpec, build_classifier
+    from bert_layer.training.train import TrainConfig, compile_classifier
 
     model = build_classifier(ClassifierSpec(tiny_module_dir, ("a", "b"), max_seq_length=32))
     compile_classifier(model, TrainConfig(), 2, False, steps=10)
@@ -49,8 +49,8 @@ def test_import_bert_layer_alone_registers_without_importing_tensorflow(saved_mo
     assert _run(code) == EXPECTED
 
 
-@pytest.mark.parametrize("first", ["bert_layer.layer", "bert_layer.classifier",
-                                   "bert_layer.train"])
+@pytest.mark.parametrize("first", ["bert_layer.layers.layer", "bert_layer.training.classifier",
+                                   "bert_layer.training.train"])
 def test_any_module_imported_first_registers_all(first, saved_model):
     # keras is first imported from inside `first`, while it is half-initialised.
     assert _run(f"import {first}\n" + LOAD.format(path=saved_model)) == EXPECTED

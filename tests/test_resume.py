@@ -11,14 +11,19 @@ import time
 
 import numpy as np
 import pytest
-
-from bert_layer.backup import backup_dir
-from bert_layer.classifier import ClassifierSpec
-from bert_layer.classifiers import KerasClassifier
-from bert_layer.examples import read_examples
-from bert_layer.train import MODEL_FILE, REPORT_FILE, ThroughputLogger, TrainConfig, \
-    train_classifier
 from test_train import CLASSES, sentiment_rows, write_tsv
+
+from bert_layer.data.examples import read_examples
+from bert_layer.inference.runtimes import KerasClassifier
+from bert_layer.training.backup import backup_dir
+from bert_layer.training.classifier import ClassifierSpec
+from bert_layer.training.train import (
+    MODEL_FILE,
+    REPORT_FILE,
+    ThroughputLogger,
+    TrainConfig,
+    train_classifier,
+)
 
 CONFIG = TrainConfig(epochs=3, batch_size=8, learning_rate=1e-3, seed=3)
 
@@ -139,7 +144,7 @@ def _kill_after_first_epoch(argv: list[str], out: str, sig: int) -> int:
     """Runs `bert-layer` ARGV, sends `sig` once epoch 1 is backed up; returns the epochs
     finished when it died."""
     state = os.path.join(backup_dir(out), "state", "training_metadata.json")
-    process = subprocess.Popen([sys.executable, "-m", "bert_layer.cli", *argv],
+    process = subprocess.Popen([sys.executable, "-m", "bert_layer.cli.main", *argv],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 600
@@ -161,7 +166,7 @@ def _kill_after_first_epoch(argv: list[str], out: str, sig: int) -> int:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_killed_train_resumes_from_its_last_finished_epoch(tiny_module_dir, files, tmp_path,
                                                            sig, capsys):
-    from bert_layer.cli import main
+    from bert_layer.cli.main import main
 
     out = str(tmp_path / "run")
     argv = _train_argv(tiny_module_dir, files, out)

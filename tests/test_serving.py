@@ -18,15 +18,16 @@ import pytest
 import tensorflow as tf
 import tensorflow_hub as hub
 import tensorflow_text  # noqa: F401  (this process is the one WITH tensorflow_text)
-
-from bert_layer.classifier import ClassifierSpec, build_classifier
-from bert_layer.classifiers import FrozenClassifier, SavedModelClassifier, load_classifier
-from bert_layer.cli import main
-from bert_layer.custom_ops import graph_op_types, saved_model_op_types
-from bert_layer.freeze import freeze_model, read_graph_def
-from bert_layer.predict import labels_of
-from bert_layer.serving import _labelled, write_serving_model
 from reference_packing import full_tokenizer, reference_features
+
+from bert_layer.cli.main import main
+from bert_layer.inference.custom_ops import graph_op_types, saved_model_op_types
+from bert_layer.inference.formats import read_graph_def
+from bert_layer.inference.freeze import freeze_model
+from bert_layer.inference.predict import labels_of
+from bert_layer.inference.runtimes import FrozenClassifier, SavedModelClassifier, load_classifier
+from bert_layer.inference.serving import _labelled, write_serving_model
+from bert_layer.training.classifier import ClassifierSpec, build_classifier
 
 TEXTS = ["the movie was great .", "a bad film ||| the plot was fun", "",
          " ".join(["good"] * 50), "unwanted running !", "THE MOVIE WAS GREAT .", "\u4e2d cafe",

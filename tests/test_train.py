@@ -10,13 +10,19 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from bert_layer.classifier import ClassifierSpec, F1Score
-from bert_layer.examples import Examples, read_examples
-from bert_layer.classifiers import KerasClassifier
-from bert_layer.train import (MODEL_FILE, REPORT_FILE, TrainConfig, WarmupLinearDecay,
-                              compile_classifier, train_classifier)
 from tiny import TINY_CONFIG, random_weights
+
+from bert_layer.data.examples import Examples, read_examples
+from bert_layer.inference.runtimes import KerasClassifier
+from bert_layer.training.classifier import ClassifierSpec, F1Score
+from bert_layer.training.train import (
+    MODEL_FILE,
+    REPORT_FILE,
+    TrainConfig,
+    WarmupLinearDecay,
+    compile_classifier,
+    train_classifier,
+)
 
 # Words of TINY_VOCAB: a sentiment word decides the label, the rest is filler.
 POSITIVE = ["good", "great", "fun", "love", "best"]

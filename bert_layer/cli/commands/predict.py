@@ -1,0 +1,128 @@
+"""`bert-layer predict`: classify texts in length-grouped batches, in input order."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+import time
+
+from bert_layer.cli.columns import add_data_columns, read_input_texts
+from bert_layer.cli.precision_flag import add_precision_argument
+
+FORMAT_OF_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
+PREDICTION_SUFFIXES = tuple(FORMAT_OF_SUFFIX)  # What --overwrite may replace.
+
+
+def output_format(path: str | None, fmt: str | None) -> str:
+    """--format, else the one --output's extension names, else CSV; refuses a --format that
+    contradicts the extension (JSON lines in a .csv file)."""
+    named = next((f for suffix, f in FORMAT_OF_SUFFIX.items()
+                  if path and path.lower().endswith(suffix)), None)
+    if fmt and named and fmt != named:
+        raise ValueError(f"--format {fmt} does not match --output {path}, a {named} file "
+                         f"name: drop --format, or name the output for {fmt}.")
+    return fmt or named or "csv"
+
+
+def check(args: argparse.Namespace) -> None:
+    """Model path, output path and the texts, before TensorFlow loads."""
+    from bert_layer.inference.formats import (
+        FROZEN_SUFFIX,
+        KERAS_SUFFIX,
+        SAVED_MODEL,
+        check_model_file,
+    )
+    from bert_layer.outputs import check_output_free
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1; received {args.batch_size}.")
+    check_model_file(args.model, (FROZEN_SUFFIX, SAVED_MODEL, KERAS_SUFFIX), command="predict")
+    if args.runner == "beam" and args.output in (None, "-"):  # Before reading standard input.
+        raise ValueError("--runner beam writes a file: pass --output FILE (.csv or .jsonl).")
+    if args.runner == "beam" and args.precision is not None:
+        raise ValueError("--runner beam runs the model as saved: freeze it with --precision "
+                         "and leave --precision out here.")
+    args.format = output_format(args.output, args.format)
+    if args.output not in (None, "-"):  # Refuse before the work, not after it.
+        inputs = [args.model] + ([args.input] if args.input not in (None, "-") else [])
+        check_output_free(args.output, args.overwrite, is_dir=False, inputs=inputs,
+                          suffixes=PREDICTION_SUFFIXES)
+    args.texts = read_input_texts(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    from bert_layer.cli import progress
+    from bert_layer.inference.predict import predict_probabilities, write_predictions
+    from bert_layer.inference.runtimes import load_classifier
+    from bert_layer.outputs import atomic_output
+
+    texts = args.texts
+    if args.runner == "beam":
+        _run_on_beam(args, texts)
+        return
+    classifier = load_classifier(args.model, precision=args.precision)
+    start = time.perf_counter()
+    bar = progress.bar(len(texts), "predict", unit="text")
+    try:
+        probabilities = predict_probabilities(classifier, texts, batch_size=args.batch_size,
+                                              on_batch=bar.update)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    write = functools.partial(write_predictions, texts=texts, probabilities=probabilities,
+                              class_names=classifier.class_names,
+                              multi_label=classifier.multi_label, fmt=args.format)
+    if args.output in (None, "-"):
+        write(sys.stdout)
+        sys.stdout.flush()  # A closed pipe fails here, inside the CLI's error handling.
+    else:
+        inputs = [args.model] + ([args.input] if args.input not in (None, "-") else [])
+        with atomic_output(args.output, overwrite=args.overwrite, is_dir=False, inputs=inputs,
+                           suffixes=PREDICTION_SUFFIXES) as tmp:
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                write(f)
+    print(f"Predicted {len(texts)} texts in {seconds:.2f}s "
+          f"({len(texts) / max(seconds, 1e-9):.1f}/s)", file=sys.stderr)
+
+
+def _run_on_beam(args: argparse.Namespace, texts: list[str]) -> None:
+    try:
+        from bert_layer.inference.beam import run_predict_pipeline
+    except ImportError as e:
+        raise ValueError(f"--runner beam needs Apache Beam ({e}); install it with "
+                         f"pip install \"bert_layer[beam]\".") from None
+    start = time.perf_counter()
+    run_predict_pipeline(args.model, texts, args.output,
+                         fmt=args.format,
+                         batch_size=args.batch_size, beam_args=args.beam_option or [],
+                         overwrite=args.overwrite)
+    seconds = time.perf_counter() - start
+    print(f"Predicted {len(texts)} texts on Beam in {seconds:.2f}s "
+          f"({len(texts) / max(seconds, 1e-9):.0f}/s)", file=sys.stderr)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="classify texts with a frozen graph or saved model.",
+                       description="Classifies the texts of a TSV/CSV file (or lines on "
+                       "standard input) in length-grouped batches and writes label and "
+                       "probabilities per text, in input order, as CSV or JSON lines.")
+    p.add_argument("--model", required=True,
+                   help="frozen graph (.pb), serving SavedModel folder or saved model (.keras)")
+    p.add_argument("--input", help="TSV/CSV file with a header, or a .txt file of one text "
+                   "per line; default: lines on stdin")
+    p.add_argument("--output", help="output file (.csv or .jsonl); default: stdout")
+    p.add_argument("--format", choices=("csv", "jsonl"), help="default: from --output, else csv")
+    add_data_columns(p, labels=False)
+    p.add_argument("--batch-size", type=int, default=32)
+    add_precision_argument(p, default=None)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--runner", choices=("local", "beam"), default="local",
+                   help="local: this process; beam: an Apache Beam pipeline (RunInference), "
+                   "needs pip install \"bert_layer[beam]\" (default local)")
+    p.add_argument("--beam-option", action="append", metavar="OPTION",
+                   help="a Beam pipeline option, repeatable, written with '=': "
+                   "--beam-option=--direct_num_workers=2 "
+                   "--beam-option=--direct_running_mode=multi_processing, or "
+                   "--beam-option=--runner=DataflowRunner ...")
+    p.set_defaults(run=run, check=check)

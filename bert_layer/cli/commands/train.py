@@ -1,0 +1,136 @@
+"""`bert-layer train`: fine-tune a classifier on a TSV/CSV file."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from bert_layer.choices import DISTRIBUTE_CHOICES, VECTOR_POOLINGS
+from bert_layer.cli.columns import add_data_columns, declared_labels, read_labelled
+from bert_layer.cli.precision_flag import add_precision_argument
+from bert_layer.text import TOKENIZER_NAMES
+from bert_layer.training.specs import ClassifierSpec, TrainConfig, default
+
+_CONFIG = TrainConfig()  # The defaults, defined there once.
+
+
+def check(args: argparse.Namespace) -> None:
+    """Everything that needs no TensorFlow: settings, output path, data (with a summary)."""
+    args.config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        warmup_fraction=args.warmup_fraction, seed=args.seed, bucket=not args.no_bucketing,
+        distribute=args.distribute)
+    if args.resume and args.distribute == "multi-worker":
+        raise ValueError("--resume is not supported with --distribute multi-worker (each worker "
+                         "would need its own backup); rerun without --resume.")
+    if args.max_train_rows is not None and args.max_train_rows < 1:
+        raise ValueError(f"--max-train-rows must be >= 1; received {args.max_train_rows}.")
+    if args.distribute == "multi-worker":  # The cluster first: before any output or data.
+        from bert_layer.training.distribute import check_tf_config
+        check_tf_config(os.environ.get("TF_CONFIG"))
+    from bert_layer.data.checks import summary, warnings_for  # numpy: after the cheap checks
+    from bert_layer.outputs import check_output_free
+
+    inputs = [args.module, args.train] + ([args.dev] if args.dev else [])
+    check_output_free(args.out, args.overwrite, kind="run", inputs=inputs)
+    train = read_labelled(args.train, args, declared_labels(args))
+    if args.max_train_rows is not None:
+        train = train.take(range(min(args.max_train_rows, len(train))))
+    dev = read_labelled(args.dev, args, train.classes) if args.dev else None
+    for examples in (train, dev) if dev is not None else (train,):
+        print(summary(examples), file=sys.stderr)
+        for warning in warnings_for(examples):
+            print(f"bert-layer train: warning: {warning}", file=sys.stderr)
+    if len(train.classes) < 2 and not args.multi_label:
+        raise ValueError(f"{args.train}: a classifier needs at least 2 classes; found only "
+                         f"{train.classes}. Declare the classes with --labels (e.g. --labels "
+                         f"0,1) if the file lacks examples of some.")
+    args.train_examples, args.dev_examples = train, dev
+
+
+def run(args: argparse.Namespace) -> None:
+    from bert_layer.training.train import train_classifier
+
+    train = args.train_examples
+    spec = ClassifierSpec(module=args.module, class_names=tuple(train.classes),
+                          multi_label=args.multi_label, pooling=args.pooling,
+                          fine_tune_layers=args.fine_tune_layers,
+                          max_seq_length=args.max_seq_length, tokenizer=args.tokenizer,
+                          precision=args.precision)
+    try:
+        report = train_classifier(spec, train, args.dev_examples, args.out, args.config,
+                                  overwrite=args.overwrite, resume=args.resume)
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or a SIGTERM handler's exit.
+        _print_resume_hint(args.out)
+        raise
+    _print_training_summary(report, args.out)
+
+
+def _print_resume_hint(out: str) -> None:
+    import sys
+
+    from bert_layer.training.backup import backup_dir
+
+    if os.path.isdir(backup_dir(out)):
+        print(f"bert-layer train: interrupted; the finished epochs are kept in "
+              f"{backup_dir(out)}. Run the same command with --resume to continue.",
+              file=sys.stderr)
+
+
+def _print_training_summary(report: dict, out: str) -> None:
+    if report["resumed_from_epoch"]:
+        print(f"resumed at epoch {report['resumed_from_epoch']} (epochs before it were "
+              f"finished by an interrupted run)")
+    for epoch in report["epochs"]:
+        scores = "  ".join(f"{k}={v:.4f}" for k, v in epoch.items()
+                           if k.startswith("val_") or k in ("loss", "accuracy"))
+        print(f"epoch {epoch['epoch']}: {scores}  "
+              f"({epoch['examples_per_second']:.1f} examples/s)")
+    distribution = report["distribution"]
+    written = (f"Model and report in {out}" if distribution["chief"] else
+               "This worker is not the chief: the chief writes the model and report")
+    print(f"{distribution['global_batch_size']} examples a step on {distribution['replicas']} "
+          f"replica(s) of {distribution['workers']} worker(s) ({distribution['strategy']}).")
+    print(f"best epoch {report['best_epoch']}: {report['best']}; "
+          f"{report['wall_seconds']:.0f}s in all. {written}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="fine-tune a classifier on a TSV/CSV file.",
+                       description="Fine-tunes a BertLayer classifier with Keras fit (AdamW, "
+                       "linear warm-up then decay, length-bucketed batches) and saves the best "
+                       "epoch as OUT/model.keras with OUT/report.json.")
+    p.add_argument("--module", required=True, help="hub module folder (bert-layer export)")
+    p.add_argument("--train", required=True, help="training file (.tsv or .csv, with a header)")
+    p.add_argument("--dev", help="validation file: accuracy and F1 each epoch, best epoch kept")
+    p.add_argument("--out", required=True, help="output folder")
+    add_data_columns(p, labels=True)
+    spec = {f: default(ClassifierSpec, f)
+            for f in ("pooling", "fine_tune_layers", "max_seq_length", "tokenizer")}
+    p.add_argument("--pooling", choices=VECTOR_POOLINGS, default=spec["pooling"])
+    p.add_argument("--fine-tune-layers", type=int, default=spec["fine_tune_layers"],
+                   help=f"last N encoder layers to train; -1 trains all "
+                   f"(default {spec['fine_tune_layers']})")
+    p.add_argument("--epochs", type=int, default=_CONFIG.epochs)
+    p.add_argument("--batch-size", type=int, default=_CONFIG.batch_size)
+    p.add_argument("--learning-rate", type=float, default=_CONFIG.learning_rate,
+                   help=f"peak learning rate, > 0 (default {_CONFIG.learning_rate})")
+    p.add_argument("--warmup-fraction", type=float, default=_CONFIG.warmup_fraction)
+    p.add_argument("--max-seq-length", type=int, default=spec["max_seq_length"])
+    p.add_argument("--max-train-rows", type=int, help="use only the first N training rows")
+    p.add_argument("--tokenizer", choices=TOKENIZER_NAMES, default=spec["tokenizer"],
+                   help="graph (tensorflow-text), core (core TensorFlow ops only) or numpy "
+                   "(FullTokenizer in Python); same ids")
+    add_precision_argument(p, default=default(ClassifierSpec, "precision"))
+    p.add_argument("--no-bucketing", action="store_true", help="batches in file order")
+    p.add_argument("--seed", type=int, default=_CONFIG.seed)
+    p.add_argument("--distribute", choices=DISTRIBUTE_CHOICES, default=_CONFIG.distribute,
+                   help="tf.distribute strategy: mirrored = every GPU (else CPU) of this "
+                   "machine; multi-worker = the cluster in TF_CONFIG, one process per worker, "
+                   "the chief writes OUT. --batch-size is per replica (default none)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its last finished epoch (kept in "
+                   "OUT.backup/ until the output is written)")
+    p.set_defaults(run=run, check=check)

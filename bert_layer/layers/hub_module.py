@@ -1,0 +1,230 @@
+"""Reading a TF1 Hub format module without TF1 Hub: meta graphs, variables, signatures.
+
+A module folder holds `saved_model.pb` with one meta graph per tag set, the
+variables they share in `variables/`, and assets. This file knows that format
+and nothing about BERT: any module with a `tokens` signature (ids, mask,
+segments in; `pooled_output`, `sequence_output` out) and a `tokenization_info`
+signature (`vocab_file`, `do_lower_case`) will do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import graph_pb2, node_def_pb2
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+
+from bert_layer.contract import (
+    TOKEN_INPUTS,
+    TOKEN_OUTPUTS,
+    TOKENIZATION_INFO_OUTPUTS,
+    TOKENIZATION_INFO_SIGNATURE,
+    TOKENS_SIGNATURE,
+)
+
+SAVED_MODEL_FILE = "saved_model.pb"
+VARIABLES_PREFIX = os.path.join("variables", "variables")
+ASSETS_COLLECTION = "saved_model_assets"  # tf.compat.v1.saved_model.ASSETS_KEY
+# Op types that hold a variable; the imported graph reads ours in their place.
+_RESOURCE_VARIABLE_OPS = ("VarHandleOp",)
+_REF_VARIABLE_OPS = ("VariableV2", "Variable")
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizationInfo:
+    vocab_file: str
+    do_lower_case: bool
+
+
+def _node_name(tensor_name: str) -> str:
+    return tensor_name.split(":")[0].lstrip("^")
+
+
+class HubModule:
+    """A TF1 Hub format module on disk, read once.
+
+    Args:
+      path: the module folder (holding `saved_model.pb` and `variables/`).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.path.abspath(os.fspath(path))
+        pb_file = os.path.join(self.path, SAVED_MODEL_FILE)
+        if not os.path.isdir(self.path):
+            raise FileNotFoundError(f"Hub module folder not found: {path}")
+        if not os.path.isfile(pb_file):
+            raise FileNotFoundError(
+                f"{path} is not a hub module: {SAVED_MODEL_FILE} is missing "
+                f"(found {sorted(os.listdir(self.path))}). Export one with `bert-layer export`.")
+        saved_model = saved_model_pb2.SavedModel()
+        with open(pb_file, "rb") as f:
+            saved_model.ParseFromString(f.read())
+        self.meta_graphs: dict[frozenset, meta_graph_pb2.MetaGraphDef] = {
+            frozenset(mg.meta_info_def.tags): mg for mg in saved_model.meta_graphs}
+        self._check_signature(TOKENS_SIGNATURE, TOKEN_INPUTS, TOKEN_OUTPUTS)
+        self._check_signature(TOKENIZATION_INFO_SIGNATURE, (), TOKENIZATION_INFO_OUTPUTS)
+
+    def meta_graph(self, tags: frozenset) -> meta_graph_pb2.MetaGraphDef:
+        """The meta graph for `tags`, or the inference graph ({}) if the module lacks them."""
+        if tags in self.meta_graphs:
+            return self.meta_graphs[tags]
+        if frozenset() in self.meta_graphs:
+            return self.meta_graphs[frozenset()]
+        raise ValueError(f"{self.path} has no meta graph tagged {set(tags) or '{}'} "
+                         f"(available: {[set(t) for t in self.meta_graphs]}).")
+
+    def has_signature(self, name: str) -> bool:
+        """True if every meta graph has the signature `name`."""
+        return all(name in mg.signature_def for mg in self.meta_graphs.values())
+
+    def check_token_signature(self, name: str) -> None:
+        """Raises ValueError unless signature `name` takes and gives what `tokens` does."""
+        self._check_signature(name, TOKEN_INPUTS, TOKEN_OUTPUTS)
+
+    def _check_signature(self, name: str, inputs: tuple[str, ...],
+                         outputs: tuple[str, ...]) -> None:
+        for tags, meta_graph in self.meta_graphs.items():
+            signatures = meta_graph.signature_def
+            if name not in signatures:
+                raise ValueError(
+                    f"{self.path} (tags {set(tags) or '{}'}) lacks the `{name}` signature "
+                    f"(available signatures: {sorted(signatures)}).")
+            signature = signatures[name]
+            missing = [k for k in inputs if k not in signature.inputs]
+            missing += [k for k in outputs if k not in signature.outputs]
+            if missing:
+                raise ValueError(
+                    f"{self.path}: signature `{name}` lacks {missing} (has inputs "
+                    f"{sorted(signature.inputs)}, outputs {sorted(signature.outputs)}).")
+
+    def _variables_reader(self):
+        return tf.train.load_checkpoint(os.path.join(self.path, VARIABLES_PREFIX))
+
+    def variable_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every variable stored in the module: its shape, by its name in the module."""
+        shapes = self._variables_reader().get_variable_to_shape_map()
+        return {name: tuple(shape) for name, shape in sorted(shapes.items())}
+
+    def variable_values(self) -> dict[str, np.ndarray]:
+        """Every variable stored in the module, by its name in the module."""
+        reader = self._variables_reader()
+        return {name: reader.get_tensor(name)
+                for name in sorted(reader.get_variable_to_shape_map())}
+
+    def variable_nodes(self, tags: frozenset) -> dict[str, str]:
+        """Variable name -> the tensor in the graph that stands for its value or handle."""
+        nodes = {}
+        for node in self.meta_graph(tags).graph_def.node:
+            if node.op in _RESOURCE_VARIABLE_OPS:
+                nodes[node.name] = f"{node.name}:0"
+            elif node.op in _REF_VARIABLE_OPS:
+                # Ref variables are read through `<name>/read`; we feed that.
+                nodes[node.name] = f"{node.name}/read:0"
+        return nodes
+
+    def signature_graph(self, tags: frozenset, signature: str) -> tuple[
+            graph_pb2.GraphDef, dict[str, str], dict[str, str]]:
+        """The part of the graph a signature needs, with its input and output tensor names."""
+        meta_graph = self.meta_graph(tags)
+        sig = meta_graph.signature_def[signature]
+        outputs = {k: v.name for k, v in sig.outputs.items()}
+        inputs = {k: v.name for k, v in sig.inputs.items()}
+        graph_def = tf.compat.v1.graph_util.extract_sub_graph(
+            meta_graph.graph_def, sorted({_node_name(n) for n in outputs.values()}))
+        _keep_called_functions(graph_def)
+        return graph_def, inputs, outputs
+
+    def tokenization_info(self) -> TokenizationInfo:
+        """The vocabulary (resolved inside this module's `assets/`) and casing."""
+        meta_graph = self.meta_graph(frozenset())
+        sig = meta_graph.signature_def[TOKENIZATION_INFO_SIGNATURE]
+        nodes = {n.name: n for n in meta_graph.graph_def.node}
+        assets = _asset_files(meta_graph)
+        asset = _find_asset(_node_name(sig.outputs["vocab_file"].name), nodes, assets)
+        if asset is None:
+            raise ValueError(f"{self.path}: tokenization_info's vocab_file is not a bundled "
+                             f"asset (assets: {sorted(assets.values())}).")
+        vocab_file = os.path.join(self.path, "assets", asset)
+        if not os.path.isfile(vocab_file):
+            raise FileNotFoundError(f"{self.path}: the vocabulary asset {vocab_file} is missing.")
+        lower = nodes[_node_name(sig.outputs["do_lower_case"].name)]
+        if lower.op != "Const":
+            raise ValueError(f"{self.path}: tokenization_info's do_lower_case must be a "
+                             f"constant; found a {lower.op} op.")
+        do_lower_case = bool(tf.make_ndarray(lower.attr["value"].tensor))
+        return TokenizationInfo(vocab_file=vocab_file, do_lower_case=do_lower_case)
+
+
+def _called_functions(node: node_def_pb2.NodeDef) -> list[str]:
+    """Names `node` may call: its op (if a function) and the functions in its attributes."""
+    names = [node.op]
+    for value in node.attr.values():
+        if value.HasField("func"):
+            names.append(value.func.name)
+        names.extend(f.name for f in value.list.func)
+    return names
+
+
+def _keep_called_functions(graph_def: graph_pb2.GraphDef) -> None:
+    """Drops the library functions no node of `graph_def` reaches, in place.
+
+    `extract_sub_graph` keeps the whole library, e.g. the `text` signature's tokenizer
+    functions in the `tokens` graph. Importing them is not only waste: their names are unique
+    only within the exporting process, so a same-named, different function already known to
+    this process (another module, or this one exported here) makes the import fail.
+    """
+    functions = {f.signature.name: f for f in graph_def.library.function}
+    gradients = {g.function_name: g.gradient_func for g in graph_def.library.gradient}
+    used: set[str] = set()
+    stack = [name for node in graph_def.node for name in _called_functions(node)]
+    while stack:
+        name = stack.pop()
+        if name in used or name not in functions:
+            continue
+        used.add(name)
+        stack.extend(n for node in functions[name].node_def for n in _called_functions(node))
+        if name in gradients:
+            stack.append(gradients[name])
+    kept_functions = [functions[name] for name in sorted(used)]
+    kept_gradients = [g for g in graph_def.library.gradient if g.function_name in used]
+    del graph_def.library.function[:]
+    del graph_def.library.gradient[:]
+    graph_def.library.function.extend(kept_functions)
+    graph_def.library.gradient.extend(kept_gradients)
+
+
+def _asset_files(meta_graph: meta_graph_pb2.MetaGraphDef) -> dict[str, str]:
+    """Asset node name -> file name in `assets/`.
+
+    TF2 writers list assets in `asset_file_def`; TF1's SavedModelBuilder (which writes hub
+    modules) lists them only in the `saved_model_assets` collection, as packed AssetFileDefs.
+    """
+    asset_defs = list(meta_graph.asset_file_def)
+    if ASSETS_COLLECTION in meta_graph.collection_def:
+        for packed in meta_graph.collection_def[ASSETS_COLLECTION].any_list.value:
+            asset_def = meta_graph_pb2.AssetFileDef()
+            packed.Unpack(asset_def)
+            asset_defs.append(asset_def)
+    return {_node_name(a.tensor_info.name): a.filename for a in asset_defs}
+
+
+def _find_asset(start: str, nodes: dict, assets: dict[str, str]) -> str | None:
+    """Walks back from `start` to an asset tensor, through inputs and variable assignments."""
+    assigned_from: dict[str, list[str]] = {}
+    for node in nodes.values():
+        if node.op in ("AssignVariableOp", "Assign") and node.input:
+            assigned_from.setdefault(_node_name(node.input[0]), []).append(node.name)
+    seen, stack = set(), [start]
+    while stack:
+        name = stack.pop()
+        if name in seen or name not in nodes:
+            continue
+        seen.add(name)
+        if name in assets:
+            return assets[name]
+        stack.extend(_node_name(i) for i in nodes[name].input)
+        stack.extend(assigned_from.get(name, []))
+    return None

@@ -1,0 +1,74 @@
+"""A text classifier: raw strings in, a BertLayer body, a softmax or sigmoid head."""
+
+from __future__ import annotations
+
+import keras
+
+from bert_layer.layers.layer import BertLayer
+from bert_layer.layers.precision import policy_name
+from bert_layer.training.specs import ClassifierSpec  # noqa: F401  (also importable from here)
+
+
+@keras.saving.register_keras_serializable(package="bert_layer")
+class ClassifierHead(keras.layers.Dense):
+    """The output layer: one unit per class, softmax (sigmoid when multi_label). Its config
+    carries the class names, so a saved model predicts with them wherever it is copied.
+
+    Args:
+      class_names: the classes, in output order.
+      multi_label: independent sigmoids instead of a softmax.
+      **kwargs: `keras.layers.Dense` arguments other than units and activation.
+    """
+
+    def __init__(self, class_names, multi_label: bool = False, **kwargs):
+        kwargs.update(units=len(class_names), activation="sigmoid" if multi_label else "softmax")
+        super().__init__(**kwargs)
+        self.class_names = [str(c) for c in class_names]
+        self.multi_label = bool(multi_label)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(class_names=self.class_names, multi_label=self.multi_label)
+        return config
+
+
+def find_head(model: keras.Model) -> ClassifierHead | None:
+    """The model's ClassifierHead (None for models saved before it existed)."""
+    heads = [layer for layer in model.layers if isinstance(layer, ClassifierHead)]
+    return heads[0] if len(heads) == 1 else None
+
+
+@keras.saving.register_keras_serializable(package="bert_layer")
+class F1Score(keras.metrics.F1Score):
+    """Keras's F1 as one number: the positive class's F1 for two classes (as GLUE's MRPC
+    reports it), else the macro average; so ModelCheckpoint can monitor it."""
+
+    def __init__(self, num_classes: int = 2, threshold: float | None = None,
+                 name: str = "f1", dtype=None):
+        self.num_classes = num_classes
+        average = None if num_classes == 2 and threshold is None else "macro"
+        super().__init__(average=average, threshold=threshold, name=name, dtype=dtype)
+
+    def result(self):
+        result = super().result()
+        return result[1] if self.average is None else result
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.pop("average", None)
+        config["num_classes"] = self.num_classes
+        return config
+
+
+def build_classifier(spec: ClassifierSpec) -> keras.Model:
+    """strings [batch] -> class probabilities [batch, n_classes]."""
+    text = keras.Input(shape=(), dtype="string", name="text")
+    body = BertLayer(spec.module, max_seq_length=spec.max_seq_length, pooling=spec.pooling,
+                     n_fine_tune_layers=spec.fine_tune_layers, tokenizer=spec.tokenizer,
+                     dtype=policy_name(spec.precision), name="bert")
+    x = keras.layers.Dropout(spec.head_dropout, name="head_dropout")(body(text))
+    # The head stays float32 under any policy: its softmax is the output.
+    probabilities = ClassifierHead(
+        spec.class_names, spec.multi_label, name="probabilities", dtype="float32",
+        kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02))(x)
+    return keras.Model(text, probabilities, name="bert_classifier")
