@@ -7,7 +7,9 @@ Helpers live in modules of their own (import them by name, not from conftest):
 Fixtures (session-scoped, each writes its folder once):
   tiny_checkpoint_dir, tiny_module_dir, default_model_dir, default_checkpoint_dir,
   default_module_dir, sst2_dev, mrpc_dev.
-Tests marked `integration` use the real default model or ../shared/data.
+Tests marked `integration` use the real default model or ../shared/data; tests marked `large`
+(real-model accuracy, multi-worker, Beam, anything over ~20 s) are left out of the default
+tier: `pytest -m "not large"` runs in under 5 minutes, `pytest tests` runs everything.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from tiny import TINY_CONFIG, TINY_VOCAB, random_weights
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "integration: uses the real default model or ../shared/data")
+    config.addinivalue_line(
+        "markers", "large: real-model accuracy, multi-worker, Beam or over ~20 s (not in the "
+        "default tier)")
 
 
 @pytest.fixture(scope="session")
