@@ -7,6 +7,7 @@ either source works on both sides. Scope patterns find Google's variable groups 
 
 from __future__ import annotations
 
+import os
 import re
 
 # Tag sets as the TF1 Hub format names them: the empty set is inference.
@@ -25,8 +26,29 @@ TEXT_INPUT = "text"
 TOKENIZATION_INFO_OUTPUTS = ("vocab_file", "do_lower_case")
 
 # Google's variable scopes (see bert_layer.export.names for the full table).
-ENCODER_LAYER_SCOPE = "bert/encoder/layer_{}/"
 LAYER_INDEX = re.compile(r"(?:^|/)layer_(\d+)/")
 EMBEDDINGS = re.compile(r"(?:^|/)embeddings/")
 POOLER = re.compile(r"(?:^|/)pooler/")
 POSITION_EMBEDDINGS = re.compile(r"(?:^|/)embeddings/position_embeddings$")
+
+# The SavedModel layout every saved folder here shares: the hub module, the serving model.
+SAVED_MODEL_FILE = "saved_model.pb"
+VARIABLES_PREFIX = os.path.join("variables", "variables")
+
+
+def read_saved_model(folder: str):
+    """The `SavedModel` proto of `folder` (a hub module or a serving model): the one parser of
+    saved_model.pb, so that a truncated or foreign file is one line everywhere."""
+    from google.protobuf.message import DecodeError  # Lazy: importing TensorFlow is slow.
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = os.path.join(folder, SAVED_MODEL_FILE)
+    saved_model = saved_model_pb2.SavedModel()
+    try:
+        with open(path, "rb") as f:
+            saved_model.ParseFromString(f.read())
+    except DecodeError:
+        raise ValueError(f"{path} is not a readable SavedModel (truncated or corrupt?).") from None
+    if not saved_model.meta_graphs:
+        raise ValueError(f"{path} is not a readable SavedModel: it holds no meta graph.")
+    return saved_model

@@ -44,6 +44,23 @@ class OutputError(ValueError):
     """An output path that bert-layer must not write or replace; the message says why."""
 
 
+def output_format(path: str | None, formats: dict[str, str], *, named: str | None = None,
+                  default: str | None = None) -> str:
+    """The format of an output file: `named` (a --format flag), else the one `path`'s suffix
+    maps to in `formats` (suffix -> format), else `default`. Refuses a flag that contradicts the
+    suffix and, without a default, a suffix outside `formats`."""
+    suffix = os.path.splitext(path or "")[1].lower()
+    by_suffix = formats.get(suffix)
+    if named and by_suffix and named != by_suffix:
+        raise ValueError(f"--format {named} does not match --output {path}, a {by_suffix} file "
+                         f"name: drop --format, or name the output for {named}.")
+    found = named or by_suffix or default
+    if found is None:
+        raise ValueError(f"--output {path}: expected a file ending in "
+                         f"{' or '.join(formats)}, found {suffix or 'no extension'}.")
+    return found
+
+
 def check_output_free(path: str | os.PathLike, overwrite: bool, *, is_dir: bool = True,
                       kind: str | None = None, inputs: Sequence[str | os.PathLike] = (),
                       suffixes: Sequence[str] = FILE_SUFFIXES) -> None:

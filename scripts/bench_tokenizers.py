@@ -24,8 +24,9 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
-from bench_common import module_folder  # noqa: E402
+from benchlib import module_folder  # noqa: E402
 
+from bert_layer.choices import DEFAULT_MAX_SEQ_LENGTH  # noqa: E402
 from bert_layer.data.examples import read_examples  # noqa: E402
 from bert_layer.inference.freeze import freeze_model  # noqa: E402
 from bert_layer.inference.runtimes import FrozenClassifier  # noqa: E402
@@ -38,7 +39,7 @@ DEFAULT_CHECKPOINT = PROJECT_ROOT / "checkpoints" / "all-minilm-l6-v2"
 DEFAULT_DEV = PROJECT_ROOT.parent / "shared" / "data" / "sst2" / "glue_dev.tsv"
 KINDS = ("graph", "core")
 BATCH_SIZE = 32
-MAX_SEQ_LENGTH = 128
+MAX_SEQ_LENGTH = DEFAULT_MAX_SEQ_LENGTH
 
 
 def batches_of(texts: list[str]) -> list[list[str]]:

@@ -26,10 +26,16 @@ from test_layer import (
 )
 from tiny import TINY_CONFIG
 
-from bert_layer.contract import INFERENCE_TAGS, TOKEN_INPUTS, TOKENS_SIGNATURE, TRAIN_TAGS
+from bert_layer.contract import (
+    INFERENCE_TAGS,
+    SAVED_MODEL_FILE,
+    TOKEN_INPUTS,
+    TOKENS_SIGNATURE,
+    TRAIN_TAGS,
+)
 from bert_layer.export.checkpoint import load_checkpoint
 from bert_layer.layers.graph_import import import_signature
-from bert_layer.layers.hub_module import SAVED_MODEL_FILE, HubModule
+from bert_layer.layers.hub_module import HubModule
 from bert_layer.layers.layer import BertLayer
 
 MAX_LEN = 24

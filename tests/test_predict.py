@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from bert_layer.cli.commands.predict import output_format
+from bert_layer.cli.commands.predict import prediction_format
 from bert_layer.data.batching import estimate_length
 from bert_layer.inference.predict import predict_probabilities, write_predictions
 from bert_layer.inference.runtimes import KerasClassifier, load_classifier
@@ -161,11 +161,11 @@ def test_write_unknown_format():
     ("out.json", None, "jsonl"), ("OUT.JSONL", None, "jsonl"), ("out.txt", None, "csv"),
     ("out.txt", "jsonl", "jsonl"), ("out.jsonl", "jsonl", "jsonl"), (None, "jsonl", "jsonl")])
 def test_output_format(path, fmt, expected):
-    assert output_format(path, fmt) == expected
+    assert prediction_format(path, fmt) == expected
 
 
 @pytest.mark.parametrize("path, fmt", [("out.csv", "jsonl"), ("out.jsonl", "csv"),
                                        ("out.json", "csv")])
 def test_output_format_contradicting_the_file_name(path, fmt):
     with pytest.raises(ValueError, match=rf"--format {fmt} does not match --output {path}"):
-        output_format(path, fmt)
+        prediction_format(path, fmt)

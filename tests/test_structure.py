@@ -1,4 +1,5 @@
-"""The layout's promises: dependencies run one way, and no generic top-level `export` package.
+"""The layout's promises: one rule per folder (dependencies run one way, floor by floor),
+readers never import writers, every module imports first, and no generic top-level `export`.
 
 Walks every module's imports (its source, not a running interpreter), so a lazy import inside a
 function counts as much as one at the top.
@@ -22,7 +23,25 @@ EXPORT_MAY_IMPORT = ("bert_layer.text", "bert_layer.contract", "bert_layer.outpu
                      "bert_layer.choices",
                      "bert_layer.export")
 # Only the command line stands above both sides.
-CLI_MODULES = ("bert_layer.cli.main", "bert_layer.cli.commands")
+CLI_MODULES = ("bert_layer.cli",)
+# The ground floor: plain names and rules that every folder may use.
+GROUND = ("bert_layer.contract", "bert_layer.outputs", "bert_layer.choices")
+# One rule per folder: what its modules may import of the project, floor by floor from the
+# ground up (export: EXPORT_MAY_IMPORT; cli: anything).
+FOLDER_MAY_IMPORT = {
+    "bert_layer.text": GROUND + ("bert_layer.text",),
+    "bert_layer.layers": GROUND + ("bert_layer.text", "bert_layer.layers"),
+    "bert_layer.data": GROUND + ("bert_layer.text", "bert_layer.data"),
+    "bert_layer.training": GROUND + ("bert_layer.text", "bert_layer.layers", "bert_layer.data",
+                                     "bert_layer.training"),
+    "bert_layer.inference": GROUND + ("bert_layer.text", "bert_layer.layers", "bert_layer.data",
+                                      "bert_layer.training", "bert_layer.inference"),
+}
+# Readers of saved models never import the writers (nor, through them, Keras).
+READERS = ("bert_layer.inference.formats", "bert_layer.inference.inspect",
+           "bert_layer.inference.custom_ops")
+WRITERS = ("bert_layer.inference.freeze", "bert_layer.inference.serving",
+           "bert_layer.inference.graphs", "bert_layer.export")
 
 
 def _modules() -> dict[str, str]:
@@ -80,6 +99,110 @@ def test_dependencies_run_one_way(module):
     if _within(module, ("bert_layer.text",)):
         wrong = sorted(n for n in imported if not _within(n, ("bert_layer.text",)))
         assert not wrong, f"the text pipeline {module} imports {wrong}"
+
+
+def _floor_rule(module: str) -> tuple[str, ...] | None:
+    if module in GROUND:
+        return GROUND
+    return next((rule for folder, rule in FOLDER_MAY_IMPORT.items()
+                 if _within(module, (folder,))), None)
+
+
+def test_every_module_has_a_floor():
+    """A new folder or root module needs its rule here before it lands."""
+    homeless = sorted(m for m in MODULES if _floor_rule(m) is None and not _within(
+        m, CLI_MODULES + ("bert_layer.export",)) and m != "bert_layer")
+    assert not homeless, f"modules outside every folder rule: {homeless}"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _floor_rule(m) is not None))
+def test_each_folder_imports_only_its_floor_and_below(module):
+    allowed = _floor_rule(module)
+    wrong = sorted(n for n in _imports(MODULES[module])
+                   if n != "bert_layer" and not _within(n, allowed))
+    assert not wrong, f"{module} may import only {allowed}; it imports {wrong}"
+
+
+def _closure(module: str) -> set[str]:
+    """`module` and every project module it imports, directly or not."""
+    seen, todo = set(), [module]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in MODULES:
+            continue
+        seen.add(name)
+        todo.extend(_imports(MODULES[name]))
+    return seen
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_readers_never_import_writers_or_keras(reader):
+    closure = _closure(reader)
+    writers = sorted(m for m in closure if _within(m, WRITERS))
+    assert not writers, f"{reader} imports the writers {writers}"
+    keras_users = sorted(m for m in closure if "keras" in _external_imports(MODULES[m]))
+    assert not keras_users, f"{reader} loads Keras through {keras_users}"
+
+
+def _external_imports(path: str) -> set[str]:
+    tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_no_import_circle():
+    graph = {m: {n for n in _imports(path) if n in MODULES and n != m}
+             for m, path in MODULES.items()}
+    done, stack = set(), []
+
+    def visit(module: str) -> None:
+        if module in stack:
+            circle = stack[stack.index(module):] + [module]
+            raise AssertionError("import circle: " + " -> ".join(circle))
+        if module in done:
+            return
+        stack.append(module)
+        for name in sorted(graph[module]):
+            if name.rsplit(".", 1)[0] != module:  # A package importing its own submodule.
+                visit(name)
+        stack.pop()
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module)
+
+
+FIRST_IMPORT_SCRIPT = """
+import importlib, os, sys
+from concurrent.futures import ProcessPoolExecutor
+import multiprocessing as mp
+
+def first(name):
+    import subprocess
+    r = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True)
+    return name, r.returncode, (r.stderr.strip().splitlines() or [""])[-1]
+
+if __name__ == "__main__":
+    with ProcessPoolExecutor(2) as pool:
+        for name, code, last in pool.map(first, sys.argv[1:]):
+            if code:
+                print(f"{name}: {last}")
+"""
+
+
+@pytest.mark.large
+def test_every_module_imports_first_in_a_fresh_process():
+    """Each module alone, first, in a new interpreter (keras registration hooks included)."""
+    names = sorted(m for m in MODULES if not m.endswith("__main__"))
+    result = subprocess.run([sys.executable, "-c", FIRST_IMPORT_SCRIPT, *names],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == "", f"modules that fail to import first:\n{result.stdout}"
 
 
 def test_no_top_level_export_package_even_from_the_repository_root():

@@ -17,9 +17,8 @@ import sys
 from collections.abc import Iterable
 
 from tensorflow.core.framework import graph_pb2
-from tensorflow.core.protobuf import saved_model_pb2
 
-SAVED_MODEL_FILE = "saved_model.pb"
+from bert_layer.contract import read_saved_model
 
 # Importable modules that register custom ops, with the pip name that installs each.
 CUSTOM_OP_PACKAGES = (("tensorflow_text", "tensorflow-text"),)
@@ -54,9 +53,7 @@ def graph_op_types(graph_def: graph_pb2.GraphDef) -> set[str]:
 
 def saved_model_op_types(folder: str) -> set[str]:
     """Op types of every meta graph of the SavedModel (or hub module) in `folder`."""
-    saved_model = saved_model_pb2.SavedModel()
-    with open(os.path.join(folder, SAVED_MODEL_FILE), "rb") as f:
-        saved_model.ParseFromString(f.read())
+    saved_model = read_saved_model(folder)
     return {op for meta_graph in saved_model.meta_graphs
             for op in graph_op_types(meta_graph.graph_def)}
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import zipfile
 
+from bert_layer.contract import SAVED_MODEL_FILE
+
 KERAS_SUFFIX = ".keras"
 FROZEN_SUFFIX = ".pb"
 FROZEN_SUFFIXES = (FROZEN_SUFFIX,)
@@ -37,7 +39,7 @@ def check_model_file(path: str, suffixes: tuple[str, ...] = (KERAS_SUFFIX, FROZE
     """
     expected = " or ".join(_WHAT[s] for s in suffixes)
     if os.path.isdir(path):
-        if SAVED_MODEL in suffixes and os.path.isfile(os.path.join(path, "saved_model.pb")):
+        if SAVED_MODEL in suffixes and os.path.isfile(os.path.join(path, SAVED_MODEL_FILE)):
             return SAVED_MODEL
         raise ValueError(f"{path} is a folder; {command} expects {expected}.")
     suffix = os.path.splitext(path)[1].lower()

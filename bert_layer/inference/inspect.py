@@ -13,13 +13,12 @@ import os
 
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2, tensor_shape_pb2
-from tensorflow.core.protobuf import saved_model_pb2
 
-from bert_layer.inference.custom_ops import SAVED_MODEL_FILE, audit_ops, graph_op_types
+from bert_layer.contract import SAVED_MODEL_FILE, VARIABLES_PREFIX, read_saved_model
+from bert_layer.inference.custom_ops import audit_ops, graph_op_types
 from bert_layer.inference.formats import read_graph_def
 
 HUB_MODULE_FILE = "tfhub_module.pb"
-_VARIABLES = os.path.join("variables", "variables")
 _OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"  # The TF2 checkpoint's own bookkeeping.
 
 
@@ -86,9 +85,9 @@ def _signature_infos(signature_defs) -> tuple[SignatureInfo, ...]:
 
 def _variable_sizes(folder: str) -> tuple[int, int, int]:
     """(tensors, values, bytes) of the checkpoint in `folder`/variables (strings: 0 bytes)."""
-    if not os.path.isfile(os.path.join(folder, _VARIABLES + ".index")):
+    if not os.path.isfile(os.path.join(folder, VARIABLES_PREFIX + ".index")):
         return 0, 0, 0
-    reader = tf.train.load_checkpoint(os.path.join(folder, _VARIABLES))
+    reader = tf.train.load_checkpoint(os.path.join(folder, VARIABLES_PREFIX))
     shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
     names = [n for n in shapes if not n.startswith(_OBJECT_GRAPH_KEY)]
     values = {n: math.prod(shapes[n]) for n in names}
@@ -97,9 +96,7 @@ def _variable_sizes(folder: str) -> tuple[int, int, int]:
 
 
 def _inspect_saved_model(folder: str) -> Inspection:
-    saved_model = saved_model_pb2.SavedModel()
-    with open(os.path.join(folder, SAVED_MODEL_FILE), "rb") as f:
-        saved_model.ParseFromString(f.read())
+    saved_model = read_saved_model(folder)
     signatures, ops = {}, set()
     for meta_graph in saved_model.meta_graphs:
         tags = "{" + ", ".join(sorted(meta_graph.meta_info_def.tags)) + "}"

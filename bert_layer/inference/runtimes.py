@@ -16,9 +16,8 @@ from typing import Protocol
 import numpy as np
 import tensorflow as tf
 
-from bert_layer.contract import TOKEN_INPUTS
+from bert_layer.contract import SAVED_MODEL_FILE, TOKEN_INPUTS
 from bert_layer.inference.custom_ops import (
-    SAVED_MODEL_FILE,
     graph_op_types,
     register_ops_for,
     saved_model_op_types,
@@ -26,6 +25,7 @@ from bert_layer.inference.custom_ops import (
 from bert_layer.inference.formats import (
     CLASS_NAMES,
     DO_LOWER_CASE,
+    FROZEN_SUFFIX,
     KERAS_SUFFIX,
     MAX_SEQ_LENGTH,
     MULTI_LABEL,
@@ -282,9 +282,9 @@ def load_classifier(path: str | os.PathLike, precision: str | None = None) -> Cl
                              f"written; write it again with `bert-layer freeze --format "
                              f"saved_model --precision {precision}`.")
         return SavedModelClassifier(path)
-    if path.endswith(".pb"):
+    if path.endswith(FROZEN_SUFFIX):
         return FrozenClassifier(path, precision)
-    if path.endswith(".keras"):
+    if path.endswith(KERAS_SUFFIX):
         return KerasClassifier(path, precision)
     raise ValueError(f"Unknown model file {path}: expected a frozen graph (.pb) or a "
                      f"SavedModel folder from `bert-layer freeze`, or a Keras model (.keras) "

@@ -15,18 +15,19 @@ import os
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2, node_def_pb2
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
 
 from bert_layer.contract import (
+    SAVED_MODEL_FILE,
     TOKEN_INPUTS,
     TOKEN_OUTPUTS,
     TOKENIZATION_INFO_OUTPUTS,
     TOKENIZATION_INFO_SIGNATURE,
     TOKENS_SIGNATURE,
+    VARIABLES_PREFIX,
+    read_saved_model,
 )
 
-SAVED_MODEL_FILE = "saved_model.pb"
-VARIABLES_PREFIX = os.path.join("variables", "variables")
 ASSETS_COLLECTION = "saved_model_assets"  # tf.compat.v1.saved_model.ASSETS_KEY
 # Op types that hold a variable; the imported graph reads ours in their place.
 _RESOURCE_VARIABLE_OPS = ("VarHandleOp",)
@@ -59,9 +60,7 @@ class HubModule:
             raise FileNotFoundError(
                 f"{path} is not a hub module: {SAVED_MODEL_FILE} is missing "
                 f"(found {sorted(os.listdir(self.path))}). Export one with `bert-layer export`.")
-        saved_model = saved_model_pb2.SavedModel()
-        with open(pb_file, "rb") as f:
-            saved_model.ParseFromString(f.read())
+        saved_model = read_saved_model(self.path)
         self.meta_graphs: dict[frozenset, meta_graph_pb2.MetaGraphDef] = {
             frozenset(mg.meta_info_def.tags): mg for mg in saved_model.meta_graphs}
         self._check_signature(TOKENS_SIGNATURE, TOKEN_INPUTS, TOKEN_OUTPUTS)

@@ -18,8 +18,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bert_layer.contract import INFERENCE_TAGS, TOKENS_SIGNATURE
-from bert_layer.layers.hub_module import SAVED_MODEL_FILE, HubModule
+from bert_layer.contract import INFERENCE_TAGS, SAVED_MODEL_FILE, TOKENS_SIGNATURE
+from bert_layer.layers.hub_module import HubModule
 
 ASSETS_DIR = "assets"
 _SEARCH_DIRS: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(

@@ -13,7 +13,6 @@ import tensorflow as tf
 UNK_TOKEN = "[UNK]"
 CLS_TOKEN = "[CLS]"
 SEP_TOKEN = "[SEP]"
-PAD_TOKEN = "[PAD]"
 SUFFIX_INDICATOR = "##"
 
 

@@ -15,14 +15,14 @@ def run(args: argparse.Namespace) -> None:
     from bert_layer.inference.embed import (
         EMBEDDING_SUFFIXES,
         embed_texts,
+        embedding_format,
         make_embedder,
-        output_format,
         write_embeddings,
     )
     from bert_layer.outputs import check_output_free
 
     inputs = [args.module] + ([args.input] if args.input not in (None, "-") else [])
-    output_format(args.output)  # Refuse a bad or taken output before the work, not after it.
+    embedding_format(args.output)  # Refuse a bad or taken output before the work, not after it.
     check_output_free(args.output, args.overwrite, is_dir=False, inputs=inputs,
                       suffixes=EMBEDDING_SUFFIXES)
     texts = read_input_texts(args)

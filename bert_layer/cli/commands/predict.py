@@ -7,22 +7,18 @@ import functools
 import sys
 import time
 
-from bert_layer.cli.columns import add_data_columns, read_input_texts
+from bert_layer.cli.columns import add_data_columns, positive_int, read_input_texts
 from bert_layer.cli.precision_flag import add_precision_argument
+from bert_layer.outputs import output_format
 
 FORMAT_OF_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 PREDICTION_SUFFIXES = tuple(FORMAT_OF_SUFFIX)  # What --overwrite may replace.
 
 
-def output_format(path: str | None, fmt: str | None) -> str:
+def prediction_format(path: str | None, fmt: str | None) -> str:
     """--format, else the one --output's extension names, else CSV; refuses a --format that
     contradicts the extension (JSON lines in a .csv file)."""
-    named = next((f for suffix, f in FORMAT_OF_SUFFIX.items()
-                  if path and path.lower().endswith(suffix)), None)
-    if fmt and named and fmt != named:
-        raise ValueError(f"--format {fmt} does not match --output {path}, a {named} file "
-                         f"name: drop --format, or name the output for {fmt}.")
-    return fmt or named or "csv"
+    return output_format(path, FORMAT_OF_SUFFIX, named=fmt, default="csv")
 
 
 def check(args: argparse.Namespace) -> None:
@@ -35,15 +31,13 @@ def check(args: argparse.Namespace) -> None:
     )
     from bert_layer.outputs import check_output_free
 
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1; received {args.batch_size}.")
     check_model_file(args.model, (FROZEN_SUFFIX, SAVED_MODEL, KERAS_SUFFIX), command="predict")
     if args.runner == "beam" and args.output in (None, "-"):  # Before reading standard input.
         raise ValueError("--runner beam writes a file: pass --output FILE (.csv or .jsonl).")
     if args.runner == "beam" and args.precision is not None:
         raise ValueError("--runner beam runs the model as saved: freeze it with --precision "
                          "and leave --precision out here.")
-    args.format = output_format(args.output, args.format)
+    args.format = prediction_format(args.output, args.format)
     if args.output not in (None, "-"):  # Refuse before the work, not after it.
         inputs = [args.model] + ([args.input] if args.input not in (None, "-") else [])
         check_output_free(args.output, args.overwrite, is_dir=False, inputs=inputs,
@@ -114,7 +108,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", help="output file (.csv or .jsonl); default: stdout")
     p.add_argument("--format", choices=("csv", "jsonl"), help="default: from --output, else csv")
     add_data_columns(p, labels=False)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     add_precision_argument(p, default=None)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--runner", choices=("local", "beam"), default="local",

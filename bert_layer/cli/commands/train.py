@@ -6,8 +6,8 @@ import argparse
 import os
 import sys
 
-from bert_layer.choices import DISTRIBUTE_CHOICES, VECTOR_POOLINGS
-from bert_layer.cli.columns import add_data_columns, declared_labels, read_labelled
+from bert_layer.choices import DISTRIBUTE_CHOICES, MIN_CLASSES, VECTOR_POOLINGS
+from bert_layer.cli.columns import add_data_columns, declared_labels, positive_int, read_labelled
 from bert_layer.cli.precision_flag import add_precision_argument
 from bert_layer.text import TOKENIZER_NAMES
 from bert_layer.training.specs import ClassifierSpec, TrainConfig, default
@@ -42,10 +42,10 @@ def check(args: argparse.Namespace) -> None:
         print(summary(examples), file=sys.stderr)
         for warning in warnings_for(examples):
             print(f"bert-layer train: warning: {warning}", file=sys.stderr)
-    if len(train.classes) < 2 and not args.multi_label:
-        raise ValueError(f"{args.train}: a classifier needs at least 2 classes; found only "
-                         f"{train.classes}. Declare the classes with --labels (e.g. --labels "
-                         f"0,1) if the file lacks examples of some.")
+    if len(train.classes) < MIN_CLASSES and not args.multi_label:
+        raise ValueError(f"{args.train}: a classifier needs at least {MIN_CLASSES} classes; "
+                         f"found only {train.classes}. Declare the classes with --labels "
+                         f"(e.g. --labels 0,1) if the file lacks examples of some.")
     args.train_examples, args.dev_examples = train, dev
 
 
@@ -113,7 +113,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"last N encoder layers to train; -1 trains all "
                    f"(default {spec['fine_tune_layers']})")
     p.add_argument("--epochs", type=int, default=_CONFIG.epochs)
-    p.add_argument("--batch-size", type=int, default=_CONFIG.batch_size)
+    p.add_argument("--batch-size", type=positive_int, default=_CONFIG.batch_size)
     p.add_argument("--learning-rate", type=float, default=_CONFIG.learning_rate,
                    help=f"peak learning rate, > 0 (default {_CONFIG.learning_rate})")
     p.add_argument("--warmup-fraction", type=float, default=_CONFIG.warmup_fraction)
