@@ -44,6 +44,8 @@ setup(
         # Beam's tests run in CI too (about 2 minutes of the suite).
         "test": DEFAULT_MODEL + BEAM + [
             "pytest>=8,<10",
+            # The linter CI runs (ruff.toml).
+            "ruff>=0.6,<1",
             "hypothesis>=6.100,<7",
             "scipy>=1.11,<2",
             # hub.KerasLayer is a Keras 2 layer: tensorflow-hub 0.16 needs tf-keras for it.
