@@ -1,5 +1,8 @@
-"""`bert-layer train --distribute multi-worker`: two worker processes on 127.0.0.1 against the
-same training in one process, on 256 rows of SST-2 with the default module."""
+"""`bert-layer train --distribute multi-worker`: two worker processes on 127.0.0.1.
+
+The mechanics (only the chief writes, the workers end with identical weights) on the tiny
+module in the default tier; the comparison with the same training in one process, on 256 rows
+of SST-2 with the default module, in the `large` tier."""
 
 from __future__ import annotations
 
@@ -34,15 +37,21 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
-def _train_command(module_dir: str, out: str, distribute: str, batch_size: int) -> list[str]:
+# The real comparison, and the tiny mechanics run (no dev data, one epoch).
+REAL = ["--max-train-rows", "256", "--epochs", "3", "--learning-rate", "2e-4"]
+TINY = ["--max-train-rows", "64", "--epochs", "1", "--max-seq-length", "32"]
+
+
+def _train_command(module_dir: str, out: str, distribute: str, batch_size: int,
+                   options: list[str], dev: bool = True) -> list[str]:
     train = os.path.join(DATA_DIR, "sst2", "train.tsv")
-    dev = os.path.join(DATA_DIR, "sst2", "glue_dev.tsv")
-    if not (os.path.isfile(train) and os.path.isfile(dev)):
+    dev_file = os.path.join(DATA_DIR, "sst2", "glue_dev.tsv")
+    if not (os.path.isfile(train) and os.path.isfile(dev_file)):
         pytest.skip(f"SST-2 not found under {DATA_DIR}/sst2")
     return [sys.executable, "-m", "bert_layer.cli.main", "train", "--module", module_dir,
-            "--train", train, "--dev", dev, "--out", out, "--max-train-rows", "256",
-            "--epochs", "3", "--batch-size", str(batch_size), "--learning-rate", "2e-4",
-            "--pooling", "mean", "--fine-tune-layers", "-1", "--distribute", distribute]
+            "--train", train, *(["--dev", dev_file] if dev else []), "--out", out, *options,
+            "--batch-size", str(batch_size), "--pooling", "mean", "--fine-tune-layers", "-1",
+            "--distribute", distribute]
 
 
 def _wait_all(processes: list[subprocess.Popen], logs: list[str]) -> None:
@@ -67,9 +76,8 @@ def _start(command: list[str], log: str, env: dict[str, str]) -> subprocess.Pope
                                 env={**os.environ, **env})
 
 
-@pytest.fixture(scope="module")
-def runs(default_module_dir: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = tmp_path_factory.mktemp("multi_worker")
+def _multi_worker_run(module_dir: str, root, options: list[str], dev: bool) -> list[str]:
+    """Two workers training into root/multi/out; returns their scratch folders."""
     ports = _free_ports(2)
     workers = [f"127.0.0.1:{port}" for port in ports]
     processes, logs, scratch = [], [], []
@@ -79,16 +87,29 @@ def runs(default_module_dir: str, tmp_path_factory: pytest.TempPathFactory) -> d
         os.makedirs(scratch[-1])
         logs.append(str(root / f"worker{index}.log"))
         processes.append(_start(
-            _train_command(default_module_dir, str(root / "multi" / "out"), "multi-worker",
-                           PER_REPLICA_BATCH), logs[-1],
+            _train_command(module_dir, str(root / "multi" / "out"), "multi-worker",
+                           PER_REPLICA_BATCH, options, dev), logs[-1],
             {"TF_CONFIG": json.dumps(config), "TMPDIR": scratch[-1],
              DUMP_WEIGHTS_ENV: str(root / f"weights{index}.npz")}))
     _wait_all(processes, logs)
+    return scratch
+
+
+@pytest.fixture(scope="module")
+def mechanics(tiny_module_dir: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("multi_worker_tiny")
+    scratch = _multi_worker_run(tiny_module_dir, root, TINY, dev=False)
+    return {"root": root, "scratch": scratch}
+
+
+@pytest.fixture(scope="module")
+def runs(default_module_dir: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("multi_worker")
+    scratch = _multi_worker_run(default_module_dir, root, REAL, dev=True)
     # One process, the same global batch: 2 replicas x PER_REPLICA_BATCH.
     single_log = str(root / "single.log")
     single = _start(_train_command(default_module_dir, str(root / "single" / "out"), "none",
-                                   2 * PER_REPLICA_BATCH), single_log,
-                    {})
+                                   2 * PER_REPLICA_BATCH, REAL), single_log, {})
     _wait_all([single], [single_log])
     return {"root": root, "scratch": scratch}
 
@@ -98,12 +119,12 @@ def _report(path) -> dict:
         return json.load(f)
 
 
-def test_only_the_chief_writes_outputs(runs):
-    root = runs["root"]
+def test_only_the_chief_writes_outputs(mechanics):
+    root = mechanics["root"]
     assert sorted(os.listdir(root / "multi")) == ["out"]
     assert sorted(os.listdir(root / "multi" / "out")) == [MARKER_FILE, "model.keras",
                                                           "report.json"]
-    for scratch in runs["scratch"]:  # The non-chief's temporary output folder is gone.
+    for scratch in mechanics["scratch"]:  # The non-chief's temporary output folder is gone.
         assert os.listdir(scratch) == []
     distribution = _report(root / "multi" / "out" / "report.json")["distribution"]
     assert distribution == {"strategy": "multi-worker", "workers": 2, "chief": True,
@@ -111,14 +132,15 @@ def test_only_the_chief_writes_outputs(runs):
                             "global_batch_size": 2 * PER_REPLICA_BATCH}
 
 
-def test_the_workers_end_with_identical_weights(runs):
-    root = runs["root"]
+def test_the_workers_end_with_identical_weights(mechanics):
+    root = mechanics["root"]
     first, second = np.load(root / "weights0.npz"), np.load(root / "weights1.npz")
     assert len(first.files) == len(second.files) > 0
     for key in first.files:
         np.testing.assert_array_equal(first[key], second[key], err_msg=key)
 
 
+@pytest.mark.large
 def test_dev_accuracy_within_two_points_of_one_process(runs):
     root = runs["root"]
     multi = _report(root / "multi" / "out" / "report.json")
