@@ -20,6 +20,11 @@ TEXT_INPUT = "text"
 OUTPUT = "probabilities"
 CLASS_NAMES = "class_names"
 MULTI_LABEL = "multi_label"
+# The serving SavedModel's signatures (bert_layer.inference.serving writes them).
+SERVING_SIGNATURE = "serving_default"
+IDS_SIGNATURE = "ids"
+METADATA_SIGNATURE = "metadata"
+SERVING_OUTPUTS = ("probabilities", "label", "label_index")
 # Graphs frozen with the numpy tokenizer take ids; these constants rebuild the tokenizer.
 VOCAB, DO_LOWER_CASE, MAX_SEQ_LENGTH = "vocab", "do_lower_case", "max_seq_length"
 

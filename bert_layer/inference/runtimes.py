@@ -177,7 +177,7 @@ class SavedModelClassifier:
     """
 
     def __init__(self, path: str | os.PathLike):
-        from bert_layer.inference.serving import METADATA_SIGNATURE, SERVING_SIGNATURE
+        from bert_layer.inference.formats import METADATA_SIGNATURE, SERVING_SIGNATURE
 
         self.path = os.fspath(path)
         register_ops_for(saved_model_op_types(self.path), self.path)

@@ -23,21 +23,22 @@ import tensorflow as tf
 
 from bert_layer.choices import MULTI_LABEL_THRESHOLD
 from bert_layer.contract import TOKEN_INPUTS
-from bert_layer.inference.formats import TEXT_INPUT
+from bert_layer.inference.formats import (
+    IDS_SIGNATURE,
+    METADATA_SIGNATURE,
+    SERVING_SIGNATURE,
+    TEXT_INPUT,
+)
 from bert_layer.inference.graphs import find_bert_layer, ids_model, text_model
 from bert_layer.outputs import atomic_output, check_output_free
 from bert_layer.text import SAVABLE_TOKENIZERS
 
-SERVING_SIGNATURE = "serving_default"
-IDS_SIGNATURE = "ids"
-METADATA_SIGNATURE = "metadata"
 SAVED_MODEL_KIND = "saved_model"  # The output kind `--overwrite` checks (bert_layer.outputs).
-OUTPUTS = ("probabilities", "label", "label_index")
 
 
 def _labelled(probabilities: tf.Tensor, class_names: tf.Tensor,
               multi_label: bool) -> dict[str, tf.Tensor]:
-    """The outputs of OUTPUTS for probabilities [B, K] and class_names string [K]."""
+    """The outputs of SERVING_OUTPUTS for probabilities [B, K] and class_names string [K]."""
     index = tf.argmax(probabilities, axis=1)  # int64 [B]
     if multi_label:
         names = tf.broadcast_to(class_names, tf.shape(probabilities))
