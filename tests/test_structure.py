@@ -40,6 +40,9 @@ FOLDER_MAY_IMPORT = {
 # Readers of saved models never import the writers (nor, through them, Keras).
 READERS = ("bert_layer.inference.formats", "bert_layer.inference.inspect",
            "bert_layer.inference.custom_ops")
+# What runs saved models (Keras allowed: it loads .keras files) never imports the writers either.
+LOADERS = ("bert_layer.inference.runtimes", "bert_layer.inference.predict",
+           "bert_layer.inference.beam")
 WRITERS = ("bert_layer.inference.freeze", "bert_layer.inference.serving",
            "bert_layer.inference.graphs", "bert_layer.export")
 
@@ -142,6 +145,12 @@ def test_readers_never_import_writers_or_keras(reader):
     assert not writers, f"{reader} imports the writers {writers}"
     keras_users = sorted(m for m in closure if "keras" in _external_imports(MODULES[m]))
     assert not keras_users, f"{reader} loads Keras through {keras_users}"
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_loaders_never_import_writers(loader):
+    writers = sorted(m for m in _closure(loader) if _within(m, WRITERS))
+    assert not writers, f"{loader} imports the writers {writers}"
 
 
 def _external_imports(path: str) -> set[str]:
