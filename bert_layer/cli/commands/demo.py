@@ -6,6 +6,15 @@ import argparse
 import os
 
 
+def check(args: argparse.Namespace) -> None:
+    """The default model's and the corpus's packages, before TensorFlow loads."""
+    from bert_layer.data.corpora import rotten_tomatoes_path
+    from bert_layer.export.default_model import default_model_dir
+
+    default_model_dir()
+    rotten_tomatoes_path()
+
+
 def run(args: argparse.Namespace) -> None:
     from bert_layer.cli.demo_job import run_demo
     run_demo(args.workdir, args.dispatch, train_rows=args.train_rows, test_rows=args.test_rows,
@@ -23,4 +32,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test-rows", type=int, default=1000)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(run=run)
+    p.set_defaults(check=check, run=run)
