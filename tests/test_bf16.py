@@ -19,9 +19,11 @@ from bert_layer.layers.layer import BertLayer
 TEXTS = ["the movie was great .", "a bad film ||| the plot was fun", "unwanted running !",
          "i love this film , it was very good and not boring"]
 # bfloat16 keeps 8 bits of mantissa (~0.4% relative error per rounding). Through the tiny
-# model's 3 layers the pooled output (tanh, |x| <= 1) moves by ~1e-2 at most; a wrong
-# weight, a missing LayerNorm or unmasked padding moves it by ~1e-1 and more.
-BF16_ATOL = 3e-2
+# model's 3 layers the pooled output (tanh, |x| <= 1) moves by ~1e-2 on CPUs with bf16
+# instructions, and by up to 0.034 measured on an AVX2-only AMD EPYC (no avx512_bf16: the
+# matmuls round more often); a wrong weight, a missing LayerNorm or unmasked padding moves it
+# by ~1e-1 and more.
+BF16_ATOL = 5e-2
 
 
 @pytest.fixture(scope="module")
