@@ -21,6 +21,13 @@ from real_data import DEFAULT_CHECKPOINT_DIR, read_mrpc_dev, read_sst2_dev
 from tiny import TINY_CONFIG, TINY_VOCAB, random_weights
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Real models and real data sets are the large tier too (tens of seconds each here)."""
+    for item in items:
+        if item.get_closest_marker("integration") and not item.get_closest_marker("large"):
+            item.add_marker(pytest.mark.large)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "integration: uses the real default model or ../shared/data")

@@ -49,6 +49,7 @@ def _weights(run_dir: str, kind: str) -> dict[str, np.ndarray]:
     return dict(np.load(os.path.join(run_dir, f"{kind}.npz")))
 
 
+@pytest.mark.large  # A tf.distribute fit: ~40 s on 2 cores.
 def test_mirrored_fit_on_two_cpus_matches_one_process(mirrored_run):
     one, two = _weights(mirrored_run, "none"), _weights(mirrored_run, "mirrored")
     assert int(one["replicas"]) == 1 and int(two["replicas"]) == 2
@@ -59,6 +60,7 @@ def test_mirrored_fit_on_two_cpus_matches_one_process(mirrored_run):
                                    err_msg=name)
 
 
+@pytest.mark.large  # A tf.distribute fit: ~40 s on 2 cores.
 def test_mirrored_fit_moves_every_trainable_weight(mirrored_run):
     run = _weights(mirrored_run, "mirrored")
     moved = {name: float(np.abs(run[f"after_{i}"] - run[f"before_{i}"]).max())
@@ -72,6 +74,7 @@ def test_mirrored_fit_moves_every_trainable_weight(mirrored_run):
     assert not still
 
 
+@pytest.mark.large  # A tf.distribute fit: ~40 s on 2 cores.
 def test_train_classifier_mirrored_reports_the_global_batch(no_dropout_module_dir, tmp_path):
     run = _run_script(no_dropout_module_dir, str(tmp_path), "train")
     with open(os.path.join(run, "train", "report.json"), encoding="utf-8") as f:
