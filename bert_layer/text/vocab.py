@@ -37,6 +37,35 @@ def load_vocab(vocab_file: str) -> list[str]:
     return list(dict.fromkeys(tokens))
 
 
+def check_ids_match_rows(vocab_file: str) -> int:
+    """Every line's id (`load_vocab`) is its line number (`read_vocab_lines`): the embedding
+    matrix has one row per line, and the tokenizer must pick that row. Returns the size.
+
+    A repeated token breaks this: FullTokenizer keeps its first id and every later line moves
+    up by one against its row, so most tokens would read another token's vector. Refused.
+
+    Raises:
+      ValueError: naming the file, the first line whose id and row disagree, and why.
+    """
+    rows = read_vocab_lines(vocab_file)
+    ids = load_vocab(vocab_file)
+    if ids == rows:
+        return len(rows)
+    first_line: dict[str, int] = {}
+    for line, token in enumerate(rows, start=1):
+        if token in first_line:
+            raise ValueError(
+                f"{vocab_file}: line {line} repeats the token {token!r} of line "
+                f"{first_line[token]}; every later id would shift by one against the embedding "
+                f"rows. Expected each token once (one token a line, line i = row i).")
+        first_line[token] = line
+    line = next((i for i, (a, b) in enumerate(zip(ids, rows)) if a != b), min(len(ids),
+                                                                          len(rows)))
+    raise ValueError(f"{vocab_file}: line {line + 1} reads as {len(rows)} rows but {len(ids)} ids "
+                     f"(a carriage return or form feed inside a line?); expected one token a "
+                     f"line, ended by a newline.")
+
+
 def read_vocab_lines(vocab_file: str) -> list[str]:
     """The tokens of a WordPiece `vocab.txt`, one per line (embedding row), strict UTF-8."""
     try:
