@@ -23,6 +23,9 @@ TOKEN_INPUTS = ("input_ids", "input_mask", "segment_ids")
 TOKEN_OUTPUTS = ("pooled_output", "sequence_output")
 TEXT_INPUT = "text"
 TOKENIZATION_INFO_OUTPUTS = ("vocab_file", "do_lower_case")
+# Written by `bert_layer.export` beside them (Google's modules lack it): the sha256 of the
+# vocab asset at export, which every reader of the asset checks (HubModule.tokenization_info).
+VOCAB_HASH_OUTPUT = "vocab_sha256"
 
 # Google's variable scopes (see bert_layer.export.names for the full table).
 ENCODER_LAYER_SCOPE = "bert/encoder/layer_{}/"

@@ -8,6 +8,8 @@ Two semantics, named apart because they differ on repeated lines:
 
 from __future__ import annotations
 
+import hashlib
+
 import tensorflow as tf
 
 UNK_TOKEN = "[UNK]"
@@ -35,6 +37,12 @@ def load_vocab(vocab_file: str) -> list[str]:
         lines.pop()
     tokens = (line.decode("utf-8", "ignore").strip() for line in lines)
     return list(dict.fromkeys(tokens))
+
+
+def file_sha256(path: str) -> str:
+    """The hex sha256 of a file's bytes (a vocabulary is a few hundred kB: read at once)."""
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def check_ids_match_rows(vocab_file: str) -> int:
