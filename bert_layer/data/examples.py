@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -21,6 +22,7 @@ from bert_layer.text.pairs import PAIR_SEPARATOR, check_pair_text
 _DELIMITERS = {".tsv": "\t", ".tab": "\t", ".csv": ","}
 _SNIFF_DELIMITERS = "\t,;|"
 _SNIFF_BYTES = 64 * 1024
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # eq=False: `==` on arrays is ambiguous.
@@ -139,6 +141,41 @@ def read_lines(stream: Iterable[str], source: str = "<stdin>") -> list[str]:
         texts.append(line)
     if texts and texts[0].startswith("\ufeff"):
         texts[0] = texts[0][1:]
+    check_pair_texts(texts, source, range(1, len(texts) + 1))
+    return texts
+
+
+def split_text_lines(data: bytes | str, source: str = "<stdin>") -> list[str]:
+    """One text per line of a whole input (a .txt file's or stdin's bytes), as `read_lines`.
+
+    Lines end at "\\n" (a "\\r" before it is dropped): a lone carriage return inside a line
+    stays in its text, so output line i answers input line i. Only an input with no "\\n"
+    at all (old Mac files) is split at carriage returns. Bytes must be UTF-8.
+
+    Raises:
+      ValueError: not UTF-8 (naming `source`, the line and the byte), or a line with more
+        than one pair separator.
+    """
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            raise ValueError(f"{source}: expected UTF-8 text, found byte {data[e.start]:#04x} "
+                             f"at byte offset {e.start} (line {line}).") from None
+    else:
+        text = data
+    ending = "\n" if "\n" in text or "\r" not in text else "\r"
+    lines = text.split(ending)
+    if lines[-1] == "":
+        lines.pop()  # The newline that ends the last line starts no text.
+    texts = [line[:-1] if ending == "\n" and line.endswith("\r") else line for line in lines]
+    if texts and texts[0].startswith("\ufeff"):
+        texts[0] = texts[0][1:]
+    for line, text_ in enumerate(texts, start=1):
+        if _SURROGATE.search(text_):  # Bad bytes a text stream let through (surrogateescape).
+            raise ValueError(f"{source}: expected UTF-8 text, found bytes that are not UTF-8 "
+                             f"(line {line}).")
     check_pair_texts(texts, source, range(1, len(texts) + 1))
     return texts
 
