@@ -86,7 +86,7 @@ def check_bert_layer_model(path: str) -> None:
     if has_bert and (has_head or os.path.isfile(report)):
         return
     layers = sorted({n.split(">")[-1] for n in names}) or ["none"]
-    missing = "a BertLayer" if not has_bert else "a bert-layer head (ClassifierHead)"
+    missing = "BertLayer" if not has_bert else "bert-layer head (ClassifierHead)"
     raise ValueError(f"{path} is not a model written by `bert-layer train`: it has no "
                      f"{missing} (its layers: {', '.join(layers[:12])}); expected "
                      f"{_WHAT[KERAS_SUFFIX]}.")
