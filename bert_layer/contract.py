@@ -24,6 +24,9 @@ TOKEN_INPUTS = ("input_ids", "input_mask", "segment_ids")
 TOKEN_OUTPUTS = ("pooled_output", "sequence_output")
 TEXT_INPUT = "text"
 TOKENIZATION_INFO_OUTPUTS = ("vocab_file", "do_lower_case")
+# Written by `bert_layer.export` beside them (Google's modules lack it): the sha256 of the
+# vocab asset at export, which every reader of the asset checks (HubModule.tokenization_info).
+VOCAB_HASH_OUTPUT = "vocab_sha256"
 
 # Google's variable scopes (see bert_layer.export.names for the full table).
 LAYER_INDEX = re.compile(r"(?:^|/)layer_(\d+)/")
@@ -36,7 +39,7 @@ SAVED_MODEL_FILE = "saved_model.pb"
 VARIABLES_PREFIX = os.path.join("variables", "variables")
 
 
-def read_saved_model(folder: str):
+def read_saved_model(folder: str, remedy: str = "save it again"):
     """The `SavedModel` proto of `folder` (a hub module or a serving model): the one parser of
     saved_model.pb, so that a truncated or foreign file is one line everywhere."""
     from google.protobuf.message import DecodeError  # Lazy: importing TensorFlow is slow.
@@ -44,11 +47,14 @@ def read_saved_model(folder: str):
 
     path = os.path.join(folder, SAVED_MODEL_FILE)
     saved_model = saved_model_pb2.SavedModel()
+    with open(path, "rb") as f:
+        data = f.read()
     try:
-        with open(path, "rb") as f:
-            saved_model.ParseFromString(f.read())
+        saved_model.ParseFromString(data)
     except DecodeError:
-        raise ValueError(f"{path} is not a readable SavedModel (truncated or corrupt?).") from None
+        raise ValueError(f"{path} is not a readable SavedModel ({len(data)} bytes: truncated "
+                         f"or corrupt?); {remedy}.") from None
     if not saved_model.meta_graphs:
-        raise ValueError(f"{path} is not a readable SavedModel: it holds no meta graph.")
+        raise ValueError(f"{path} is not a readable SavedModel: it holds no meta graph; "
+                         f"{remedy}.")
     return saved_model

@@ -4,8 +4,10 @@ A failed (or killed) export, conversion, training or freeze never leaves a half-
 at the path the user named. `overwrite` replaces an existing output only when it is something
 this project writes: a folder carrying the MARKER_FILE (or, for folders written before the
 marker existed, holding only names the project writes), or a file with an expected extension.
-It never replaces the working folder or a parent of it, a path holding one of the command's
-inputs, a folder by a file or a file by a folder.
+It replaces only what the command wrote: the marker lists the folder's entries as written, and
+a folder holding anything else (a frozen graph or notes put there later) is refused, naming
+those entries. It never replaces the working folder or a parent of it, a path holding one of
+the command's inputs, a folder by a file or a file by a folder.
 """
 
 from __future__ import annotations
@@ -27,13 +29,26 @@ MODEL_FILE = "model.keras"
 REPORT_FILE = "report.json"
 # Every folder output carries this JSON file: {"kind": ..., "version": ...}.
 MARKER_FILE = ".bert_layer"
-MARKER_VERSION = 1
+# 2: the marker lists the folder's entries as written ("contents").
+MARKER_VERSION = 2
 # What each kind of folder held before the marker existed: such a folder holds only our files.
 LEGACY_CONTENTS = {
     "checkpoint": ("bert_config.json", "vocab.txt", "bert_model.ckpt.*", "checkpoint"),
     "module": ("saved_model.pb", "tfhub_module.pb", "fingerprint.pb", "variables", "assets"),
     "run": (MODEL_FILE, REPORT_FILE, "*.pb"),
 }
+# What each kind of folder is written with, for markers written before they listed the
+# contents (MARKER_VERSION 1): anything else in such a folder was put there later.
+OWN_CONTENTS = {
+    "checkpoint": LEGACY_CONTENTS["checkpoint"],
+    "module": LEGACY_CONTENTS["module"],
+    "run": (MODEL_FILE, REPORT_FILE),
+    "saved_model": ("saved_model.pb", "fingerprint.pb", "variables", "assets"),
+}
+# Signals that end a run (terminal closed, kill, Ctrl-\\): each raises SystemExit so that
+# temporaries are removed. SIGINT raises KeyboardInterrupt already.
+TERMINATING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGQUIT")
+                            if hasattr(signal, name))
 # Files bert-layer writes (predictions, frozen graphs, benchmark tables).
 FILE_SUFFIXES = (".csv", ".jsonl", ".json", ".pb", ".npy")
 
@@ -63,7 +78,8 @@ def output_format(path: str | None, formats: dict[str, str], *, named: str | Non
 
 def check_output_free(path: str | os.PathLike, overwrite: bool, *, is_dir: bool = True,
                       kind: str | None = None, inputs: Sequence[str | os.PathLike] = (),
-                      suffixes: Sequence[str] = FILE_SUFFIXES) -> None:
+                      suffixes: Sequence[str] = FILE_SUFFIXES,
+                      named: Sequence[str] = ()) -> None:
     """Raises unless `path` may be written now, before any slow work starts.
 
     Args:
@@ -73,6 +89,8 @@ def check_output_free(path: str | os.PathLike, overwrite: bool, *, is_dir: bool 
         "module", "run"); None accepts any bert-layer folder.
       inputs: the paths the command reads; the output must not be or contain any of them.
       suffixes: for a file output, the extensions of files it may replace.
+      named: for a file output, the extensions its readers accept (empty: any name); a name
+        without one is refused, so that nothing is written that bert-layer then refuses.
 
     Raises:
       FileExistsError: `path` exists and `overwrite` is not set.
@@ -81,6 +99,9 @@ def check_output_free(path: str | os.PathLike, overwrite: bool, *, is_dir: bool 
       PermissionError: the folder `path` would be created in is not writable.
     """
     shown = os.fspath(path)
+    if named and not is_dir and not shown.lower().endswith(tuple(named)):
+        raise OutputError(f"Output file {shown} must end in {' or '.join(named)}: that is the "
+                          f"name bert-layer reads it back by; expected e.g. {shown}{named[0]}.")
     real = os.path.realpath(shown)
     cwd = os.path.realpath(os.getcwd())
     if real == cwd or _is_within(cwd, real):
@@ -130,6 +151,26 @@ def _check_replaceable_folder(path: str, kind: str | None) -> None:
         raise OutputError(
             f"Output folder {path} holds a bert-layer {marker['kind']}, not a {kind}, so "
             f"--overwrite will not replace it; expected a new path or a {kind} folder.")
+    foreign = [] if marker is None else foreign_entries(path, marker)
+    if foreign:
+        shown = ", ".join(foreign[:8]) + (", ..." if len(foreign) > 8 else "")
+        raise OutputError(
+            f"Output folder {path} holds {len(foreign)} entries its bert-layer "
+            f"{marker['kind']} was not written with ({shown}), so --overwrite will not "
+            f"replace it: move them out of {path} first (derived files such as frozen graphs "
+            f"belong beside the folder), or write to a new path.")
+
+
+def foreign_entries(folder: str, marker: dict) -> list[str]:
+    """The entries of a marked `folder` that the command writing it did not write, sorted."""
+    names = set(os.listdir(folder)) - {MARKER_FILE}
+    contents = marker.get("contents")
+    if isinstance(contents, list):
+        return sorted(names - set(contents))
+    patterns = OWN_CONTENTS.get(marker["kind"])
+    if patterns is None:
+        return []  # A kind this version does not know: as before, the marker suffices.
+    return sorted(n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in patterns))
 
 
 def read_marker(folder: str) -> dict | None:
@@ -168,8 +209,10 @@ def _write_marker(folder: str, kind: str) -> None:
         project_version = version("bert_layer")
     except PackageNotFoundError:
         project_version = "unknown"
+    contents = sorted(os.listdir(folder))  # What --overwrite may replace later (foreign_entries).
     with open(os.path.join(folder, MARKER_FILE), "w", encoding="utf-8") as f:
-        json.dump({"kind": kind, "version": project_version, "marker_version": MARKER_VERSION}, f)
+        json.dump({"kind": kind, "version": project_version, "marker_version": MARKER_VERSION,
+                   "contents": contents}, f)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,45 +263,50 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[str]:
 
 
 @contextlib.contextmanager
-def _terminate_raises() -> Iterator[None]:
-    """SIGTERM raises SystemExit(143) in the main thread, so `finally` blocks clean up.
+def terminate_raises() -> Iterator[None]:
+    """SIGTERM, SIGHUP and SIGQUIT raise SystemExit(128 + signal) in the main thread, so
+    `finally` blocks clean up.
 
-    Python's default for SIGTERM kills the process outright; SIGINT already raises.
+    Python's default for these kills the process outright (SIGQUIT dumps core); SIGINT
+    already raises. A signal whose handler someone else set is left alone.
     """
-    main = threading.current_thread() is threading.main_thread()
-    if not main or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
+    ours = [s for s in TERMINATING_SIGNALS if signal.getsignal(s) is signal.SIG_DFL]
 
     def terminate(signum, frame):
         raise SystemExit(128 + signum)
 
-    signal.signal(signal.SIGTERM, terminate)
+    for number in ours:
+        signal.signal(number, terminate)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for number in ours:
+            signal.signal(number, signal.SIG_DFL)
 
 
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, *, overwrite: bool = False, is_dir: bool = True,
                   kind: str = "output", inputs: Sequence[str | os.PathLike] = (),
-                  suffixes: Sequence[str] = FILE_SUFFIXES) -> Iterator[str]:
+                  suffixes: Sequence[str] = FILE_SUFFIXES,
+                  named: Sequence[str] = ()) -> Iterator[str]:
     """Yields a temporary path beside `path`; moves it to `path` on success.
 
-    On any exception (SIGINT and SIGTERM included) the temporary path is removed and `path`
-    is untouched. A folder gets the MARKER_FILE of `kind`. An existing output is renamed
-    aside, the new one moved in, then the old one deleted. See `check_output_free` for what
-    may be replaced.
+    On any exception (SIGINT, SIGTERM, SIGHUP and SIGQUIT included) the temporary path is
+    removed and `path` is untouched. A folder gets the MARKER_FILE of `kind`. An existing
+    output is renamed aside, the new one moved in, then the old one deleted. See
+    `check_output_free` for what may be replaced.
     """
     shown = os.fspath(path)
     check_output_free(shown, overwrite, is_dir=is_dir, kind=kind if is_dir else None,
-                      inputs=inputs, suffixes=suffixes)
+                      inputs=inputs, suffixes=suffixes, named=named)
     path = os.path.abspath(shown)
     parent, base = os.path.split(path)
     os.makedirs(parent, exist_ok=True)
     remove_stale_temporaries(path)
-    with _terminate_raises():
+    with terminate_raises():
         tmp_root = tempfile.mkdtemp(prefix=f".{base}{_TMP_INFIX}{os.getpid()}-", dir=parent)
         try:
             # mkdtemp makes the folder private (0700); give it the permissions a new folder gets.

@@ -6,6 +6,7 @@ A checkpoint folder holds `bert_config.json`, `vocab.txt` and
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import glob
 import os
@@ -15,7 +16,7 @@ import tensorflow as tf
 
 from bert_layer.export.config import BertConfig, read_do_lower_case, read_json_object
 from bert_layer.export.names import POOLER_PREFIX, left_out_group, variable_specs
-from bert_layer.text.vocab import read_vocab_lines
+from bert_layer.text.vocab import check_ids_match_rows
 
 CONFIG_FILE = "bert_config.json"
 VOCAB_FILE = "vocab.txt"
@@ -33,6 +34,8 @@ class BertCheckpoint:
     do_lower_case: bool | None = None
     # (group, number of variables) the checkpoint holds beyond the encoder, left out.
     left_out: tuple[tuple[str, int], ...] = ()
+    # Which checkpoint of several was read, and why ("" when the folder held one).
+    choice: str = ""
 
     @property
     def has_pooler(self) -> bool:
@@ -52,19 +55,46 @@ def has_pooler(weights: dict[str, np.ndarray]) -> bool:
 
 
 def find_checkpoint_prefix(directory: str) -> str:
-    """The checkpoint prefix inside `directory` (`bert_model.ckpt` or the latest)."""
-    prefix = os.path.join(directory, CHECKPOINT_PREFIX)
-    if os.path.exists(prefix + ".index"):
-        return prefix
-    latest = tf.train.latest_checkpoint(directory)
-    if latest:
-        return latest
+    """The checkpoint prefix inside `directory` (see `choose_checkpoint`)."""
+    return choose_checkpoint(directory)[0]
+
+
+def choose_checkpoint(directory: str) -> tuple[str, str]:
+    """The checkpoint prefix `export` reads in `directory`, and a note when others were there.
+
+    The one the `checkpoint` file names wins (docs/checkpoints.md): a fine-tuned
+    `model.ckpt-N` beside the `bert_model.ckpt` it started from is what the user trained.
+    Else `bert_model.ckpt`, else the only `*.ckpt*` there.
+
+    Returns:
+      (prefix, note): note is "" when the folder holds one checkpoint, else a clause naming
+      the one taken and why, and the others, for the one-line summary.
+
+    Raises:
+      FileNotFoundError: no checkpoint, or several and nothing says which.
+    """
     indexes = sorted(glob.glob(os.path.join(directory, "*.ckpt*.index")))
-    if len(indexes) == 1:
-        return indexes[0][: -len(".index")]
-    raise FileNotFoundError(
-        f"No BERT checkpoint in {directory}: expected {CHECKPOINT_PREFIX}.index and "
-        f"{CHECKPOINT_PREFIX}.data-* (found {sorted(os.listdir(directory))}).")
+    found = [os.path.basename(index)[: -len(".index")] for index in indexes]
+    named = tf.train.latest_checkpoint(directory)
+    if named and os.path.exists(named + ".index"):
+        prefix, why = named, "named in the checkpoint file"
+    elif os.path.exists(os.path.join(directory, CHECKPOINT_PREFIX + ".index")):
+        prefix, why = os.path.join(directory, CHECKPOINT_PREFIX), "Google's name"
+    elif len(indexes) == 1:
+        prefix, why = indexes[0][: -len(".index")], "the only one"
+    elif indexes:
+        raise FileNotFoundError(
+            f"{directory} holds {len(found)} checkpoints ({', '.join(found)}) and no "
+            f"`checkpoint` file naming one; expected one checkpoint, or a `checkpoint` file "
+            f"(model_checkpoint_path: \"NAME\") saying which to export.")
+    else:
+        raise FileNotFoundError(
+            f"No BERT checkpoint in {directory}: expected {CHECKPOINT_PREFIX}.index and "
+            f"{CHECKPOINT_PREFIX}.data-* (found {sorted(os.listdir(directory))}).")
+    others = [name for name in found if name != os.path.basename(prefix)]
+    note = (f"took {os.path.basename(prefix)} ({why}), not {', '.join(others)}"
+            if others else "")
+    return prefix, note
 
 
 def read_checkpoint_values(prefix: str) -> tuple[dict[str, np.ndarray], tuple]:
@@ -96,8 +126,8 @@ def read_checkpoint_values(prefix: str) -> tuple[dict[str, np.ndarray], tuple]:
 
 
 def check_vocab(vocab_file: str, config: BertConfig) -> None:
-    """The embedding matrix has one row per line of the vocabulary."""
-    size = len(read_vocab_lines(vocab_file))
+    """The embedding matrix has one row per line of the vocabulary, and ids are rows."""
+    size = check_ids_match_rows(vocab_file)
     if size != config.vocab_size:
         raise ValueError(
             f"{vocab_file} has {size} tokens but the config says vocab_size="
@@ -139,12 +169,12 @@ def load_checkpoint(directory: str | os.PathLike) -> BertCheckpoint:
     config = BertConfig.from_dict(values, source=config_file)
     vocab_file = os.path.join(directory, VOCAB_FILE)
     check_vocab(vocab_file, config)
-    prefix = find_checkpoint_prefix(directory)
+    prefix, choice = choose_checkpoint(directory)
     encoder_values, left_out = read_checkpoint_values(prefix)
     weights = check_weights(encoder_values, config, source=prefix)
     return BertCheckpoint(config=config, vocab_file=vocab_file, weights=weights,
                           do_lower_case=read_do_lower_case(values, config_file),
-                          left_out=left_out)
+                          left_out=left_out, choice=choice)
 
 
 def write_checkpoint(weights: dict[str, np.ndarray], prefix: str) -> None:
@@ -166,6 +196,10 @@ def write_checkpoint_folder(directory: str, config: BertConfig, vocab_tokens: li
     weights = check_weights(weights, config, source="weights to write")
     if len(vocab_tokens) != config.vocab_size:
         raise ValueError(f"{len(vocab_tokens)} vocab tokens but vocab_size={config.vocab_size}.")
+    repeated = sorted(t for t, n in collections.Counter(vocab_tokens).items() if n > 1)
+    if repeated:
+        raise ValueError(f"The vocabulary repeats tokens {repeated[:5]}: their ids would shift "
+                         f"against the embedding rows; expected each token once.")
     os.makedirs(directory, exist_ok=True)
     extra = {} if do_lower_case is None else {"do_lower_case": do_lower_case}
     config.to_json_file(os.path.join(directory, CONFIG_FILE), **extra)

@@ -12,10 +12,47 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import os
 import warnings
 
 _ACTIVATIONS = ("gelu", "relu", "tanh", "gelu_new")
+
+
+def _is_number(value) -> bool:
+    """An int or float (not a bool, not a string of digits), finite."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _is_positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+# THE table of BertConfig's own fields: what each value must be, and the test. Every reader of
+# a config (export, convert, a module's bert_config.json) goes through `check_fields`.
+FIELD_RULES = {
+    **dict.fromkeys(("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "intermediate_size", "max_position_embeddings", "type_vocab_size"),
+                    ("a positive integer", _is_positive_int)),
+    "hidden_act": (f"one of {_ACTIVATIONS}", lambda v: isinstance(v, str) and v in _ACTIVATIONS),
+    **dict.fromkeys(("hidden_dropout_prob", "attention_probs_dropout_prob"),
+                    ("in [0, 1)", lambda v: _is_number(v) and 0.0 <= v < 1.0)),
+    "initializer_range": ("a number >= 0", lambda v: _is_number(v) and v >= 0.0),
+    # LayerNorm divides by sqrt(variance + eps): it must be a positive number.
+    "layer_norm_eps": ("a number > 0 (e.g. 1e-12)", lambda v: _is_number(v) and v > 0.0),
+}
+
+
+def check_fields(values: dict, source: str = "bert_config") -> None:
+    """Applies FIELD_RULES to the fields present in `values`.
+
+    Raises:
+      ValueError: naming `source`, the key, what it must be and the value found.
+    """
+    for key, (expected, test) in FIELD_RULES.items():
+        if key in values and not test(values[key]):
+            raise ValueError(f"{source}: `{key}` must be {expected}. Received: {values[key]!r}")
 
 # Keys that do not change the encoder's maths, with why. Accepted silently.
 _HARMLESS = {
@@ -114,25 +151,11 @@ class BertConfig:
     layer_norm_eps: float = 1e-12
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers",
-                     "num_attention_heads", "intermediate_size",
-                     "max_position_embeddings", "type_vocab_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(
-                    f"bert_config: `{name}` must be a positive integer. Received: {value!r}")
+        check_fields(self.to_dict())
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"bert_config: `hidden_size` ({self.hidden_size}) must be divisible by "
                 f"`num_attention_heads` ({self.num_attention_heads}).")
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"bert_config: `{name}` must be in [0, 1). Received: {value!r}")
-        if self.hidden_act not in _ACTIVATIONS:
-            raise ValueError(
-                f"bert_config: `hidden_act` must be one of {_ACTIVATIONS}. "
-                f"Received: {self.hidden_act!r}")
 
     @property
     def size_per_head(self) -> int:
@@ -145,6 +168,7 @@ class BertConfig:
         check_extra_keys(values, known, source)
         if "vocab_size" not in values:
             raise ValueError(f"{source}: the required key `vocab_size` is missing.")
+        check_fields(values, source)
         return cls(**{k: v for k, v in values.items() if k in known})
 
     @classmethod

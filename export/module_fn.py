@@ -24,6 +24,7 @@ from bert_layer.export.config import BertConfig
 # Preprocessing is shared with BertLayer so the two tokenize identically; plain string ops.
 from bert_layer.text.packing import Preprocessor
 from bert_layer.text.tokenizer import make_tokenizer
+from bert_layer.text.vocab import file_sha256
 
 tf1 = tf.compat.v1
 
@@ -315,11 +316,15 @@ def module_fn(options: ModuleOptions, is_training: bool) -> dict[str, Signature]
     vocab_file = _asset(options.vocab_file, "vocab_file")
     _asset(options.config_file, "bert_config_file")
     do_lower_case = tf.constant(options.do_lower_case, name="do_lower_case")
+    # The asset's hash: readers refuse an asset changed after export (the `text` signature
+    # holds its own copy of the vocabulary, and the embedding rows follow the original).
+    vocab_hash = tf.constant(file_sha256(options.vocab_file), name=contract.VOCAB_HASH_OUTPUT)
     return {
         contract.TOKENS_SIGNATURE: (tokens_in, tokens_out),
         "default": (tokens_in, tokens_out),
         contract.TOKENS_BF16_SIGNATURE: (tokens_in, bf16_out),
         contract.TEXT_SIGNATURE: ({contract.TEXT_INPUT: text}, text_out),
         contract.TOKENIZATION_INFO_SIGNATURE: (
-            {}, {"vocab_file": vocab_file, "do_lower_case": do_lower_case}),
+            {}, {"vocab_file": vocab_file, "do_lower_case": do_lower_case,
+                 contract.VOCAB_HASH_OUTPUT: vocab_hash}),
     }

@@ -97,6 +97,7 @@ class ExportResult:
     do_lower_case: bool
     has_pooler: bool
     left_out: str  # One line naming the variable groups left out; "" when none were.
+    checkpoint_choice: str = ""  # Which of several checkpoints was read ("" when one).
 
 
 def resolve_do_lower_case(checkpoint: BertCheckpoint, do_lower_case: bool | None) -> bool:
@@ -156,7 +157,8 @@ def export_checkpoint(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathL
         os.rmdir(tmp)
         write_saved_model(tmp, checkpoint, options)
     return ExportResult(module_dir=os.fspath(out_dir), do_lower_case=do_lower_case,
-                        has_pooler=checkpoint.has_pooler, left_out=checkpoint.left_out_summary())
+                        has_pooler=checkpoint.has_pooler, left_out=checkpoint.left_out_summary(),
+                        checkpoint_choice=checkpoint.choice)
 
 
 def export_module(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike, *,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -49,16 +50,18 @@ def read_labelled(path: str, args: argparse.Namespace, classes=None):
 def read_input_texts(args: argparse.Namespace) -> list[str]:
     """The texts of `--input`: lines on stdin (absent or '-'), a `.txt` file of one text per
     line, else a TSV/CSV file's `--text-column` (and `--pair-column`)."""
-    from bert_layer.data.examples import read_examples, read_lines
+    from bert_layer.data.examples import read_examples, split_text_lines
 
     if args.input in (None, "-"):
-        return read_lines(sys.stdin)
+        # Bytes, decoded here: the locale's decoding would let bad bytes through as
+        # surrogates, to fail later in TensorFlow without a line number.
+        stream = getattr(sys.stdin, "buffer", sys.stdin)
+        return split_text_lines(stream.read(), source="<stdin>")
     if args.input.lower().endswith(".txt"):  # One text per line, no header.
-        try:
-            with open(args.input, encoding="utf-8") as f:
-                return read_lines(f, source=args.input)
-        except UnicodeDecodeError as e:
-            raise ValueError(f"{args.input}: expected UTF-8 text, found byte "
-                             f"{e.object[e.start]:#04x} at byte offset {e.start}.") from None
+        if not os.path.isfile(args.input):
+            raise FileNotFoundError(f"Input file not found: {args.input} (expected a .txt "
+                                    f"file of one text per line).")
+        with open(args.input, "rb") as f:
+            return split_text_lines(f.read(), source=args.input)
     return read_examples(args.input, text_column=args.text_column,
                          pair_column=args.pair_column).texts

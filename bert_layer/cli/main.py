@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import re
 import sys
@@ -62,6 +63,40 @@ def _with_flags(message: str, flags: dict[str, str]) -> str:
     return message
 
 
+# A full disk or a file-size limit (ulimit -f), as OSError numbers and as TensorFlow words them
+# inside its own errors (whose first line is often only "Graph execution error:").
+_DISK_FULL = {errno.ENOSPC: "No space left on device", errno.EFBIG: "File too large",
+              errno.EDQUOT: "Disk quota exceeded"}
+
+
+def _disk_full(error: BaseException, args: argparse.Namespace) -> str | None:
+    """One line naming the path for an error caused by a full disk or a size limit."""
+    for cause in _causes(error):
+        if isinstance(cause, OSError) and cause.errno in _DISK_FULL:
+            path = cause.filename or _output_of(args)
+            return f"{_DISK_FULL[cause.errno]} while writing {path}; free space (or raise the " \
+                   f"limit) and run the command again. Nothing was written."
+    text = str(error)
+    for words in _DISK_FULL.values():
+        if words.lower() in text.lower():
+            return f"{words} while writing {_output_of(args)}; free space (or raise the " \
+                   f"limit) and run the command again. Nothing was written."
+    return None
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    chain, seen = [], set()
+    while error is not None and id(error) not in seen:
+        chain.append(error)
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return chain
+
+
+def _output_of(args: argparse.Namespace) -> str:
+    return str(getattr(args, "out", None) or getattr(args, "output", None) or "the output")
+
+
 def _user_error(error: BaseException) -> str | None:
     """The one-line message of a failure the user can fix, or None for a bug (traceback)."""
     tf = sys.modules.get("tensorflow")
@@ -98,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
               f"success).", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:  # noqa: BLE001 (bugs are re-raised below, with their traceback)
-        message = _user_error(error)
+        message = _disk_full(error, args) or _user_error(error)
         if message is None:
             raise
         print(f"bert-layer {args.command}: error: {_with_flags(message, args.flags)}",

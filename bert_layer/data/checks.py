@@ -5,6 +5,8 @@ No TensorFlow here: `bert-layer train` prints these before it loads TensorFlow.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from bert_layer.data.examples import Examples
@@ -34,12 +36,13 @@ def class_counts(examples: Examples) -> dict[str, int]:
 def warnings_for(examples: Examples) -> list[str]:
     """Suspicious things in `examples`, one message each (empty when nothing is)."""
     found = []
-    similar = _similar_classes(examples.classes)
-    if similar:
-        groups = "; ".join(" / ".join(repr(n) for n in group) for group in similar)
-        found.append(f"{examples.source}: labels that differ only in case or spacing are "
-                     f"separate classes: {groups}. Fix the file, or declare the classes with "
-                     f"--labels.")
+    for key, what in ((_spelling_key, "differ only in case or spacing"),
+                      (_number_key, "are the same number written differently")):
+        similar = _similar_classes(examples.classes, key)
+        if similar:
+            groups = "; ".join(" / ".join(repr(n) for n in group) for group in similar)
+            found.append(f"{examples.source}: labels that {what} are separate classes: "
+                         f"{groups}. Fix the file, or declare the classes with --labels.")
     empty = [i for i, text in enumerate(examples.texts) if not text.strip()]
     if empty:
         found.append(f"{examples.source}: {len(empty)} of {len(examples)} texts are empty "
@@ -52,11 +55,25 @@ def warnings_for(examples: Examples) -> list[str]:
     return found
 
 
-def _similar_classes(classes: list[str]) -> list[list[str]]:
-    groups: dict[str, list[str]] = {}
+def _similar_classes(classes: list[str], key) -> list[list[str]]:
+    """Groups of class names with the same `key` (names a reader takes for one class)."""
+    groups: dict[object, list[str]] = {}
     for name in classes:
-        groups.setdefault(" ".join(name.split()).casefold(), []).append(name)
+        groups.setdefault(key(name), []).append(name)
     return [group for group in groups.values() if len(group) > 1]
+
+
+def _spelling_key(name: str) -> str:
+    return " ".join(name.split()).casefold()
+
+
+def _number_key(name: str) -> object:
+    """The value of a finite number ('1', '1.0', '01', '+1' -> 1.0), else the name itself."""
+    try:
+        value = float(name)
+    except ValueError:
+        return name
+    return value if math.isfinite(value) else name
 
 
 def _looks_like_rows(text: str) -> bool:

@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -21,6 +22,7 @@ from bert_layer.text.pairs import PAIR_SEPARATOR, check_pair_text
 _DELIMITERS = {".tsv": "\t", ".tab": "\t", ".csv": ","}
 _SNIFF_DELIMITERS = "\t,;|"
 _SNIFF_BYTES = 64 * 1024
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # eq=False: `==` on arrays is ambiguous.
@@ -143,6 +145,41 @@ def read_lines(stream: Iterable[str], source: str = "<stdin>") -> list[str]:
     return texts
 
 
+def split_text_lines(data: bytes | str, source: str = "<stdin>") -> list[str]:
+    """One text per line of a whole input (a .txt file's or stdin's bytes), as `read_lines`.
+
+    Lines end at "\\n" (a "\\r" before it is dropped): a lone carriage return inside a line
+    stays in its text, so output line i answers input line i. Only an input with no "\\n"
+    at all (old Mac files) is split at carriage returns. Bytes must be UTF-8.
+
+    Raises:
+      ValueError: not UTF-8 (naming `source`, the line and the byte), or a line with more
+        than one pair separator.
+    """
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            raise ValueError(f"{source}: expected UTF-8 text, found byte {data[e.start]:#04x} "
+                             f"at byte offset {e.start} (line {line}).") from None
+    else:
+        text = data
+    ending = "\n" if "\n" in text or "\r" not in text else "\r"
+    lines = text.split(ending)
+    if lines[-1] == "":
+        lines.pop()  # The newline that ends the last line starts no text.
+    texts = [line[:-1] if ending == "\n" and line.endswith("\r") else line for line in lines]
+    if texts and texts[0].startswith("\ufeff"):
+        texts[0] = texts[0][1:]
+    for line, text_ in enumerate(texts, start=1):
+        if _SURROGATE.search(text_):  # Bad bytes a text stream let through (surrogateescape).
+            raise ValueError(f"{source}: expected UTF-8 text, found bytes that are not UTF-8 "
+                             f"(line {line}).")
+    check_pair_texts(texts, source, range(1, len(texts) + 1))
+    return texts
+
+
 def check_pair_texts(texts: Sequence[str], source: str, lines: Iterable[int]) -> None:
     """The pair rule of `check_pair_text` on every text, naming the file and line."""
     for line, text in zip(lines, texts):
@@ -232,17 +269,19 @@ def examples_from_table(table: Table, *, text_column: str | int,
                          pair_column: str | int | None, label_column: str | int | None,
                          labels: list[str] | None, multi_label: bool,
                          label_separator: str) -> Examples:
-    text_index = column_index(table, text_column, "text_column")
+    indices = distinct_columns(table, text_column=text_column, pair_column=pair_column,
+                               label_column=label_column)
+    text_index, pair_index, label_index = (indices.get(k) for k in ("text_column",
+                                                                    "pair_column",
+                                                                    "label_column"))
     texts = [row[text_index] for row in table.rows]
-    if pair_column is not None:
-        pair_index = column_index(table, pair_column, "pair_column")
+    if pair_index is not None:
         texts = _join_pairs(table, texts, [row[pair_index] for row in table.rows])
     else:
         check_pair_texts(texts, table.source, table.lines)
-    if label_column is None:
+    if label_index is None:
         return Examples(texts=texts, labels=None, classes=list(labels or []),
                         source=table.source, lines=list(table.lines))
-    label_index = column_index(table, label_column, "label_column")
     values = [row[label_index].strip() for row in table.rows]
     if multi_label:
         if not label_separator:
@@ -260,10 +299,33 @@ def examples_from_table(table: Table, *, text_column: str | int,
                     classes=classes, source=table.source, lines=list(table.lines))
 
 
+def distinct_columns(table: Table, **columns: str | int | None) -> dict[str, int]:
+    """`column_index` of each argument given (None: absent); two arguments naming one column
+    (the text as its own label, a pair of the text with itself) are refused."""
+    indices = {argument: column_index(table, column, argument)
+               for argument, column in columns.items() if column is not None}
+    seen: dict[int, str] = {}
+    for argument, index in indices.items():
+        if index in seen:
+            raise ValueError(f"{table.source}: {seen[index]} and {argument} both name column "
+                             f"{index} ({table.header[index]!r}); expected different columns.")
+        seen[index] = argument
+    return indices
+
+
 def column_index(table: Table, column: str | int, argument: str) -> int:
-    """A header name, or a 0-based index given as int or digits (a name takes precedence)."""
+    """A header name, or a 0-based index given as int or digits (a name takes precedence).
+
+    Digits that name one column and index another (header '1', '0') are refused: which the
+    user meant cannot be told, and taking the wrong one swaps texts and labels."""
     header = table.header
     found = ", ".join(f"{i}: {name!r}" for i, name in enumerate(header))
+    if (isinstance(column, str) and column in header and column.isascii() and column.isdigit()
+            and int(column) < len(header) and header.index(column) != int(column)):
+        raise ValueError(f"{table.source}: {argument} {column!r} is both the name of column "
+                         f"{header.index(column)} and the 0-based index of column {int(column)} "
+                         f"({header[int(column)]!r}); expected a header whose names are not "
+                         f"digits (does the file lack a header row?). Columns found: {found}.")
     if isinstance(column, str) and column in header:
         if header.count(column) > 1:
             raise ValueError(f"{table.source}: {argument} {column!r} names several columns; "

@@ -7,7 +7,9 @@ with `--format saved_model` a SavedModel folder.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import zipfile
 
 from bert_layer.contract import SAVED_MODEL_FILE
@@ -29,6 +31,13 @@ SERVING_OUTPUTS = ("probabilities", "label", "label_index")
 VOCAB, DO_LOWER_CASE, MAX_SEQ_LENGTH = "vocab", "do_lower_case", "max_seq_length"
 
 SAVED_MODEL = "saved_model"  # Not a suffix: a folder holding saved_model.pb.
+HUB_MODULE_FILE = "tfhub_module.pb"  # Marks a TF1 Hub module (bert-layer export), no model.
+# A .keras model bert-layer trained: a BertLayer (or a subclass) and a head of the project's
+# (ClassifierHead, TaggerHead, ...) whose config carries the class names. Models saved
+# before the heads existed have a BertLayer and the run's report.json beside them.
+_BERT_LAYER = re.compile(r"^bert_layer>\w*BertLayer$")
+_HEAD = re.compile(r"^bert_layer>\w*Head$")
+_REPORT_FILE = "report.json"  # bert_layer.outputs.REPORT_FILE (readers import no writer).
 _WHAT = {KERAS_SUFFIX: "a Keras model (.keras) written by `bert-layer train`",
          FROZEN_SUFFIX: "a frozen graph (.pb) written by `bert-layer freeze`",
          SAVED_MODEL: "a SavedModel folder written by `bert-layer freeze --format saved_model`"}
@@ -44,6 +53,10 @@ def check_model_file(path: str, suffixes: tuple[str, ...] = (KERAS_SUFFIX, FROZE
     """
     expected = " or ".join(_WHAT[s] for s in suffixes)
     if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, HUB_MODULE_FILE)):
+            raise ValueError(f"{path} is a hub module (written by `bert-layer export`), not a "
+                             f"trained model; {command} expects {expected}. Train one with "
+                             f"`bert-layer train --module {path} ...` and give its model.keras.")
         if SAVED_MODEL in suffixes and os.path.isfile(os.path.join(path, SAVED_MODEL_FILE)):
             return SAVED_MODEL
         raise ValueError(f"{path} is a folder; {command} expects {expected}.")
@@ -59,7 +72,46 @@ def check_model_file(path: str, suffixes: tuple[str, ...] = (KERAS_SUFFIX, FROZE
     if suffix == KERAS_SUFFIX and not zipfile.is_zipfile(path):
         raise ValueError(f"{path} is not a readable .keras file: it is not a zip archive "
                          f"(truncated or corrupt?); expected {_WHAT[KERAS_SUFFIX]}.")
+    if suffix == KERAS_SUFFIX:
+        check_bert_layer_model(path)
     return suffix
+
+
+def check_bert_layer_model(path: str) -> None:
+    """Raises ValueError unless the .keras archive at `path` is a model bert-layer trained
+    (see _BERT_LAYER, _HEAD), naming the layers it found. Reads only its config.json."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path} is not a readable .keras model (no readable config.json: "
+                         f"{e}); expected {_WHAT[KERAS_SUFFIX]}.") from None
+    names = _registered_names(config)
+    has_bert = any(_BERT_LAYER.match(n) for n in names)
+    has_head = any(_HEAD.match(n) for n in names)
+    report = os.path.join(os.path.dirname(os.path.abspath(path)), _REPORT_FILE)
+    if has_bert and (has_head or os.path.isfile(report)):
+        return
+    layers = sorted({n.split(">")[-1] for n in names}) or ["none"]
+    missing = "BertLayer" if not has_bert else "bert-layer head (ClassifierHead)"
+    raise ValueError(f"{path} is not a model written by `bert-layer train`: it has no "
+                     f"{missing} (its layers: {', '.join(layers[:12])}); expected "
+                     f"{_WHAT[KERAS_SUFFIX]}.")
+
+
+def _registered_names(config) -> set[str]:
+    """The class names of every layer in a Keras config (`registered_name`, else the
+    `class_name` of objects with a `config`): "bert_layer>BertLayer", "Dense", ..."""
+    found, stack = set(), [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if "class_name" in item and "config" in item:
+                found.add(item.get("registered_name") or item["class_name"])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
 
 
 def read_graph_def(path: str):

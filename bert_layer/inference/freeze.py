@@ -107,7 +107,8 @@ def freeze_model(model: keras.Model, out_path: str | os.PathLike, *, class_names
     `tokenizer` ("graph" or "core"; None: the model's own) is the one the graph holds; with
     "numpy" the graph takes ids.
     """
-    writing = dict(overwrite=overwrite, is_dir=False, inputs=inputs, suffixes=FROZEN_SUFFIXES)
+    writing = dict(overwrite=overwrite, is_dir=False, inputs=inputs, suffixes=FROZEN_SUFFIXES,
+                   named=FROZEN_SUFFIXES)  # predict reads a frozen graph by its .pb name.
     check_output_free(out_path, **writing)  # Before the work; atomic_output checks again.
     bert = find_bert_layer(model)
     tokenizer = tokenizer or bert.tokenizer

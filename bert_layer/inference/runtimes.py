@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import zipfile
 from typing import Protocol
@@ -224,13 +225,14 @@ class KerasClassifier:
             missing = _cause(e, FileNotFoundError)
             if missing is not None:
                 raise FileNotFoundError(f"{self.path}: {missing}") from e
-            if not isinstance(e, (OSError, zipfile.BadZipFile, KeyError)):
+            if not isinstance(e, (OSError, zipfile.BadZipFile, KeyError, ValueError, TypeError)):
                 raise
-            # h5py and zipfile on bad bytes.
-            first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise ValueError(f"{self.path} is not a readable .keras model (corrupt or truncated: "
-                             f"{first_line}); expected the model.keras written by "
-                             f"`bert-layer train`.") from e
+            # h5py and zipfile on bad bytes; Keras's deserialization errors (a flattened
+            # traceback with terminal colours): their first line, plain.
+            text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
+            first_line = (text.splitlines() or [type(e).__name__])[0][:200]
+            raise ValueError(f"{self.path} is not a readable .keras model ({first_line}); "
+                             f"expected the model.keras written by `bert-layer train`.") from e
         if precision is not None:  # None: as trained.
             self.model = with_precision(self.model, precision)
         self.class_names, self.multi_label = _class_names(self.path, self.model)

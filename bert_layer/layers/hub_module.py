@@ -25,8 +25,10 @@ from bert_layer.contract import (
     TOKENIZATION_INFO_SIGNATURE,
     TOKENS_SIGNATURE,
     VARIABLES_PREFIX,
+    VOCAB_HASH_OUTPUT,
     read_saved_model,
 )
+from bert_layer.text.vocab import file_sha256
 
 ASSETS_COLLECTION = "saved_model_assets"  # tf.compat.v1.saved_model.ASSETS_KEY
 # Op types that hold a variable; the imported graph reads ours in their place.
@@ -38,6 +40,10 @@ _REF_VARIABLE_OPS = ("VariableV2", "Variable")
 class TokenizationInfo:
     vocab_file: str
     do_lower_case: bool
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
 
 
 def _node_name(tensor_name: str) -> str:
@@ -60,7 +66,7 @@ class HubModule:
             raise FileNotFoundError(
                 f"{path} is not a hub module: {SAVED_MODEL_FILE} is missing "
                 f"(found {sorted(os.listdir(self.path))}). Export one with `bert-layer export`.")
-        saved_model = read_saved_model(self.path)
+        saved_model = read_saved_model(self.path, remedy="export the module again")
         self.meta_graphs: dict[frozenset, meta_graph_pb2.MetaGraphDef] = {
             frozenset(mg.meta_info_def.tags): mg for mg in saved_model.meta_graphs}
         self._check_signature(TOKENS_SIGNATURE, TOKEN_INPUTS, TOKEN_OUTPUTS)
@@ -100,7 +106,13 @@ class HubModule:
                     f"{sorted(signature.inputs)}, outputs {sorted(signature.outputs)}).")
 
     def _variables_reader(self):
-        return tf.train.load_checkpoint(os.path.join(self.path, VARIABLES_PREFIX))
+        prefix = os.path.join(self.path, VARIABLES_PREFIX)
+        try:
+            return tf.train.load_checkpoint(prefix)
+        except (tf.errors.OpError, ValueError) as e:
+            raise ValueError(f"{self.path}: cannot read the module's variables ({_first_line(e)}"
+                             f"); expected complete variables/variables.index and .data-* "
+                             f"files: export the module again.") from None
 
     def variable_shapes(self) -> dict[str, tuple[int, ...]]:
         """Every variable stored in the module: its shape, by its name in the module."""
@@ -110,8 +122,13 @@ class HubModule:
     def variable_values(self) -> dict[str, np.ndarray]:
         """Every variable stored in the module, by its name in the module."""
         reader = self._variables_reader()
-        return {name: reader.get_tensor(name)
-                for name in sorted(reader.get_variable_to_shape_map())}
+        try:
+            return {name: reader.get_tensor(name)
+                    for name in sorted(reader.get_variable_to_shape_map())}
+        except (tf.errors.OpError, IndexError, ValueError) as e:  # A truncated .data shard.
+            raise ValueError(f"{self.path}: cannot read the module's variables ({_first_line(e)}"
+                             f"); expected complete variables/variables.data-* files (truncated "
+                             f"copy?): copy or export the module again.") from None
 
     def variable_nodes(self, tags: frozenset) -> dict[str, str]:
         """Variable name -> the tensor in the graph that stands for its value or handle."""
@@ -154,7 +171,36 @@ class HubModule:
             raise ValueError(f"{self.path}: tokenization_info's do_lower_case must be a "
                              f"constant; found a {lower.op} op.")
         do_lower_case = bool(tf.make_ndarray(lower.attr["value"].tensor))
+        self._check_vocab_asset(vocab_file, sig, nodes)
         return TokenizationInfo(vocab_file=vocab_file, do_lower_case=do_lower_case)
+
+    def _check_vocab_asset(self, vocab_file: str, sig, nodes: dict) -> None:
+        """The asset is the vocabulary the module was exported with: the hash recorded at
+        export (modules of bert_layer.export) and, for any module, one line per embedding row.
+
+        The embedding rows and the `text` signature's own copy of the vocabulary follow the
+        original file; a changed asset would make BertLayer, embed and freeze tokenize
+        differently from the module and read other tokens' vectors.
+        """
+        changed = (f"{self.path}: the vocabulary asset {vocab_file} was changed after export "
+                   f"(%s); the module's embedding rows and its text signature follow the "
+                   f"original. Restore the file, or export the module again.")
+        if VOCAB_HASH_OUTPUT in sig.outputs:
+            node = nodes.get(_node_name(sig.outputs[VOCAB_HASH_OUTPUT].name))
+            if node is not None and node.op == "Const":
+                recorded = tf.make_ndarray(node.attr["value"].tensor).item().decode()
+                if file_sha256(vocab_file) != recorded:
+                    raise ValueError(changed % f"its sha256 is not the {recorded[:12]}... "
+                                              f"recorded in the module")
+        has_variables = os.path.isfile(os.path.join(self.path, VARIABLES_PREFIX + ".index"))
+        shapes = self.variable_shapes() if has_variables else {}  # A .keras copy has none.
+        rows = [shape[0] for name, shape in shapes.items()
+                if name.endswith("embeddings/word_embeddings") and len(shape) == 2]
+        with open(vocab_file, "rb") as f:
+            lines = f.read().rstrip(b"\n").count(b"\n") + 1
+        if len(rows) == 1 and rows[0] != lines:
+            raise ValueError(changed % f"{lines} lines for the {rows[0]} rows of the word "
+                                      f"embeddings")
 
 
 def _called_functions(node: node_def_pb2.NodeDef) -> list[str]:

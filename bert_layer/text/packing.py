@@ -116,7 +116,9 @@ def pack_inputs(first_ids: tf.RaggedTensor, second_ids: tf.RaggedTensor, is_pair
     b_start = keep_a + 2  # Position of b's first token (or of padding, for a single text).
     length = b_start + pair * (keep_b + 1)  # [B]
 
-    position = tf.range(tf.reduce_max(tf.concat([length, [0]], 0)))[None, :]  # [1, T]
+    # T >= 2, the length of an empty text ([CLS] [SEP]): an empty batch packs to [0, 2], so
+    # the encoder's first-token slices stay in bounds and it returns [0, hidden].
+    position = tf.range(tf.reduce_max(tf.concat([length, [2]], 0)))[None, :]  # [1, T]
     b_start, keep_a, keep_b, length, pair = (
         x[:, None] for x in (b_start, keep_a, keep_b, length, pair))  # [B, 1] each
     is_cls = tf.equal(position, 0)

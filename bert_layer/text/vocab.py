@@ -8,6 +8,8 @@ Two semantics, named apart because they differ on repeated lines:
 
 from __future__ import annotations
 
+import hashlib
+
 import tensorflow as tf
 
 UNK_TOKEN = "[UNK]"
@@ -34,6 +36,41 @@ def load_vocab(vocab_file: str) -> list[str]:
         lines.pop()
     tokens = (line.decode("utf-8", "ignore").strip() for line in lines)
     return list(dict.fromkeys(tokens))
+
+
+def file_sha256(path: str) -> str:
+    """The hex sha256 of a file's bytes (a vocabulary is a few hundred kB: read at once)."""
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def check_ids_match_rows(vocab_file: str) -> int:
+    """Every line's id (`load_vocab`) is its line number (`read_vocab_lines`): the embedding
+    matrix has one row per line, and the tokenizer must pick that row. Returns the size.
+
+    A repeated token breaks this: FullTokenizer keeps its first id and every later line moves
+    up by one against its row, so most tokens would read another token's vector. Refused.
+
+    Raises:
+      ValueError: naming the file, the first line whose id and row disagree, and why.
+    """
+    rows = read_vocab_lines(vocab_file)
+    ids = load_vocab(vocab_file)
+    if ids == rows:
+        return len(rows)
+    first_line: dict[str, int] = {}
+    for line, token in enumerate(rows, start=1):
+        if token in first_line:
+            raise ValueError(
+                f"{vocab_file}: line {line} repeats the token {token!r} of line "
+                f"{first_line[token]}; every later id would shift by one against the embedding "
+                f"rows. Expected each token once (one token a line, line i = row i).")
+        first_line[token] = line
+    line = next((i for i, (a, b) in enumerate(zip(ids, rows)) if a != b), min(len(ids),
+                                                                          len(rows)))
+    raise ValueError(f"{vocab_file}: line {line + 1} reads as {len(rows)} rows but {len(ids)} ids "
+                     f"(a carriage return or form feed inside a line?); expected one token a "
+                     f"line, ended by a newline.")
 
 
 def read_vocab_lines(vocab_file: str) -> list[str]:

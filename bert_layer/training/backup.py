@@ -8,21 +8,26 @@
   best-NNN.keras    Keras `ModelCheckpoint`: the best epoch so far (with dev data)
 
 It lives outside the temporary output folder, so it survives SIGTERM and SIGKILL; it is
-removed once the output is written.
+removed once the output is written. `OUT.lock` (see `run_lock`) is held by the run writing
+both, so that a second run into the same output refuses instead of sharing the backup.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import glob
 import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
 
 import keras
 
 BACKUP_SUFFIX = ".backup"
+LOCK_SUFFIX = ".lock"
 RUN_FILE = "run.json"
 HISTORY_FILE = "history.csv"
 STATE_DIR = "state"
@@ -34,6 +39,42 @@ _BEST_NUMBER = re.compile(r"best-(\d+)\.keras$")
 
 def backup_dir(out_dir: str | os.PathLike) -> str:
     return os.path.abspath(os.fspath(out_dir)).rstrip(os.sep) + BACKUP_SUFFIX
+
+
+@contextlib.contextmanager
+def run_lock(out_dir: str | os.PathLike) -> Iterator[str]:
+    """Holds `OUT.lock` (an exclusive flock; the file holds the pid) for the block.
+
+    The kernel drops a flock when its process dies, so a killed run never blocks the next
+    one; the file is removed on release.
+
+    Raises:
+      FileExistsError: another process holds the lock (it is training into `out_dir`).
+    """
+    path = os.path.abspath(os.fspath(out_dir)).rstrip(os.sep) + LOCK_SUFFIX
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise FileExistsError(
+                f"Another bert-layer train (process {holder}) is writing {out_dir}: it holds "
+                f"{path}. Wait for it to finish, or train into another --out.") from None
+        with contextlib.suppress(FileNotFoundError):
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break  # Else the run that held it removed the file meanwhile: lock anew.
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)
 
 
 class TrainingBackup:

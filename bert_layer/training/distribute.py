@@ -7,8 +7,12 @@ TensorFlow program does (https://www.tensorflow.org/guide/distributed_training).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,6 +23,10 @@ if TYPE_CHECKING:  # TensorFlow is imported where it is used: the CLI reads DIST
     import keras
     import tensorflow as tf
 
+# How long a multi-worker run waits for every worker of TF_CONFIG to connect before it gives
+# up with one line; the environment variable overrides it (seconds).
+CLUSTER_TIMEOUT_S = 300
+CLUSTER_TIMEOUT_VARIABLE = "BERT_LAYER_CLUSTER_TIMEOUT"
 
 
 def make_strategy(kind: str) -> tf.distribute.Strategy:
@@ -33,9 +41,82 @@ def make_strategy(kind: str) -> tf.distribute.Strategy:
         return tf.distribute.MirroredStrategy(_local_devices())
     if kind == "multi-worker":
         check_tf_config(os.environ.get("TF_CONFIG"))
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _multi_worker_strategy()
     raise ValueError(f"Unknown distribute strategy {kind!r}; expected one of "
                      f"{', '.join(DISTRIBUTE_CHOICES)}.")
+
+
+def cluster_timeout() -> int:
+    """Seconds to wait for the cluster: CLUSTER_TIMEOUT_VARIABLE, else CLUSTER_TIMEOUT_S."""
+    raw = os.environ.get(CLUSTER_TIMEOUT_VARIABLE, "")
+    if not raw:
+        return CLUSTER_TIMEOUT_S
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{CLUSTER_TIMEOUT_VARIABLE} must be a whole number of seconds >= 1; "
+                         f"found {raw!r}.")
+    return int(raw)
+
+
+def _multi_worker_strategy() -> tf.distribute.Strategy:
+    """MultiWorkerMirroredStrategy, waiting at most `cluster_timeout()` for the other workers.
+
+    TensorFlow waits for every worker without limit, in C++ where Python's signal handlers
+    never run (its own `cluster_register_timeout_in_ms` did not end the wait in TF 2.21). So a
+    watchdog process ends this one with one line when the wait passes the timeout, and
+    SIGINT and SIGTERM keep their default action (end the process) meanwhile: nothing is
+    written before the strategy exists, so there is nothing to clean up.
+    """
+    import tensorflow as tf
+
+    timeout = cluster_timeout()
+    cluster = json.loads(os.environ["TF_CONFIG"])["cluster"]
+    hosts = [host for job in ("chief", "worker") for host in cluster.get(job, [])]
+    print(f"bert-layer: waiting up to {timeout} s for the {len(hosts)} workers of TF_CONFIG "
+          f"({', '.join(hosts)}) to connect ...", file=sys.stderr, flush=True)
+    message = (f"bert-layer train: error: --distribute multi-worker: not every worker of "
+               f"TF_CONFIG ({', '.join(hosts)}) connected within {timeout} s; start all of "
+               f"them (or raise {CLUSTER_TIMEOUT_VARIABLE}).")
+    with _watchdog(timeout, message):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+# The watchdog: a process of its own (TensorFlow holds the GIL while it waits, so no thread of
+# this one could run). It ends this process with the message unless its stdin closes first.
+_WATCHDOG = """
+import os, select, signal, sys
+ready, _, _ = select.select([sys.stdin], [], [], float(sys.argv[2]))
+if not ready:
+    sys.stderr.write(sys.argv[3] + "\\n")
+    sys.stderr.flush()
+    os.kill(int(sys.argv[1]), signal.SIGKILL)
+"""
+
+
+@contextlib.contextmanager
+def _watchdog(timeout: float, message: str) -> Iterator[None]:
+    """Within the block: after `timeout` seconds, `message` on stderr and the process ends
+    (SIGKILL: TensorFlow's wait runs no Python code); SIGINT and SIGTERM take their default
+    action (end the process) instead of a Python handler that could not run.
+
+    By hand: no library bounds a blocking C++ call that holds the GIL.
+    """
+    import subprocess
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    saved = ({number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+             if main else {})
+    for number in saved:
+        signal.signal(number, signal.SIG_DFL)
+    watcher = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout),
+                                message], stdin=subprocess.PIPE)
+    try:
+        yield
+    finally:
+        watcher.stdin.close()  # Done: the watchdog exits without a word.
+        watcher.wait()
+        for number, handler in saved.items():
+            signal.signal(number, handler)
 
 
 def _local_devices() -> list[str]:

@@ -138,7 +138,9 @@ def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None
         model = build_classifier(spec)
         compile_classifier(model, config, len(spec.class_names), spec.multi_label, steps)
         prepare_for_distributed_fit(model, train.texts[0], _one_hot(train).labels[0])
-    with _worker_run_dir(out_dir, chief) as run_dir:
+    # One run at a time into `out_dir`: they would share its backup.
+    lock = backups.run_lock(out_dir) if chief else contextlib.nullcontext()
+    with lock, _worker_run_dir(out_dir, chief) as run_dir:
         return _fit_and_write(model, train_ds, dev_ds, run_dir, spec, config, train, dev,
                               distribution, overwrite=overwrite or not chief, resume=resume,
                               inputs=inputs, verbose=verbose)

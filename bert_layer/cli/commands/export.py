@@ -34,7 +34,9 @@ def run(args: argparse.Namespace) -> None:
         print(result.left_out)
     if not result.has_pooler:
         print("The checkpoint has no pooler: pooled_output is the first token's hidden state.")
-    print(f"Exported {args.checkpoint} -> {args.out} in {time.perf_counter() - start:.1f}s")
+    choice = f" ({result.checkpoint_choice})" if result.checkpoint_choice else ""
+    print(f"Exported {args.checkpoint}{choice} -> {args.out} in "
+          f"{time.perf_counter() - start:.1f}s")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -9,7 +9,7 @@ from bert_layer.text import SAVABLE_TOKENIZERS
 
 
 def check(args: argparse.Namespace) -> None:
-    from bert_layer.inference.formats import KERAS_SUFFIX, check_model_file
+    from bert_layer.inference.formats import FROZEN_SUFFIXES, KERAS_SUFFIX, check_model_file
     from bert_layer.outputs import check_output_free
 
     check_model_file(args.model, (KERAS_SUFFIX,), command="freeze")
@@ -17,7 +17,7 @@ def check(args: argparse.Namespace) -> None:
         check_output_free(args.out, args.overwrite, kind="saved_model", inputs=[args.model])
     else:
         check_output_free(args.out, args.overwrite, is_dir=False, inputs=[args.model],
-                          suffixes=(".pb",))
+                          suffixes=FROZEN_SUFFIXES, named=FROZEN_SUFFIXES)
 
 
 def run(args: argparse.Namespace) -> None:
