@@ -8,7 +8,6 @@ Dimension legend: n = texts, H = hidden size.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from typing import TextIO
 
@@ -17,21 +16,9 @@ import tensorflow as tf
 
 from bert_layer.choices import DEFAULT_MAX_SEQ_LENGTH
 from bert_layer.data.batching import estimate_lengths, length_grouped_batches, restore_order
+from bert_layer.inference.formats import EMBEDDING_SUFFIXES, embedding_format
 from bert_layer.layers.layer import BertLayer
 from bert_layer.outputs import atomic_output
-
-# Output formats by file extension: a float32 [n, H] array, or one JSON object per line.
-OUTPUT_FORMATS = {".npy": "npy", ".jsonl": "jsonl"}
-EMBEDDING_SUFFIXES = tuple(OUTPUT_FORMATS)  # What `--overwrite` may replace.
-
-
-def output_format(path: str) -> str:
-    """"npy" or "jsonl", from the output file's extension."""
-    extension = os.path.splitext(path)[1].lower()
-    if extension not in OUTPUT_FORMATS:
-        raise ValueError(f"--output {path}: expected a file ending in "
-                         f"{' or '.join(OUTPUT_FORMATS)}, found {extension or 'no extension'}.")
-    return OUTPUT_FORMATS[extension]
 
 
 def make_embedder(module_dir: str, *, pooling: str, normalize: bool = False,
@@ -70,7 +57,7 @@ def write_embeddings(path: str, texts: list[str], embeddings: np.ndarray, *,
     """Writes `embeddings` [n, H] to `path` (.npy or .jsonl), all at once or not at all.
 
     `overwrite` replaces only an embeddings file (EMBEDDING_SUFFIXES), never an input."""
-    fmt = output_format(path)
+    fmt = embedding_format(path)
     with atomic_output(path, overwrite=overwrite, is_dir=False, inputs=inputs,
                        suffixes=EMBEDDING_SUFFIXES) as tmp:
         if fmt == "npy":

@@ -21,6 +21,11 @@ MULTI_LABEL = "multi_label"
 # Graphs frozen with the numpy tokenizer take ids; these constants rebuild the tokenizer.
 VOCAB, DO_LOWER_CASE, MAX_SEQ_LENGTH = "vocab", "do_lower_case", "max_seq_length"
 
+# `bert-layer embed`'s outputs by file extension: a float32 [n, H] array, or one JSON object
+# per line.
+EMBEDDING_FORMATS = {".npy": "npy", ".jsonl": "jsonl"}
+EMBEDDING_SUFFIXES = tuple(EMBEDDING_FORMATS)  # What `--overwrite` may replace.
+
 SAVED_MODEL = "saved_model"  # Not a suffix: a folder holding saved_model.pb.
 _WHAT = {KERAS_SUFFIX: "a Keras model (.keras) written by `bert-layer train`",
          FROZEN_SUFFIX: "a frozen graph (.pb) written by `bert-layer freeze`",
@@ -53,6 +58,15 @@ def check_model_file(path: str, suffixes: tuple[str, ...] = (KERAS_SUFFIX, FROZE
         raise ValueError(f"{path} is not a readable .keras file: it is not a zip archive "
                          f"(truncated or corrupt?); expected {_WHAT[KERAS_SUFFIX]}.")
     return suffix
+
+
+def embedding_format(path: str) -> str:
+    """"npy" or "jsonl", from an embeddings output file's extension."""
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in EMBEDDING_FORMATS:
+        raise ValueError(f"--output {path}: expected a file ending in "
+                         f"{' or '.join(EMBEDDING_FORMATS)}, found {extension or 'no extension'}.")
+    return EMBEDDING_FORMATS[extension]
 
 
 def read_graph_def(path: str):

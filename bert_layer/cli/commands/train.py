@@ -29,6 +29,9 @@ def check(args: argparse.Namespace) -> None:
     if args.distribute == "multi-worker":  # The cluster first: before any output or data.
         from bert_layer.training.distribute import check_tf_config
         check_tf_config(os.environ.get("TF_CONFIG"))
+    from bert_layer.cli.preflight import check_module_folder
+
+    check_module_folder(args.module)
     from bert_layer.data.checks import summary, warnings_for  # numpy: after the cheap checks
     from bert_layer.outputs import check_output_free
 
