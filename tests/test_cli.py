@@ -123,10 +123,19 @@ def test_train_writes_model_and_report_and_prints_a_summary(job):
     assert report["classifier"]["max_seq_length"] == 32
     assert report["train_source"] == job["train"] and report["train_examples"] == 32
     assert report["dev_examples"] == 8 and report["best_epoch"] == 1
-    assert f"best epoch 1: {report['best']}" in out
-    summary = next(line for line in out.splitlines() if line.startswith("epoch 1: "))
-    assert f"val_accuracy={report['epochs'][0]['val_accuracy']:.4f}" in summary
-    assert "examples/s)" in summary
+    # One line per epoch (Keras's own progress line is off), then a summary: no dicts, no
+    # 16-digit floats.
+    epoch_lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    epoch = report["epochs"][0]
+    assert epoch_lines == [
+        f"epoch 1/1: loss {epoch['loss']:.4f}  accuracy {epoch['accuracy']:.4f}  "
+        f"f1 {epoch['f1']:.4f}  val_loss {epoch['val_loss']:.4f}  "
+        f"val_accuracy {epoch['val_accuracy']:.4f}  val_f1 {epoch['val_f1']:.4f}  "
+        f"({epoch['examples_per_second']:.1f} examples/s, {epoch['epoch_seconds']:.0f}s)"]
+    best = report["best"]
+    assert (f"Kept epoch 1 of 1 (best val_accuracy): val_loss {best['val_loss']:.4f}  "
+            f"val_accuracy {best['val_accuracy']:.4f}  val_f1 {best['val_f1']:.4f}.") in out
+    assert "{" not in out and "epoch_seconds" not in out
     _no_leftovers(job["folder"])
 
 

@@ -100,7 +100,9 @@ def test_report_has_metrics_per_epoch_throughput_and_wall_time(trained, spec):
     for epoch in report["epochs"]:
         assert {"loss", "accuracy", "f1", "val_loss", "val_accuracy", "val_f1",
                 "epoch_seconds", "examples_per_second"} <= set(epoch)
-        assert epoch["examples_per_second"] == pytest.approx(40 / epoch["epoch_seconds"])
+        # Measured from the second step (the first builds the graph): faster than the
+        # epoch's mean rate, which counts that step too.
+        assert epoch["examples_per_second"] > 40 / epoch["epoch_seconds"]
         assert 0.0 <= epoch["val_f1"] <= 1.0 and np.isfinite(epoch["loss"])
     assert report["wall_seconds"] >= sum(e["epoch_seconds"] for e in report["epochs"])
     accuracies = [e["val_accuracy"] for e in report["epochs"]]
@@ -126,6 +128,38 @@ def test_saved_model_scores_the_reported_best_on_dev(trained, data):
     assert best["val_f1"] == pytest.approx(2 * tp / max(2 * tp + fp + fn, 1), abs=1e-5)
     log_p = np.log(np.clip(probabilities[np.arange(len(dev)), dev.labels], 1e-7, 1.0))
     assert best["val_loss"] == pytest.approx(-np.mean(log_p), abs=1e-4)
+
+
+def _weights_file_groups(keras_file: str) -> list[str]:
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(keras_file) as archive, archive.open("model.weights.h5") as f:
+        with h5py.File(f, "r") as h5:
+            return sorted(h5.keys())
+
+
+def test_saved_model_holds_no_optimizer_state_and_predicts_the_same(trained, data, tmp_path):
+    """model.keras has the weights alone: the same model saved compiled, with AdamW's slots
+    built, is about 3x the trainable weights' size; both load and predict the same."""
+    out, _ = trained
+    _, dev = data
+    saved = os.path.join(out, MODEL_FILE)
+    assert "optimizer" not in _weights_file_groups(saved)
+    classifier = KerasClassifier(saved)
+    model = classifier.model
+    compile_classifier(model, CONFIG, 2, False, steps=10)
+    model.optimizer.build(model.trainable_variables)
+    with_optimizer = str(tmp_path / "with_optimizer.keras")
+    model.save(with_optimizer)
+    assert "optimizer" in _weights_file_groups(with_optimizer)
+    trainable_bytes = sum(v.numpy().nbytes for v in model.trainable_variables)
+    saved_bytes = os.path.getsize(saved)
+    assert os.path.getsize(with_optimizer) - saved_bytes > 1.9 * trainable_bytes
+    reloaded = KerasClassifier(with_optimizer)
+    np.testing.assert_array_equal(reloaded(dev.texts), classifier(dev.texts))
+    assert keras.models.load_model(saved).compiled is False  # Compile it to train further.
 
 
 def test_only_the_last_layer_pooler_and_head_moved(trained):

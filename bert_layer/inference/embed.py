@@ -16,17 +16,9 @@ import tensorflow as tf
 
 from bert_layer.choices import DEFAULT_MAX_SEQ_LENGTH
 from bert_layer.data.batching import estimate_lengths, length_grouped_batches, restore_order
+from bert_layer.inference.formats import EMBEDDING_SUFFIXES, embedding_format
 from bert_layer.layers.layer import BertLayer
-from bert_layer.outputs import atomic_output, output_format
-
-# Output formats by file extension: a float32 [n, H] array, or one JSON object per line.
-OUTPUT_FORMATS = {".npy": "npy", ".jsonl": "jsonl"}
-EMBEDDING_SUFFIXES = tuple(OUTPUT_FORMATS)  # What `--overwrite` may replace.
-
-
-def embedding_format(path: str) -> str:
-    """"npy" or "jsonl", from the output file's extension."""
-    return output_format(path, OUTPUT_FORMATS)
+from bert_layer.outputs import atomic_output
 
 
 def make_embedder(module_dir: str, *, pooling: str, normalize: bool = False,

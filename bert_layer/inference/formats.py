@@ -13,6 +13,7 @@ import re
 import zipfile
 
 from bert_layer.contract import SAVED_MODEL_FILE
+from bert_layer.outputs import output_format
 
 KERAS_SUFFIX = ".keras"
 FROZEN_SUFFIX = ".pb"
@@ -29,6 +30,11 @@ METADATA_SIGNATURE = "metadata"
 SERVING_OUTPUTS = ("probabilities", "label", "label_index")
 # Graphs frozen with the numpy tokenizer take ids; these constants rebuild the tokenizer.
 VOCAB, DO_LOWER_CASE, MAX_SEQ_LENGTH = "vocab", "do_lower_case", "max_seq_length"
+
+# `bert-layer embed`'s outputs by file extension: a float32 [n, H] array, or one JSON object
+# per line.
+EMBEDDING_FORMATS = {".npy": "npy", ".jsonl": "jsonl"}
+EMBEDDING_SUFFIXES = tuple(EMBEDDING_FORMATS)  # What `--overwrite` may replace.
 
 SAVED_MODEL = "saved_model"  # Not a suffix: a folder holding saved_model.pb.
 HUB_MODULE_FILE = "tfhub_module.pb"  # Marks a TF1 Hub module (bert-layer export), no model.
@@ -112,6 +118,11 @@ def _registered_names(config) -> set[str]:
         elif isinstance(item, list):
             stack.extend(item)
     return found
+
+
+def embedding_format(path: str) -> str:
+    """"npy" or "jsonl", from an embeddings output file's extension."""
+    return output_format(path, EMBEDDING_FORMATS)
 
 
 def read_graph_def(path: str):

@@ -5,7 +5,8 @@
   run.json          the settings it belongs to (a resume must use the same)
   state/            Keras `BackupAndRestore`: weights, optimizer state, epochs finished
   history.csv       Keras `CSVLogger`: each finished epoch's metrics, for the report
-  best-NNN.keras    Keras `ModelCheckpoint`: the best epoch so far (with dev data)
+  best-NNN.keras    Keras `ModelCheckpoint`: the best epoch so far (with dev data; no
+                    optimizer state, as the output holds none)
 
 It lives outside the temporary output folder, so it survives SIGTERM and SIGKILL; it is
 removed once the output is written. `OUT.lock` (see `run_lock`) is held by the run writing
@@ -168,7 +169,7 @@ class TrainingBackup:
         callbacks = [keras.callbacks.CSVLogger(self.history_file, append=True)]
         if keep_best_by is not None:
             values = [e[keep_best_by] for e in self.epochs() if keep_best_by in e]
-            callbacks.append(keras.callbacks.ModelCheckpoint(
+            callbacks.append(_BestModelCheckpoint(
                 os.path.join(self.path, BEST_MODEL), monitor=keep_best_by, mode="max",
                 save_best_only=True, initial_value_threshold=max(values) if values else None))
         callbacks.append(keras.callbacks.BackupAndRestore(self.state_dir, delete_checkpoint=False))
@@ -210,6 +211,16 @@ class TrainingBackup:
         found = [(int(m.group(1)), path) for path in glob.glob(os.path.join(self.path, "best-*"))
                  if (m := _BEST_NUMBER.search(path))]
         return sorted(found)
+
+
+class _BestModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """ModelCheckpoint that saves the model without its optimizer state: the best model is
+    the output's, and resuming reads the optimizer from `state/` (BackupAndRestore)."""
+
+    def set_model(self, model):
+        from bert_layer.training.classifier import without_training_state
+
+        super().set_model(without_training_state(model))
 
 
 def _differences(saved: dict, current: dict, prefix: str = "") -> list[str]:

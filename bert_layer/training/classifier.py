@@ -72,3 +72,15 @@ def build_classifier(spec: ClassifierSpec) -> keras.Model:
         spec.class_names, spec.multi_label, name="probabilities", dtype="float32",
         kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02))(x)
     return keras.Model(text, probabilities, name="bert_classifier")
+
+
+def without_training_state(model: keras.Model) -> keras.Model:
+    """The same layers (and weights) as a model never compiled: saving it writes no optimizer
+    slots (Adam's two per weight, twice the encoder's size), metrics or compile config.
+
+    Keras 3 has no `save(include_optimizer=False)`: `save` walks every attribute of the model,
+    its optimizer included. A functional model over the same layers has no optimizer to walk.
+    `keras.models.load_model` returns it uncompiled: `compile` it to train it further (`bert-layer
+    train --resume` continues from the backup, which keeps the optimizer state).
+    """
+    return keras.Model(model.input, model.output, name=model.name)

@@ -25,7 +25,12 @@ from bert_layer.outputs import MODEL_FILE, REPORT_FILE, atomic_output, check_out
 
 # The submodule, not its names (see bert_layer.layers.layer on module_source).
 from bert_layer.training import backup as backups
-from bert_layer.training.classifier import ClassifierSpec, F1Score, build_classifier
+from bert_layer.training.classifier import (
+    ClassifierSpec,
+    F1Score,
+    build_classifier,
+    without_training_state,
+)
 from bert_layer.training.distribute import (
     describe,
     is_chief,
@@ -56,10 +61,30 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 
 class ThroughputLogger(keras.callbacks.Callback):
-    """Adds the epoch's training time (validation excluded) to the logs as `epoch_seconds`."""
+    """Times each epoch's training (validation excluded) and prints one line per epoch.
+
+    Adds to the logs `epoch_seconds` (the whole epoch's training) and `examples_per_second`,
+    measured from the end of the first step: that step traces and builds the graph (seconds),
+    which is no training rate. Keras's own progress line is off (`fit(verbose=0)`); the line
+    printed here has the loss and metrics at 4 digits.
+
+    Args:
+      examples: training examples per epoch.
+      steps: training steps per epoch.
+      epochs: epochs in all (for "epoch 2/3").
+      out: where the lines go; None prints nothing.
+    """
+
+    def __init__(self, examples: int, steps: int, epochs: int, out=None):
+        super().__init__()
+        self.examples, self.steps, self.epochs, self.out = examples, steps, epochs, out
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start, self._train_end = time.perf_counter(), None
+        self._start, self._first_step_end, self._train_end = time.perf_counter(), None, None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._first_step_end is None:
+            self._first_step_end = time.perf_counter()
 
     def on_test_begin(self, logs=None):  # Within fit: validation starts, training is done.
         if self._train_end is None:
@@ -67,8 +92,38 @@ class ThroughputLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         end = self._train_end or time.perf_counter()
+        seconds = end - self._start
+        rate = self.examples / seconds
+        if self.steps > 1 and self._first_step_end is not None and end > self._first_step_end:
+            # Steps after the first, at the epoch's mean batch size.
+            rate = self.examples * (self.steps - 1) / self.steps / (end - self._first_step_end)
         if logs is not None:
-            logs["epoch_seconds"] = end - self._start
+            logs["epoch_seconds"] = seconds
+            logs["examples_per_second"] = rate
+        if self.out is not None:
+            print(epoch_line(epoch + 1, self.epochs, logs or {}), file=self.out, flush=True)
+
+
+# Logged values that are no score (the schedule's rate, the timings).
+_NOT_SCORES = ("learning_rate", "epoch_seconds", "examples_per_second", "epoch")
+
+
+def scores(logs: dict) -> dict[str, float]:
+    """The loss and metrics of an epoch's logs: training's, then validation's; the loss
+    first, the metrics by name."""
+    names = [k for k in logs if k not in _NOT_SCORES]
+    order = lambda k: (k.startswith("val_"), k.removeprefix("val_") != "loss", k)  # noqa: E731
+    return {k: float(logs[k]) for k in sorted(names, key=order)}
+
+
+def epoch_line(epoch: int, epochs: int, logs: dict) -> str:
+    """'epoch 1/3: loss 0.6931  accuracy 0.5000  ...  (29.9 examples/s, 12s)'."""
+    values = "  ".join(f"{k} {v:.4f}" for k, v in scores(logs).items())
+    timing = ""
+    if "examples_per_second" in logs:
+        timing = (f"  ({logs['examples_per_second']:.1f} examples/s, "
+                  f"{logs['epoch_seconds']:.0f}s)")
+    return f"epoch {epoch}/{epochs}: {values}{timing}"
 
 
 def _one_hot(examples: Examples) -> Examples:
@@ -121,8 +176,8 @@ def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None
     chief = is_chief(strategy)
     if chief:  # Before the work; atomic_output checks again.
         check_output_free(out_dir, overwrite, kind="run", inputs=inputs)
-    if verbose is None:  # A progress bar on a terminal, one line per epoch in a log.
-        verbose = 1 if sys.stdout.isatty() else 2
+    if verbose is None:  # One line per epoch (ThroughputLogger), on stdout.
+        verbose = 1
     keras.utils.set_random_seed(config.seed)
     distribution = describe(strategy, config.distribute, config.batch_size)
     # The strategy splits each batch of the dataset between the replicas.
@@ -154,11 +209,14 @@ def _fit_and_write(model: keras.Model, train_ds, dev_ds, out_dir: str, spec: Cla
     start = time.perf_counter()
     backup = backups.TrainingBackup(out_dir, _settings(spec, config, train, dev))
     finished_before = backup.start(resume=resume, overwrite=overwrite)
-    callbacks = [ThroughputLogger(), *backup.callbacks(
+    steps = math.ceil(len(train) / distribution["global_batch_size"])
+    logger = ThroughputLogger(len(train), steps, config.epochs,
+                              out=sys.stdout if verbose else None)
+    callbacks = [logger, *backup.callbacks(
         keep_best_by=None if dev_ds is None else "val_accuracy")]
     try:
         model.fit(train_ds, validation_data=dev_ds, epochs=config.epochs,
-                  callbacks=callbacks, verbose=verbose)
+                  callbacks=callbacks, verbose=0)
     except BaseException:
         if backup.finished_epochs() == 0:  # Nothing to resume from.
             backup.remove()
@@ -171,7 +229,7 @@ def _fit_and_write(model: keras.Model, train_ds, dev_ds, out_dir: str, spec: Cla
     with atomic_output(out_dir, overwrite=overwrite, kind="run", inputs=inputs) as tmp:
         model_path = os.path.join(tmp, MODEL_FILE)
         if dev_ds is None:
-            model.save(model_path)
+            without_training_state(model).save(model_path)
         else:
             shutil.copyfile(backup.best_model(report["best_epoch"]), model_path)
         with open(os.path.join(tmp, REPORT_FILE), "w", encoding="utf-8") as f:
@@ -228,7 +286,8 @@ def _report(spec: ClassifierSpec, config: TrainConfig, train: Examples, dev: Exa
     for i, logs in enumerate(history):
         epoch = {k: v for k, v in logs.items() if k != "learning_rate"}
         epoch["epoch"] = i + 1
-        epoch["examples_per_second"] = len(train) / epoch["epoch_seconds"]
+        if "examples_per_second" not in epoch:  # Backups of runs before it was logged.
+            epoch["examples_per_second"] = len(train) / epoch["epoch_seconds"]
         epochs.append(epoch)
     # With dev data ModelCheckpoint keeps the first epoch of highest val_accuracy (max()
     # also returns the first of equals); without, the model saved is the last epoch's.

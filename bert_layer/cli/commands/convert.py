@@ -25,6 +25,9 @@ def check(args: argparse.Namespace) -> None:
         raise FileNotFoundError(f"Hugging Face model folder not found: {args.hf_dir} (expected "
                                 f"a folder with config.json, model.safetensors or "
                                 f"pytorch_model.bin, vocab.txt or tokenizer.json).")
+    if args.hf_dir:
+        from bert_layer.cli.preflight import check_hf_folder
+        check_hf_folder(args.hf_dir)
     args.out = args.out or DEFAULT_CHECKPOINT_DIR
     check_output_free(args.out, args.overwrite, kind="checkpoint",
                       inputs=[args.hf_dir] if args.hf_dir else [])

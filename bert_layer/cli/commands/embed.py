@@ -11,27 +11,34 @@ from bert_layer.cli.columns import add_data_columns, positive_int, read_input_te
 from bert_layer.layers.pooling import VECTOR_POOLINGS
 
 
-def run(args: argparse.Namespace) -> None:
-    from bert_layer.inference.embed import (
-        EMBEDDING_SUFFIXES,
-        embed_texts,
-        embedding_format,
-        make_embedder,
-        write_embeddings,
-    )
+def check(args: argparse.Namespace) -> None:
+    """Module, output path and the texts, before TensorFlow loads."""
+    from bert_layer.cli.preflight import check_module_folder
+    from bert_layer.inference.formats import EMBEDDING_SUFFIXES, embedding_format
     from bert_layer.outputs import check_output_free
 
-    inputs = [args.module] + ([args.input] if args.input not in (None, "-") else [])
+    check_module_folder(args.module)
     embedding_format(args.output)  # Refuse a bad or taken output before the work, not after it.
-    check_output_free(args.output, args.overwrite, is_dir=False, inputs=inputs,
+    check_output_free(args.output, args.overwrite, is_dir=False, inputs=_inputs(args),
                       suffixes=EMBEDDING_SUFFIXES)
-    texts = read_input_texts(args)
+    args.texts = read_input_texts(args)
+
+
+def _inputs(args: argparse.Namespace) -> list[str]:
+    return [args.module] + ([args.input] if args.input not in (None, "-") else [])
+
+
+def run(args: argparse.Namespace) -> None:
+    from bert_layer.inference.embed import embed_texts, make_embedder, write_embeddings
+
+    texts = args.texts
     layer = make_embedder(args.module, pooling=args.pooling, normalize=args.normalize,
                           max_seq_length=args.max_seq_length)
     start = time.perf_counter()
     embeddings = embed_texts(layer, texts, batch_size=args.batch_size)
     seconds = time.perf_counter() - start
-    write_embeddings(args.output, texts, embeddings, overwrite=args.overwrite, inputs=inputs)
+    write_embeddings(args.output, texts, embeddings, overwrite=args.overwrite,
+                     inputs=_inputs(args))
     print(f"Embedded {len(texts)} texts ({embeddings.shape[1]} values each) in {seconds:.2f}s "
           f"({len(texts) / max(seconds, 1e-9):.0f}/s) -> {args.output}", file=sys.stderr)
 
@@ -57,4 +64,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-seq-length", type=int, default=DEFAULT_MAX_SEQ_LENGTH,
                    help="longer texts are truncated (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, check=check)

@@ -13,11 +13,13 @@ from bert_layer.text import SAVABLE_TOKENIZERS
 
 
 def check(args: argparse.Namespace) -> None:
+    from bert_layer.cli.preflight import check_checkpoint_folder
     from bert_layer.outputs import check_output_free
 
     if not os.path.isdir(args.checkpoint):
         raise FileNotFoundError(f"--checkpoint {args.checkpoint} is not a folder; expected one "
                                 f"with bert_config.json, vocab.txt and bert_model.ckpt.*.")
+    check_checkpoint_folder(args.checkpoint)
     check_output_free(args.out, args.overwrite, kind="module", inputs=[args.checkpoint])
 
 

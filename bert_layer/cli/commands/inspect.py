@@ -7,6 +7,12 @@ import dataclasses
 import json
 
 
+def check(args: argparse.Namespace) -> None:
+    from bert_layer.cli.preflight import check_inspect_path
+
+    check_inspect_path(args.path)
+
+
 def run(args: argparse.Namespace) -> None:
     from bert_layer.inference.inspect import inspect_path
 
@@ -26,4 +32,4 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "(checked in a fresh Python that imports TensorFlow alone).")
     p.add_argument("path", help="module or SavedModel folder, or frozen graph (.pb)")
     p.add_argument("--json", action="store_true", help="print the inspection as JSON")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, check=check)

@@ -31,7 +31,11 @@ def check(args: argparse.Namespace) -> None:
     )
     from bert_layer.outputs import check_output_free
 
-    check_model_file(args.model, (FROZEN_SUFFIX, SAVED_MODEL, KERAS_SUFFIX), command="predict")
+    kind = check_model_file(args.model, (FROZEN_SUFFIX, SAVED_MODEL, KERAS_SUFFIX),
+                            command="predict")
+    if kind == FROZEN_SUFFIX:
+        from bert_layer.cli.preflight import check_frozen_graph_file
+        check_frozen_graph_file(args.model)
     if args.runner == "beam" and args.output in (None, "-"):  # Before reading standard input.
         raise ValueError("--runner beam writes a file: pass --output FILE (.csv or .jsonl).")
     if args.runner == "beam" and args.precision is not None:

@@ -29,6 +29,9 @@ def check(args: argparse.Namespace) -> None:
     if args.distribute == "multi-worker":  # The cluster first: before any output or data.
         from bert_layer.training.distribute import check_tf_config
         check_tf_config(os.environ.get("TF_CONFIG"))
+    from bert_layer.cli.preflight import check_module_folder
+
+    check_module_folder(args.module)
     from bert_layer.data.checks import summary, warnings_for  # numpy: after the cheap checks
     from bert_layer.outputs import check_output_free
 
@@ -79,21 +82,28 @@ def _print_resume_hint(out: str) -> None:
 
 
 def _print_training_summary(report: dict, out: str) -> None:
+    """After the epochs' own lines (printed as each ends): the best epoch, time and output."""
+    from bert_layer.training.train import epoch_line, scores
+
+    epochs = report["epochs"]
     if report["resumed_from_epoch"]:
-        print(f"resumed at epoch {report['resumed_from_epoch']} (epochs before it were "
-              f"finished by an interrupted run)")
-    for epoch in report["epochs"]:
-        scores = "  ".join(f"{k}={v:.4f}" for k, v in epoch.items()
-                           if k.startswith("val_") or k in ("loss", "accuracy"))
-        print(f"epoch {epoch['epoch']}: {scores}  "
-              f"({epoch['examples_per_second']:.1f} examples/s)")
+        print(f"resumed at epoch {report['resumed_from_epoch']}; the epochs before it, finished "
+              f"by the interrupted run:")
+        for epoch in epochs[:report["resumed_from_epoch"] - 1]:
+            print(f"  {epoch_line(epoch['epoch'], len(epochs), epoch)}")
     distribution = report["distribution"]
-    written = (f"Model and report in {out}" if distribution["chief"] else
-               "This worker is not the chief: the chief writes the model and report")
+    written = (f"Model and report in {out}." if distribution["chief"] else
+               "This worker is not the chief: the chief writes the model and report.")
     print(f"{distribution['global_batch_size']} examples a step on {distribution['replicas']} "
           f"replica(s) of {distribution['workers']} worker(s) ({distribution['strategy']}).")
-    print(f"best epoch {report['best_epoch']}: {report['best']}; "
-          f"{report['wall_seconds']:.0f}s in all. {written}")
+    best = epochs[report["best_epoch"] - 1]
+    if report["dev_examples"]:
+        values = "  ".join(f"{k} {v:.4f}" for k, v in report["best"].items())
+        kept = f"Kept epoch {best['epoch']} of {len(epochs)} (best val_accuracy): {values}."
+    else:
+        values = "  ".join(f"{k} {v:.4f}" for k, v in scores(best).items())
+        kept = f"Kept the last epoch ({len(epochs)}; no --dev to choose by): {values}."
+    print(f"{kept}\n{report['wall_seconds']:.0f}s in all. {written}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
