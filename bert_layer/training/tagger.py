@@ -50,18 +50,20 @@ class WordBertLayer(BertLayer):
             kwargs.pop(fixed, None)
         super().__init__(module, pooling=None, do_preprocessing=True, **kwargs)
 
-    def align(self, words: tf.Tensor) -> dict[str, tf.Tensor]:
-        """`align_words` of the words [B, W] with this layer's tokenizer."""
+    def align(self, words: tf.Tensor, tokenizer=None) -> dict[str, tf.Tensor]:
+        """`align_words` of the words [B, W] with this layer's tokenizer (or `tokenizer`),
+        `first_piece` and `piece_counts` [B, W] as wide as `words`."""
         words = tf.convert_to_tensor(words)
         if words.dtype != tf.string:
             raise TypeError(f"WordBertLayer expects words, a string tensor [batch, words]; "
                             f"received dtype {words.dtype.name}.")
         ragged = tf.RaggedTensor.from_tensor(words, padding="")
-        aligned = align_words(self.preprocessor.tokenizer, ragged, self.max_seq_length)
-        # Trailing "" columns dropped by from_tensor come back, as padding (-1).
+        aligned = align_words(tokenizer or self.preprocessor.tokenizer, ragged,
+                              self.max_seq_length)
+        # Trailing "" columns dropped by from_tensor come back, as padding.
         missing = tf.shape(words)[1] - tf.shape(aligned["first_piece"])[1]
-        aligned["first_piece"] = tf.pad(aligned["first_piece"], [[0, 0], [0, missing]],
-                                        constant_values=-1)
+        for name, pad in (("first_piece", -1), ("piece_counts", 0)):
+            aligned[name] = tf.pad(aligned[name], [[0, 0], [0, missing]], constant_values=pad)
         return aligned
 
     def call(self, words, training=None):
