@@ -25,8 +25,7 @@ from typing import Protocol, TextIO
 
 import numpy as np
 
-from bert_layer.choices import DEFAULT_STRIDE
-from bert_layer.text.alignment import merge_rows, split_text, windowed
+from bert_layer.text.alignment import merge_rows, split_text, window_stride, windowed
 
 # CoNLL file names predict reads as tagged words (anything else: one text a line).
 CONLL_SUFFIXES = (".conll", ".iob", ".iob2", ".bio", ".bioes")
@@ -75,17 +74,16 @@ def _run_rows(tagger: Tagger, rows: list[list[str]], batch_size: int,
 
 
 def tag_probabilities(tagger: Tagger, sentences: list[list[str]], *,
-                      stride: int = DEFAULT_STRIDE, batch_size: int = 32,
+                      stride: int | None = None, batch_size: int = 32,
                       on_batch: Callable[[int], None] | None = None) -> list[np.ndarray]:
     """Tag probabilities float32 [w, K] for every word of every sentence.
 
     Sentences that fit the model run once; longer ones run again in windows of
-    `max_seq_length - 2` pieces sharing `stride` pieces, each word read from the window
-    where it has the most context on both sides. No word is left untagged."""
+    `max_seq_length - 2` pieces sharing `stride` pieces (`window_stride`), each word read
+    from the window where it has the most context on both sides. No word is left
+    untagged."""
     budget = tagger.max_seq_length - 2
-    if not 0 <= stride < budget:
-        raise ValueError(f"stride must be in [0, {budget}) for a model of max_seq_length "
-                         f"{tagger.max_seq_length}; received {stride}.")
+    stride = window_stride(stride, tagger.max_seq_length)
     probabilities, counts = _run_rows(tagger, sentences, batch_size, on_batch)
     long = [i for i, c in enumerate(counts) if int(c.sum()) > budget]
     if long:
@@ -112,7 +110,7 @@ def word_entities(tags: list[str], probabilities: np.ndarray) -> list[tuple[str,
             for kind, first, last in get_entities(list(tags))]
 
 
-def tag_texts(tagger: Tagger, texts: list[str], *, stride: int = DEFAULT_STRIDE,
+def tag_texts(tagger: Tagger, texts: list[str], *, stride: int | None = None,
               batch_size: int = 32, on_batch: Callable[[int], None] | None = None
               ) -> list[list[Entity]]:
     """The entities of each raw text, with character offsets into it."""
@@ -247,10 +245,9 @@ def is_tagger_file(path: str) -> bool:
                 return b'"TaggerHead"' in archive.read("config.json")
         except (OSError, KeyError, zipfile.BadZipFile):
             return False
-    if path.endswith(".pb"):
-        from bert_layer.inference.formats import read_graph_def
-
-        return any(n.name == TAG_NAMES for n in read_graph_def(path).node)
+    if path.endswith(".pb"):  # The constant's node name, as the GraphDef's bytes hold it.
+        with open(path, "rb") as f:
+            return TAG_NAMES.encode() in f.read()
     saved_model = os.path.join(path, "saved_model.pb")
     if os.path.isfile(saved_model):
         with open(saved_model, "rb") as f:

@@ -11,7 +11,6 @@ import math
 
 from bert_layer.choices import (
     DEFAULT_MAX_SEQ_LENGTH,
-    DEFAULT_STRIDE,
     DISTRIBUTE_CHOICES,
     MIN_CLASSES,
     OUTSIDE_TAG,
@@ -87,12 +86,14 @@ class TaggerSpec:
     tokenizer: str = "graph"
     head_dropout: float = 0.1
     precision: str = "fp32"
-    stride: int = DEFAULT_STRIDE  # Overlap of the windows long sentences are split into.
+    # Pieces shared by the windows long sentences are split into (None: DEFAULT_STRIDE,
+    # at most half a window).
+    stride: int | None = None
 
     def __post_init__(self) -> None:
         if not self.tag_names or self.tag_names[0] != OUTSIDE_TAG:
             raise ValueError(f"a tagger's tags start with {OUTSIDE_TAG!r}; found "
                              f"{list(self.tag_names)}.")
-        if not 0 <= self.stride < self.max_seq_length - 2:
+        if self.stride is not None and not 0 <= self.stride < self.max_seq_length - 2:
             raise ValueError(f"stride must be in [0, max_seq_length - 2 = "
                              f"{self.max_seq_length - 2}); received {self.stride}.")

@@ -23,7 +23,7 @@ from bert_layer.data.conll import TaggedSentences
 from bert_layer.layers.layer import BertLayer
 from bert_layer.layers.precision import policy_name
 from bert_layer.outputs import check_output_free
-from bert_layer.text.alignment import align_words, merge_rows, windowed
+from bert_layer.text.alignment import align_words, merge_rows, window_stride, windowed
 from bert_layer.training.distribute import (
     describe,
     is_chief,
@@ -271,11 +271,12 @@ def train_tagger(spec: TaggerSpec, train: TaggedSentences, dev: TaggedSentences 
     distribution = describe(strategy, config.distribute, config.batch_size)
     global_batch = distribution["global_batch_size"]
     budget = spec.max_seq_length - 2
+    stride = window_stride(spec.stride, spec.max_seq_length)
     with strategy.scope():
         model = build_tagger(spec)
         train_counts = piece_counts(model, train.words)
         rows, labels = training_rows(train, train_counts, list(spec.tag_names), budget,
-                                     spec.stride)
+                                     stride)
         steps = config.epochs * math.ceil(len(rows) / global_batch)
         compile_tagger(model, config, steps)
     train_ds = shard_by_examples(tagging_dataset(rows, labels, batch_size=global_batch,
@@ -283,11 +284,11 @@ def train_tagger(spec: TaggerSpec, train: TaggedSentences, dev: TaggedSentences 
     callbacks, dev_ds = (), None
     if dev is not None:
         dev_counts = piece_counts(model, dev.words)
-        dev_rows, origins = windowed(dev.words, dev_counts, budget, spec.stride)
+        dev_rows, origins = windowed(dev.words, dev_counts, budget, stride)
         callbacks = (EntityF1(dev_rows, origins, dev.tags, spec.tag_names, global_batch),)
         # Keras validates on it too (val_loss); the entity scores come from EntityF1.
         _, dev_labels = training_rows(dev, dev_counts, list(spec.tag_names), budget,
-                                      spec.stride)
+                                      stride)
         dev_ds = tagging_dataset(dev_rows, dev_labels, batch_size=global_batch,
                                  shuffle=False, seed=config.seed)
     with _worker_run_dir(out_dir, chief) as run_dir:
