@@ -25,7 +25,8 @@ from typing import Protocol, TextIO
 
 import numpy as np
 
-from bert_layer.text.alignment import merge_rows, split_text, window_stride, windowed
+from bert_layer.text.alignment import merge_rows, split_text, windowed
+from bert_layer.training.specs import window_stride
 
 # CoNLL file names predict reads as tagged words (anything else: one text a line).
 CONLL_SUFFIXES = (".conll", ".iob", ".iob2", ".bio", ".bioes")

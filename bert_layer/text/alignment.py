@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from bert_layer.choices import DEFAULT_STRIDE
 from bert_layer.text import unicode_tables as ut
 
 
@@ -139,18 +138,6 @@ def align_words(tokenizer, words, max_seq_length: int) -> dict:
     return {**features, "word_ids": tf.cast(word_ids, tf.int32),
             "first_piece": tf.cast(first_piece.to_tensor(default_value=-1), tf.int32),
             "piece_counts": tf.cast(words.with_flat_values(counts).to_tensor(), tf.int32)}
-
-
-def window_stride(stride: int | None, max_seq_length: int) -> int:
-    """The pieces windows share: `stride`, or by default DEFAULT_STRIDE capped at half a
-    window; ValueError unless 0 <= stride < max_seq_length - 2."""
-    budget = max_seq_length - 2
-    if stride is None:
-        return min(DEFAULT_STRIDE, budget // 2)
-    if not 0 <= stride < budget:
-        raise ValueError(f"stride must be in [0, {budget}) for max_seq_length {max_seq_length} "
-                         f"(windows of {budget} wordpieces); received {stride}.")
-    return stride
 
 
 def windows(piece_counts: list[int] | np.ndarray, budget: int,

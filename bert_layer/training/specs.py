@@ -11,6 +11,7 @@ import math
 
 from bert_layer.choices import (
     DEFAULT_MAX_SEQ_LENGTH,
+    DEFAULT_STRIDE,
     DISTRIBUTE_CHOICES,
     MIN_CLASSES,
     OUTSIDE_TAG,
@@ -97,3 +98,15 @@ class TaggerSpec:
         if self.stride is not None and not 0 <= self.stride < self.max_seq_length - 2:
             raise ValueError(f"stride must be in [0, max_seq_length - 2 = "
                              f"{self.max_seq_length - 2}); received {self.stride}.")
+
+
+def window_stride(stride: int | None, max_seq_length: int) -> int:
+    """The pieces windows share: `stride`, or by default DEFAULT_STRIDE capped at half a
+    window; ValueError unless 0 <= stride < max_seq_length - 2."""
+    budget = max_seq_length - 2
+    if stride is None:
+        return min(DEFAULT_STRIDE, budget // 2)
+    if not 0 <= stride < budget:
+        raise ValueError(f"stride must be in [0, {budget}) for max_seq_length {max_seq_length} "
+                         f"(windows of {budget} wordpieces); received {stride}.")
+    return stride

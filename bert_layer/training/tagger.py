@@ -23,14 +23,14 @@ from bert_layer.data.conll import TaggedSentences
 from bert_layer.layers.layer import BertLayer
 from bert_layer.layers.precision import policy_name
 from bert_layer.outputs import check_output_free
-from bert_layer.text.alignment import align_words, merge_rows, window_stride, windowed
+from bert_layer.text.alignment import align_words, merge_rows, windowed
 from bert_layer.training.distribute import (
     describe,
     is_chief,
     make_strategy,
     shard_by_examples,
 )
-from bert_layer.training.specs import TaggerSpec, TrainConfig
+from bert_layer.training.specs import TaggerSpec, TrainConfig, window_stride
 from bert_layer.training.train import _fit_and_write, _worker_run_dir, make_optimizer
 
 IGNORED = -1  # The label of padding and of words without a wordpiece: no loss.
