@@ -7,9 +7,10 @@ import wrapt  # A TensorFlow dependency; light (no TensorFlow import).
 __all__ = ["BertLayer"]
 
 # Modules that define classes registered with `keras.saving.register_keras_serializable`
-# (BertLayer, F1Score, WarmupLinearDecay), in import-dependency order.
+# (BertLayer, F1Score, WarmupLinearDecay, WordBertLayer, TaggerHead), in import-dependency
+# order.
 _SERIALIZABLE_MODULES = ("bert_layer.layers.layer", "bert_layer.training.classifier",
-                         "bert_layer.training.train")
+                         "bert_layer.training.train", "bert_layer.training.tagger")
 
 
 def __getattr__(name: str):

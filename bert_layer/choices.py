@@ -28,3 +28,9 @@ DEFAULT_MAX_SEQ_LENGTH = 128
 MULTI_LABEL_THRESHOLD = 0.5
 # A classifier (single-label) needs at least this many classes.
 MIN_CLASSES = 2
+# What `bert-layer train --task` trains; the first is the default.
+TASKS = ("classify", "regress", "tag")
+# The tag of words outside every entity (IOB2); a tagger's first tag.
+OUTSIDE_TAG = "O"
+# Long texts are tagged in windows of max_seq_length wordpieces that overlap by this many.
+DEFAULT_STRIDE = 32

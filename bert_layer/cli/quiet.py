@@ -56,7 +56,10 @@ def load_tensorflow_quietly(set_up_devices: bool = True) -> None:
     with _stderr_captured():
         import keras  # noqa: F401
         import tensorflow as tf
-        import tensorflow_text  # noqa: F401
+        try:  # Its log noise here; core-tokenizer models run without it.
+            import tensorflow_text  # noqa: F401
+        except ImportError:
+            pass
         if set_up_devices:
             tf.config.list_logical_devices()  # Device set-up logs (cuInit) happen here.
     tf.get_logger().setLevel(logging.ERROR)

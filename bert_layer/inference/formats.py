@@ -28,6 +28,10 @@ SERVING_SIGNATURE = "serving_default"
 IDS_SIGNATURE = "ids"
 METADATA_SIGNATURE = "metadata"
 SERVING_OUTPUTS = ("probabilities", "label", "label_index")
+# A frozen tagger's names: words string [B, W] in; tag probabilities [B, W, K] and the
+# wordpieces of each word [B, W] out; its tags [K] as a constant.
+WORDS_INPUT, TAG_PROBABILITIES, PIECE_COUNTS, TAG_NAMES = (
+    "words", "tag_probabilities", "piece_counts", "tag_names")
 # Graphs frozen with the numpy tokenizer take ids; these constants rebuild the tokenizer.
 VOCAB, DO_LOWER_CASE, MAX_SEQ_LENGTH = "vocab", "do_lower_case", "max_seq_length"
 

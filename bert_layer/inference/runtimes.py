@@ -208,33 +208,10 @@ class KerasClassifier:
     """
 
     def __init__(self, path: str | os.PathLike, precision: str | None = None):
-        import keras
         import tensorflow as tf
 
-        import bert_layer.training.classifier  # noqa: F401  (registers the model's layers)
-        from bert_layer.layers.module_source import folder_and_parents, module_search_dirs
-        from bert_layer.layers.precision import with_precision
-
         self.path = os.fspath(path)
-        check_model_file(self.path, (KERAS_SUFFIX,))
-        try:
-            with module_search_dirs(folder_and_parents(os.path.dirname(os.path.abspath(path)))):
-                self.model = keras.models.load_model(self.path, compile=False)
-        except Exception as e:
-            # Keras wraps a missing module in deserialization errors: name the module.
-            missing = _cause(e, FileNotFoundError)
-            if missing is not None:
-                raise FileNotFoundError(f"{self.path}: {missing}") from e
-            if not isinstance(e, (OSError, zipfile.BadZipFile, KeyError, ValueError, TypeError)):
-                raise
-            # h5py and zipfile on bad bytes; Keras's deserialization errors (a flattened
-            # traceback with terminal colours): their first line, plain.
-            text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
-            first_line = (text.splitlines() or [type(e).__name__])[0][:200]
-            raise ValueError(f"{self.path} is not a readable .keras model ({first_line}); "
-                             f"expected the model.keras written by `bert-layer train`.") from e
-        if precision is not None:  # None: as trained.
-            self.model = with_precision(self.model, precision)
+        self.model = load_keras_model(self.path, precision)
         self.class_names, self.multi_label = _class_names(self.path, self.model)
         spec = tf.TensorSpec([None], tf.string)
         self._run = tf.function(lambda texts: self.model(texts, training=False),
@@ -243,6 +220,37 @@ class KerasClassifier:
     def __call__(self, texts) -> np.ndarray:
         import tensorflow as tf
         return self._run(tf.constant(texts, dtype=tf.string)).numpy()
+
+
+def load_keras_model(path: str, precision: str | None = None):
+    """The `.keras` model at `path` (classifier or tagger), computing in `precision` (None: as
+    trained); one-line errors for a missing module or a corrupt file."""
+    import keras
+
+    import bert_layer.training.classifier  # noqa: F401  (registers the model's layers)
+    from bert_layer.layers.module_source import folder_and_parents, module_search_dirs
+    from bert_layer.layers.precision import with_precision
+
+    check_model_file(path, (KERAS_SUFFIX,))
+    try:
+        with module_search_dirs(folder_and_parents(os.path.dirname(os.path.abspath(path)))):
+            model = keras.models.load_model(path, compile=False)
+    except Exception as e:
+        # Keras wraps a missing module in deserialization errors: name the module.
+        missing = _cause(e, FileNotFoundError)
+        if missing is not None:
+            raise FileNotFoundError(f"{path}: {missing}") from e
+        if not isinstance(e, (OSError, zipfile.BadZipFile, KeyError, ValueError, TypeError)):
+            raise
+        # h5py and zipfile on bad bytes; Keras's deserialization errors (a flattened
+        # traceback with terminal colours): their first line, plain.
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
+        first_line = (text.splitlines() or [type(e).__name__])[0][:200]
+        raise ValueError(f"{path} is not a readable .keras model ({first_line}); "
+                         f"expected the model.keras written by `bert-layer train`.") from e
+    if precision is not None:  # None: as trained.
+        model = with_precision(model, precision)
+    return model
 
 
 def _cause(error: BaseException, kind: type) -> BaseException | None:

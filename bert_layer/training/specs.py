@@ -11,8 +11,10 @@ import math
 
 from bert_layer.choices import (
     DEFAULT_MAX_SEQ_LENGTH,
+    DEFAULT_STRIDE,
     DISTRIBUTE_CHOICES,
     MIN_CLASSES,
+    OUTSIDE_TAG,
     VECTOR_POOLINGS,
 )
 
@@ -72,3 +74,39 @@ class TrainConfig:
                              f"loss); received {self.learning_rate}.")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ValueError(f"warmup_fraction must be in [0, 1); received {self.warmup_fraction}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaggerSpec:
+    """What a token classifier (tagger) is made of; saved in the training report."""
+
+    module: str  # The hub module folder.
+    tag_names: tuple[str, ...]  # IOB2 tags, "O" first (bert_layer.data.conll.tag_names).
+    fine_tune_layers: int = 3
+    max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH
+    tokenizer: str = "graph"
+    head_dropout: float = 0.1
+    precision: str = "fp32"
+    # Pieces shared by the windows long sentences are split into (None: DEFAULT_STRIDE,
+    # at most half a window).
+    stride: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.tag_names or self.tag_names[0] != OUTSIDE_TAG:
+            raise ValueError(f"a tagger's tags start with {OUTSIDE_TAG!r}; found "
+                             f"{list(self.tag_names)}.")
+        if self.stride is not None and not 0 <= self.stride < self.max_seq_length - 2:
+            raise ValueError(f"stride must be in [0, max_seq_length - 2 = "
+                             f"{self.max_seq_length - 2}); received {self.stride}.")
+
+
+def window_stride(stride: int | None, max_seq_length: int) -> int:
+    """The pieces windows share: `stride`, or by default DEFAULT_STRIDE capped at half a
+    window; ValueError unless 0 <= stride < max_seq_length - 2."""
+    budget = max_seq_length - 2
+    if stride is None:
+        return min(DEFAULT_STRIDE, budget // 2)
+    if not 0 <= stride < budget:
+        raise ValueError(f"stride must be in [0, {budget}) for max_seq_length {max_seq_length} "
+                         f"(windows of {budget} wordpieces); received {stride}.")
+    return stride

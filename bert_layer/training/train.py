@@ -134,14 +134,20 @@ def _one_hot(examples: Examples) -> Examples:
     return dataclasses.replace(examples, labels=labels)
 
 
-def compile_classifier(model: keras.Model, config: TrainConfig, n_classes: int,
-                       multi_label: bool, steps: int) -> None:
+def make_optimizer(config: TrainConfig, steps: int) -> keras.optimizers.Optimizer:
+    """BERT's fine-tuning optimizer: AdamW, linear warm-up then decay over `steps`."""
     schedule = WarmupLinearDecay(config.learning_rate,
                                  int(config.warmup_fraction * steps), steps)
     optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay,
                                        epsilon=1e-6, global_clipnorm=1.0)
     # BERT's recipe: no weight decay on LayerNorm parameters and biases.
     optimizer.exclude_from_weight_decay(var_names=["LayerNorm", "bias"])
+    return optimizer
+
+
+def compile_classifier(model: keras.Model, config: TrainConfig, n_classes: int,
+                       multi_label: bool, steps: int) -> None:
+    optimizer = make_optimizer(config, steps)
     if multi_label:
         loss = keras.losses.BinaryCrossentropy()
         metrics = [keras.metrics.BinaryAccuracy(name="accuracy"),
@@ -204,16 +210,20 @@ def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None
 def _fit_and_write(model: keras.Model, train_ds, dev_ds, out_dir: str, spec: ClassifierSpec,
                    config: TrainConfig, train: Examples, dev: Examples | None,
                    distribution: dict, *, overwrite: bool, resume: bool, inputs: list[str],
-                   verbose: int) -> dict:
-    """`fit` with each finished epoch backed up, then `model.keras` and `report.json`."""
+                   verbose: int, monitor: str = "val_accuracy",
+                   extra_callbacks: tuple = ()) -> dict:
+    """`fit` with each finished epoch backed up, then `model.keras` and `report.json`.
+
+    `monitor`: the dev metric that picks the best epoch; `extra_callbacks` run before the
+    backup's, so that metrics they add to the logs are saved with the epoch."""
     start = time.perf_counter()
     backup = backups.TrainingBackup(out_dir, _settings(spec, config, train, dev))
     finished_before = backup.start(resume=resume, overwrite=overwrite)
     steps = math.ceil(len(train) / distribution["global_batch_size"])
     logger = ThroughputLogger(len(train), steps, config.epochs,
                               out=sys.stdout if verbose else None)
-    callbacks = [logger, *backup.callbacks(
-        keep_best_by=None if dev_ds is None else "val_accuracy")]
+    callbacks = [*extra_callbacks, logger, *backup.callbacks(
+        keep_best_by=None if dev_ds is None else monitor)]
     try:
         model.fit(train_ds, validation_data=dev_ds, epochs=config.epochs,
                   callbacks=callbacks, verbose=0)
@@ -223,7 +233,8 @@ def _fit_and_write(model: keras.Model, train_ds, dev_ds, out_dir: str, spec: Cla
         raise
     _dump_weights_for_tests(model)
     report = _report(spec, config, train, dev, backup.epochs(), time.perf_counter() - start,
-                     resumed_from=finished_before + 1 if finished_before else None)
+                     resumed_from=finished_before + 1 if finished_before else None,
+                     monitor=monitor)
     report["distribution"] = distribution
     # The output folder exists only from here on: a kill during fit leaves only the backup.
     with atomic_output(out_dir, overwrite=overwrite, kind="run", inputs=inputs) as tmp:
@@ -238,10 +249,16 @@ def _fit_and_write(model: keras.Model, train_ds, dev_ds, out_dir: str, spec: Cla
     return report
 
 
+def _spec_key(spec) -> str:
+    """The report's name for the model's spec: "classifier", "tagger", ..."""
+    return "classifier" if isinstance(spec, ClassifierSpec) else type(spec).__name__.lower(
+    ).removesuffix("spec")
+
+
 def _settings(spec: ClassifierSpec, config: TrainConfig, train: Examples,
               dev: Examples | None) -> dict:
     """What a resumed run must share with the interrupted one."""
-    return {"classifier": dataclasses.asdict(spec), "train_config": dataclasses.asdict(config),
+    return {_spec_key(spec): dataclasses.asdict(spec), "train_config": dataclasses.asdict(config),
             "train": [train.source, len(train)], "dev": [dev.source, len(dev)] if dev else None}
 
 
@@ -279,7 +296,7 @@ def _check_matches_spec(examples: Examples, spec: ClassifierSpec) -> None:
 
 def _report(spec: ClassifierSpec, config: TrainConfig, train: Examples, dev: Examples | None,
             history: list[dict[str, float]], wall_seconds: float,
-            resumed_from: int | None) -> dict:
+            resumed_from: int | None, monitor: str = "val_accuracy") -> dict:
     """`history`: each epoch's logs; `resumed_from`: the first epoch this process ran, when
     it continued an interrupted run (`wall_seconds` then counts this process only)."""
     epochs = []
@@ -289,11 +306,13 @@ def _report(spec: ClassifierSpec, config: TrainConfig, train: Examples, dev: Exa
         if "examples_per_second" not in epoch:  # Backups of runs before it was logged.
             epoch["examples_per_second"] = len(train) / epoch["epoch_seconds"]
         epochs.append(epoch)
-    # With dev data ModelCheckpoint keeps the first epoch of highest val_accuracy (max()
+    # With dev data ModelCheckpoint keeps the first epoch of highest `monitor` (max()
     # also returns the first of equals); without, the model saved is the last epoch's.
-    best = max(epochs, key=lambda e: e["val_accuracy"]) if dev is not None else epochs[-1]
+    best = max(epochs, key=lambda e: e[monitor]) if dev is not None else epochs[-1]
+    record = {k: list(v) if isinstance(v, tuple) else v
+              for k, v in dataclasses.asdict(spec).items()}
     return {
-        "classifier": {**dataclasses.asdict(spec), "class_names": list(spec.class_names)},
+        _spec_key(spec): record,
         "train_config": dataclasses.asdict(config),
         "train_source": train.source, "train_examples": len(train),
         "dev_source": dev.source if dev else None, "dev_examples": len(dev) if dev else 0,

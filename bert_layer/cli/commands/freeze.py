@@ -22,6 +22,10 @@ def check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from bert_layer.cli import progress
+    from bert_layer.cli.tagging import model_is_tagger, run_freeze
+
+    if model_is_tagger(args.model):
+        return run_freeze(args)
     from bert_layer.inference.runtimes import KerasClassifier
 
     with progress.working(f"freeze {args.model}"):

@@ -7,6 +7,7 @@ import functools
 import sys
 import time
 
+from bert_layer.cli import tagging
 from bert_layer.cli.columns import add_data_columns, positive_int, read_input_texts
 from bert_layer.cli.precision_flag import add_precision_argument
 from bert_layer.outputs import output_format
@@ -36,6 +37,12 @@ def check(args: argparse.Namespace) -> None:
     if kind == FROZEN_SUFFIX:
         from bert_layer.cli.preflight import check_frozen_graph_file
         check_frozen_graph_file(args.model)
+    args.tagger = tagging.model_is_tagger(args.model)
+    if args.tagger:
+        return tagging.check_predict(args)
+    if tagging.is_conll_path(args.input):
+        raise ValueError(f"--input {args.input} is a CoNLL file, which taggers read; "
+                         f"{args.model} is a classifier.")
     if args.runner == "beam" and args.output in (None, "-"):  # Before reading standard input.
         raise ValueError("--runner beam writes a file: pass --output FILE (.csv or .jsonl).")
     if args.runner == "beam" and args.precision is not None:
@@ -55,6 +62,8 @@ def run(args: argparse.Namespace) -> None:
     from bert_layer.inference.runtimes import load_classifier
     from bert_layer.outputs import atomic_output
 
+    if args.tagger:
+        return tagging.run_predict(args)
     texts = args.texts
     if args.runner == "beam":
         _run_on_beam(args, texts)
@@ -106,13 +115,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "standard input) in length-grouped batches and writes label and "
                        "probabilities per text, in input order, as CSV or JSON lines.")
     p.add_argument("--model", required=True,
-                   help="frozen graph (.pb), serving SavedModel folder or saved model (.keras)")
+                   help="frozen graph (.pb), serving SavedModel folder or saved model (.keras)"
+                   "; a classifier or a tagger")
     p.add_argument("--input", help="TSV/CSV file with a header, or a .txt file of one text "
-                   "per line; default: lines on stdin")
+                   "per line; default: lines on stdin. Taggers: text lines (-> JSON lines of "
+                   "entities), or a CoNLL file (.conll: -> the file with a predicted-tag "
+                   "column, and seqeval's report when it holds gold tags)")
     p.add_argument("--output", help="output file (.csv or .jsonl); default: stdout")
     p.add_argument("--format", choices=("csv", "jsonl"), help="default: from --output, else csv")
     add_data_columns(p, labels=False)
     p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--stride", type=int,
+                   help="taggers: texts longer than the model's max_seq_length wordpieces are "
+                   "tagged in windows sharing this many pieces (default: 32, at most half "
+                   "a window)")
     add_precision_argument(p, default=None)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--runner", choices=("local", "beam"), default="local",

@@ -1,4 +1,5 @@
-"""`bert-layer train`: fine-tune a classifier on a TSV/CSV file."""
+"""`bert-layer train`: fine-tune a classifier on a TSV/CSV file, or (--task tag) a tagger on
+CoNLL files (bert_layer.cli.tagging)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import os
 import sys
 
-from bert_layer.choices import DISTRIBUTE_CHOICES, MIN_CLASSES, VECTOR_POOLINGS
+from bert_layer.choices import DISTRIBUTE_CHOICES, MIN_CLASSES, TASKS, VECTOR_POOLINGS
 from bert_layer.cli.columns import add_data_columns, declared_labels, positive_int, read_labelled
 from bert_layer.cli.precision_flag import add_precision_argument
 from bert_layer.text import TOKENIZER_NAMES
@@ -32,6 +33,9 @@ def check(args: argparse.Namespace) -> None:
     from bert_layer.cli.preflight import check_module_folder
 
     check_module_folder(args.module)
+    if args.task == "tag":
+        from bert_layer.cli.tagging import check_train
+        return check_train(args)
     from bert_layer.data.checks import summary, warnings_for  # numpy: after the cheap checks
     from bert_layer.outputs import check_output_free
 
@@ -53,6 +57,9 @@ def check(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    if args.task == "tag":
+        from bert_layer.cli.tagging import run_train
+        return _interruptible(run_train, args)
     from bert_layer.training.train import train_classifier
 
     train = args.train_examples
@@ -68,6 +75,14 @@ def run(args: argparse.Namespace) -> None:
         _print_resume_hint(args.out)
         raise
     _print_training_summary(report, args.out)
+
+
+def _interruptible(train, args: argparse.Namespace):
+    try:
+        return train(args)
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or a SIGTERM handler's exit.
+        _print_resume_hint(args.out)
+        raise
 
 
 def _print_resume_hint(out: str) -> None:
@@ -107,13 +122,19 @@ def _print_training_summary(report: dict, out: str) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="fine-tune a classifier on a TSV/CSV file.",
-                       description="Fine-tunes a BertLayer classifier with Keras fit (AdamW, "
-                       "linear warm-up then decay, length-bucketed batches) and saves the best "
-                       "epoch as OUT/model.keras with OUT/report.json.")
+    p = sub.add_parser("train", help="fine-tune a classifier (TSV/CSV) or tagger (CoNLL).",
+                       description="Fine-tunes a BertLayer classifier (or, with --task tag, a "
+                       "token classifier on CoNLL files) with Keras fit (AdamW, linear warm-up "
+                       "then decay) and saves the best epoch as OUT/model.keras with "
+                       "OUT/report.json.")
+    p.add_argument("--task", choices=TASKS, default=TASKS[0],
+                   help="classify: one label per text (default); tag: one IOB2 tag per word "
+                   "(CoNLL files, entity F1 by seqeval)")
     p.add_argument("--module", required=True, help="hub module folder (bert-layer export)")
-    p.add_argument("--train", required=True, help="training file (.tsv or .csv, with a header)")
-    p.add_argument("--dev", help="validation file: accuracy and F1 each epoch, best epoch kept")
+    p.add_argument("--train", required=True, help="training file (.tsv or .csv, with a header; "
+                   "for --task tag a CoNLL file: token and tag columns)")
+    p.add_argument("--dev", help="validation file: scores each epoch, best epoch kept (accuracy;"
+                   " for --task tag, entity F1)")
     p.add_argument("--out", required=True, help="output folder")
     add_data_columns(p, labels=True)
     spec = {f: default(ClassifierSpec, f)
@@ -128,7 +149,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"peak learning rate, > 0 (default {_CONFIG.learning_rate})")
     p.add_argument("--warmup-fraction", type=float, default=_CONFIG.warmup_fraction)
     p.add_argument("--max-seq-length", type=int, default=spec["max_seq_length"])
-    p.add_argument("--max-train-rows", type=int, help="use only the first N training rows")
+    p.add_argument("--max-train-rows", type=int, help="use only the first N training rows "
+                   "(sentences, for --task tag)")
+    p.add_argument("--stride", type=int,
+                   help="--task tag: sentences longer than --max-seq-length wordpieces are "
+                   "split into windows sharing this many pieces (default: 32, at most half "
+                   "a window)")
     p.add_argument("--tokenizer", choices=TOKENIZER_NAMES, default=spec["tokenizer"],
                    help="graph (tensorflow-text), core (core TensorFlow ops only) or numpy "
                    "(FullTokenizer in Python); same ids")

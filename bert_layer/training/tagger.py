@@ -1,0 +1,297 @@
+"""A token classifier (tagger): words in, a BertLayer body read at each word's first
+wordpiece, a per-word softmax over IOB2 tags; trained with the classifier's `fit` machinery.
+
+The model takes words, string [B, W] ("" pads), and gives tag probabilities [B, W, K]. The
+word -> wordpiece alignment runs inside the graph (bert_layer.text.alignment), so a saved,
+frozen or served tagger needs no Python tokenizer. Only each word's first piece is read, so
+the other pieces never reach the loss or the metric; a word with no piece (a control or
+zero-width character) is given "O" with probability 1 and has no label in training.
+
+Dimension legend: B = sentences, W = words, T = wordpieces, H = hidden size, K = tags.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from bert_layer.data.conll import TaggedSentences
+from bert_layer.layers.layer import BertLayer
+from bert_layer.layers.precision import policy_name
+from bert_layer.outputs import check_output_free
+from bert_layer.text.alignment import align_words, merge_rows, windowed
+from bert_layer.training.distribute import (
+    describe,
+    is_chief,
+    make_strategy,
+    shard_by_examples,
+)
+from bert_layer.training.specs import TaggerSpec, TrainConfig, window_stride
+from bert_layer.training.train import _fit_and_write, _worker_run_dir, make_optimizer
+
+IGNORED = -1  # The label of padding and of words without a wordpiece: no loss.
+
+
+@keras.saving.register_keras_serializable(package="bert_layer")
+class WordBertLayer(BertLayer):
+    """BertLayer(pooling=None) on words: string [B, W] ("" pads) -> the sequence output at
+    each word's first wordpiece, float32 [B, W, H], and whether the word has one, bool [B, W].
+
+    Takes BertLayer's arguments (pooling and do_preprocessing are fixed). Each word is
+    tokenized alone, as FullTokenizer and Hugging Face's `is_split_into_words=True` do.
+    """
+
+    def __init__(self, module: str | None = None, **kwargs):
+        for fixed in ("pooling", "do_preprocessing", "as_dict", "normalize"):
+            kwargs.pop(fixed, None)
+        super().__init__(module, pooling=None, do_preprocessing=True, **kwargs)
+
+    def align(self, words: tf.Tensor, tokenizer=None) -> dict[str, tf.Tensor]:
+        """`align_words` of the words [B, W] with this layer's tokenizer (or `tokenizer`),
+        `first_piece` and `piece_counts` [B, W] as wide as `words`."""
+        words = tf.convert_to_tensor(words)
+        if words.dtype != tf.string:
+            raise TypeError(f"WordBertLayer expects words, a string tensor [batch, words]; "
+                            f"received dtype {words.dtype.name}.")
+        ragged = tf.RaggedTensor.from_tensor(words, padding="")
+        aligned = align_words(tokenizer or self.preprocessor.tokenizer, ragged,
+                              self.max_seq_length)
+        # Trailing "" columns dropped by from_tensor come back, as padding.
+        missing = tf.shape(words)[1] - tf.shape(aligned["first_piece"])[1]
+        for name, pad in (("first_piece", -1), ("piece_counts", 0)):
+            aligned[name] = tf.pad(aligned[name], [[0, 0], [0, missing]], constant_values=pad)
+        return aligned
+
+    def call(self, words, training=None):
+        aligned = self.align(words)
+        return self.read_words(aligned, training=training)
+
+    def read_words(self, aligned: dict[str, tf.Tensor], training=None):
+        sequence = self.encode(aligned, training=training)  # [B, T, H]
+        first = aligned["first_piece"]  # [B, W]
+        states = tf.gather(sequence, tf.maximum(first, 0), batch_dims=1)  # [B, W', H]
+        has_piece = first >= 0
+        states = states * tf.cast(has_piece, states.dtype)[:, :, None]
+        return states, has_piece
+
+    def compute_output_spec(self, words, training=None):
+        batch, n_words = words.shape[0], words.shape[1]
+        return (keras.KerasTensor((batch, n_words, self.hidden_size), "float32"),
+                keras.KerasTensor((batch, n_words), "bool"))
+
+
+@keras.saving.register_keras_serializable(package="bert_layer")
+class TaggerHead(keras.layers.Dense):
+    """Per-word softmax over `tag_names`; words without a wordpiece get "O" (tag 0) with
+    probability 1. Its config carries the tag names, so a saved tagger predicts with them
+    wherever it is copied.
+
+    Call: (states float [B, W, H], has_piece bool [B, W]) -> probabilities float32 [B, W, K].
+    """
+
+    def __init__(self, tag_names, **kwargs):
+        kwargs.update(units=len(tag_names), activation="softmax")
+        super().__init__(**kwargs)
+        self.tag_names = [str(t) for t in tag_names]
+        self.input_spec = None  # Two inputs (Dense checks for one).
+
+    def build(self, input_shape):
+        states_shape = input_shape[0] if isinstance(input_shape, (list, tuple)) and isinstance(
+            input_shape[0], (list, tuple)) else input_shape
+        super().build(states_shape)
+        self.input_spec = None
+
+    def call(self, inputs):
+        states, has_piece = inputs[0], inputs[1]
+        probabilities = super().call(states)
+        outside = tf.one_hot(0, len(self.tag_names), dtype=probabilities.dtype)
+        return tf.where(has_piece[:, :, None], probabilities, outside)
+
+    def compute_output_shape(self, input_shape):
+        states_shape = input_shape[0]
+        return (*states_shape[:-1], self.units)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config["tag_names"] = self.tag_names
+        return config
+
+
+def find_tagger_head(model: keras.Model) -> TaggerHead | None:
+    heads = [layer for layer in model.layers if isinstance(layer, TaggerHead)]
+    return heads[0] if len(heads) == 1 else None
+
+
+def build_tagger(spec: TaggerSpec) -> keras.Model:
+    """words string [batch, words] ("" pads) -> tag probabilities [batch, words, tags]."""
+    words = keras.Input(shape=(None,), dtype="string", name="words")
+    body = WordBertLayer(spec.module, max_seq_length=spec.max_seq_length,
+                         n_fine_tune_layers=spec.fine_tune_layers, tokenizer=spec.tokenizer,
+                         dtype=policy_name(spec.precision), name="bert")
+    states, has_piece = body(words)
+    states = keras.layers.Dropout(spec.head_dropout, name="head_dropout")(states)
+    probabilities = TaggerHead(
+        spec.tag_names, name="tags", dtype="float32",
+        kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02))([states, has_piece])
+    return keras.Model(words, probabilities, name="bert_tagger")
+
+
+# === Data ===
+
+def piece_counts(model: keras.Model, sentences: list[list[str]]) -> list[np.ndarray]:
+    """Wordpieces of each word, int [w] per sentence, by the model's own tokenizer."""
+    tokenizer = model.get_layer("bert").preprocessor.tokenizer
+    flat = [w for words in sentences for w in words]
+    counts = []
+    for i in range(0, len(flat), 4096):
+        counts.append(tokenizer.tokenize(tf.constant(flat[i:i + 4096])).row_lengths().numpy())
+    counts = np.concatenate(counts) if counts else np.zeros([0], np.int64)
+    splits = np.cumsum([0] + [len(words) for words in sentences])
+    return [counts[a:b] for a, b in zip(splits[:-1], splits[1:])]
+
+
+def training_rows(sentences: TaggedSentences, counts: list[np.ndarray], tag_names: list[str],
+                  budget: int, stride: int) -> tuple[list[list[str]], list[list[int]]]:
+    """Words and label ids per row: sentences longer than `budget` wordpieces become
+    overlapping windows (`windowed`), each word labelled in one window only (where it has
+    most context); words without a wordpiece are IGNORED."""
+    index = {t: i for i, t in enumerate(tag_names)}
+    rows, origins = windowed(sentences.words, counts, budget, stride)
+    labels = []
+    for row, (sentence, start, owned) in zip(rows, origins):
+        tags, count = sentences.tags[sentence], counts[sentence]
+        labels.append([index[tags[start + j]] if owned[j] and count[start + j] > 0 else IGNORED
+                       for j in range(len(row))])
+    return rows, labels
+
+
+def tagging_dataset(words: list[list[str]], labels: list[list[int]] | None, *,
+                    batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
+    """(words string [B, W] with "" pads, labels int32 [B, W] with IGNORED pads) batches."""
+    ragged_words = tf.ragged.constant(words, dtype=tf.string, ragged_rank=1)
+    parts = (ragged_words,) if labels is None else (
+        ragged_words, tf.ragged.constant(labels, dtype=tf.int32, ragged_rank=1))
+    dataset = tf.data.Dataset.from_tensor_slices(parts)
+    if shuffle:
+        dataset = dataset.shuffle(len(words), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.ragged_batch(batch_size)
+    if labels is None:
+        return dataset.map(lambda w: w.to_tensor(default_value=""))
+    return dataset.map(lambda w, y: (w.to_tensor(default_value=""),
+                                     y.to_tensor(default_value=IGNORED)))
+
+
+def predict_rows(run, rows: list[list[str]], batch_size: int = 32) -> list[np.ndarray]:
+    """`run(words [b, w]) -> probabilities [b, w, K]` on each row, batched by length (rows of
+    similar length together), back in input order: float32 [len(row), K] per row."""
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    results: list[np.ndarray | None] = [None] * len(rows)
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        width = max(1, max(len(rows[i]) for i in batch))
+        words = np.array([rows[i] + [""] * (width - len(rows[i])) for i in batch], dtype=object)
+        probabilities = np.asarray(run(words))
+        for j, i in enumerate(batch):
+            results[i] = probabilities[j, :len(rows[i])]
+    return results
+
+
+def entity_scores(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, float]:
+    """seqeval's entity-level scores: `entity_{precision,recall,f1}` (micro over entities),
+    and `{type}_{precision,recall,f1,support}` per entity type."""
+    from seqeval.metrics import classification_report
+
+    report = classification_report(gold, predicted, output_dict=True, zero_division=0)
+    scores = {f"entity_{k}": float(report["micro avg"][v])
+              for k, v in (("precision", "precision"), ("recall", "recall"), ("f1", "f1-score"))}
+    for name, row in report.items():
+        if name.endswith(" avg"):
+            continue
+        for k, v in (("precision", "precision"), ("recall", "recall"), ("f1", "f1-score"),
+                     ("support", "support")):
+            scores[f"{name}_{k}"] = float(row[v])
+    return scores
+
+
+class EntityF1(keras.callbacks.Callback):
+    """Tags the dev sentences after each epoch and adds seqeval's scores to the logs as
+    `val_entity_f1`, `val_{type}_f1`, ... (the best epoch is chosen on `val_entity_f1`)."""
+
+    def __init__(self, rows: list[list[str]], origins, gold: list[list[str]],
+                 tag_names: list[str], batch_size: int):
+        super().__init__()
+        self.rows, self.origins, self.gold = rows, origins, gold
+        self.tag_names, self.batch_size = list(tag_names), batch_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        run = tf.function(lambda w: self.model(w, training=False),
+                          input_signature=[tf.TensorSpec([None, None], tf.string)])
+        probabilities = predict_rows(lambda w: run(tf.constant(w)), self.rows, self.batch_size)
+        tags = [[self.tag_names[i] for i in p.argmax(-1)] for p in probabilities]
+        predicted = merge_rows(tags, self.origins, [len(g) for g in self.gold])
+        if logs is not None:
+            logs.update({f"val_{k}": v for k, v in entity_scores(self.gold, predicted).items()})
+
+
+def compile_tagger(model: keras.Model, config: TrainConfig, steps: int) -> None:
+    # ignore_class: padding and the words without a wordpiece carry IGNORED labels.
+    model.compile(optimizer=make_optimizer(config, steps),
+                  loss=keras.losses.SparseCategoricalCrossentropy(ignore_class=IGNORED))
+
+
+def train_tagger(spec: TaggerSpec, train: TaggedSentences, dev: TaggedSentences | None,
+                 out_dir: str, config: TrainConfig = TrainConfig(), *,
+                 overwrite: bool = False, resume: bool = False,
+                 verbose: int | None = None) -> dict:
+    """Fine-tunes a tagger, keeps the best epoch by dev entity F1 (seqeval; without dev data,
+    the last), writes `model.keras` and `report.json` (per-type scores of the best epoch
+    under "best") into `out_dir`; returns the report. `--resume` as for classifiers."""
+    from bert_layer.data.conll import check_known_tags
+
+    if train.tags is None:
+        raise ValueError(f"{train.source}: training needs a tag column.")
+    if resume and config.distribute == "multi-worker":
+        raise ValueError("resume with distribute='multi-worker' is not supported: each worker "
+                         "would need its own backup; rerun without resume (or with overwrite).")
+    check_known_tags(train, spec.tag_names)
+    if dev is not None:
+        check_known_tags(dev, spec.tag_names)
+    inputs = [spec.module, train.source] + ([dev.source] if dev is not None else [])
+    strategy = make_strategy(config.distribute)
+    chief = is_chief(strategy)
+    if chief:
+        check_output_free(out_dir, overwrite, kind="run", inputs=inputs)
+    if verbose is None:  # One line per epoch (ThroughputLogger), on stdout.
+        verbose = 1
+    keras.utils.set_random_seed(config.seed)
+    distribution = describe(strategy, config.distribute, config.batch_size)
+    global_batch = distribution["global_batch_size"]
+    budget = spec.max_seq_length - 2
+    stride = window_stride(spec.stride, spec.max_seq_length)
+    with strategy.scope():
+        model = build_tagger(spec)
+        train_counts = piece_counts(model, train.words)
+        rows, labels = training_rows(train, train_counts, list(spec.tag_names), budget,
+                                     stride)
+        steps = config.epochs * math.ceil(len(rows) / global_batch)
+        compile_tagger(model, config, steps)
+    train_ds = shard_by_examples(tagging_dataset(rows, labels, batch_size=global_batch,
+                                                 shuffle=True, seed=config.seed))
+    callbacks, dev_ds = (), None
+    if dev is not None:
+        dev_counts = piece_counts(model, dev.words)
+        dev_rows, origins = windowed(dev.words, dev_counts, budget, stride)
+        callbacks = (EntityF1(dev_rows, origins, dev.tags, spec.tag_names, global_batch),)
+        # Keras validates on it too (val_loss); the entity scores come from EntityF1.
+        _, dev_labels = training_rows(dev, dev_counts, list(spec.tag_names), budget,
+                                      stride)
+        dev_ds = tagging_dataset(dev_rows, dev_labels, batch_size=global_batch,
+                                 shuffle=False, seed=config.seed)
+    with _worker_run_dir(out_dir, chief) as run_dir:
+        return _fit_and_write(model, train_ds, dev_ds, run_dir, spec, config, train, dev,
+                              distribution, overwrite=overwrite or not chief, resume=resume,
+                              inputs=inputs, verbose=verbose, monitor="val_entity_f1",
+                              extra_callbacks=callbacks)
