@@ -24,3 +24,9 @@ DEFAULT_MAX_SEQ_LENGTH = 128
 MULTI_LABEL_THRESHOLD = 0.5
 # A classifier (single-label) needs at least this many classes.
 MIN_CLASSES = 2
+# What `bert-layer train --task` fits: classes (single- or multi-label), scores (regression:
+# one linear output per label column), or a tag per word.
+TASKS = ("classify", "regress", "tag")
+# `--class-weight balanced`: each class weighted by n / (classes * its count) (scikit-learn's
+# "balanced"); for multi-label data each class's positive weight is negatives / positives.
+BALANCED = "balanced"

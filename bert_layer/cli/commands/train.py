@@ -1,4 +1,5 @@
-"""`bert-layer train`: fine-tune a classifier on a TSV/CSV file."""
+"""`bert-layer train`: fine-tune a classifier (or, with --task regress, a regressor) on a TSV/CSV
+file."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import argparse
 import os
 import sys
 
-from bert_layer.choices import DISTRIBUTE_CHOICES, VECTOR_POOLINGS
-from bert_layer.cli.columns import add_data_columns, declared_labels, read_labelled
+from bert_layer.choices import DISTRIBUTE_CHOICES, TASKS, VECTOR_POOLINGS
+from bert_layer.cli.columns import add_data_columns, declared_labels, read_labelled, read_scored
 from bert_layer.cli.precision_flag import add_precision_argument
 from bert_layer.text import TOKENIZER_NAMES
 from bert_layer.training.specs import ClassifierSpec, TrainConfig, default
@@ -20,7 +21,10 @@ def check(args: argparse.Namespace) -> None:
     args.config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         warmup_fraction=args.warmup_fraction, seed=args.seed, bucket=not args.no_bucketing,
-        distribute=args.distribute)
+        distribute=args.distribute, class_weight=args.class_weight,
+        early_stopping_patience=args.early_stopping_patience,
+        gradient_accumulation=args.gradient_accumulation)
+    _check_task_options(args)
     if args.resume and args.distribute == "multi-worker":
         raise ValueError("--resume is not supported with --distribute multi-worker (each worker "
                          "would need its own backup); rerun without --resume.")
@@ -34,19 +38,43 @@ def check(args: argparse.Namespace) -> None:
 
     inputs = [args.module, args.train] + ([args.dev] if args.dev else [])
     check_output_free(args.out, args.overwrite, kind="run", inputs=inputs)
-    train = read_labelled(args.train, args, declared_labels(args))
+    if args.task == "regress":
+        train = read_scored(args.train, args)
+    else:
+        train = read_labelled(args.train, args, declared_labels(args))
     if args.max_train_rows is not None:
         train = train.take(range(min(args.max_train_rows, len(train))))
-    dev = read_labelled(args.dev, args, train.classes) if args.dev else None
+    if args.dev is None:
+        dev = None
+    else:
+        dev = read_scored(args.dev, args) if args.task == "regress" else \
+            read_labelled(args.dev, args, train.classes)
     for examples in (train, dev) if dev is not None else (train,):
         print(summary(examples), file=sys.stderr)
         for warning in warnings_for(examples):
             print(f"bert-layer train: warning: {warning}", file=sys.stderr)
-    if len(train.classes) < 2 and not args.multi_label:
+    if args.class_weight is not None:  # Every class it names must be one of the data's.
+        from bert_layer.training.class_weights import resolve_class_weights
+        resolve_class_weights(args.class_weight, train)
+    if len(train.classes) < 2 and not args.multi_label and args.task == "classify":
         raise ValueError(f"{args.train}: a classifier needs at least 2 classes; found only "
                          f"{train.classes}. Declare the classes with --labels (e.g. --labels "
                          f"0,1) if the file lacks examples of some.")
     args.train_examples, args.dev_examples = train, dev
+
+
+def _check_task_options(args: argparse.Namespace) -> None:
+    """What --task allows, and what needs --dev."""
+    if args.task == "tag":
+        raise ValueError("--task tag is not available in this build; use classify or regress.")
+    if args.task == "regress":
+        for flag, given in (("--labels", args.labels), ("--multi-label", args.multi_label),
+                            ("--class-weight", args.class_weight)):
+            if given:
+                raise ValueError(f"{flag} is for classes; --task regress reads numbers from "
+                                 f"each --label-column.")
+    if args.early_stopping_patience is not None and not args.dev:
+        raise ValueError("--early-stopping-patience watches the dev metric: pass --dev.")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -57,7 +85,7 @@ def run(args: argparse.Namespace) -> None:
                           multi_label=args.multi_label, pooling=args.pooling,
                           fine_tune_layers=args.fine_tune_layers,
                           max_seq_length=args.max_seq_length, tokenizer=args.tokenizer,
-                          precision=args.precision)
+                          precision=args.precision, task=args.task)
     try:
         report = train_classifier(spec, train, args.dev_examples, args.out, args.config,
                                   overwrite=args.overwrite, resume=args.resume)
@@ -87,6 +115,16 @@ def _print_training_summary(report: dict, out: str) -> None:
                            if k.startswith("val_") or k in ("loss", "accuracy"))
         print(f"epoch {epoch['epoch']}: {scores}  "
               f"({epoch['examples_per_second']:.1f} examples/s)")
+    options = report["training_options"]
+    if options["class_weights"]:
+        print(f"class weights: {options['class_weights']}")
+    if options["stopped_early_after_epoch"]:
+        print(f"stopped early after epoch {options['stopped_early_after_epoch']} (no "
+              f"{options['best_epoch_by']} gain for {options['early_stopping_patience']} "
+              f"epochs); the best epoch's weights are kept")
+    if options["gradient_accumulation"] > 1:
+        print(f"{options['gradient_accumulation']} batches an update: "
+              f"{options['effective_batch_size']} examples an optimizer update")
     distribution = report["distribution"]
     written = (f"Model and report in {out}" if distribution["chief"] else
                "This worker is not the chief: the chief writes the model and report")
@@ -97,7 +135,7 @@ def _print_training_summary(report: dict, out: str) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="fine-tune a classifier on a TSV/CSV file.",
+    p = sub.add_parser("train", help="fine-tune a classifier or regressor on a TSV/CSV file.",
                        description="Fine-tunes a BertLayer classifier with Keras fit (AdamW, "
                        "linear warm-up then decay, length-bucketed batches) and saves the best "
                        "epoch as OUT/model.keras with OUT/report.json.")
@@ -106,6 +144,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dev", help="validation file: accuracy and F1 each epoch, best epoch kept")
     p.add_argument("--out", required=True, help="output folder")
     add_data_columns(p, labels=True)
+    p.add_argument("--task", choices=TASKS, default=default(ClassifierSpec, "task"),
+                   help="classify: one class per text (or several with --multi-label); "
+                   "regress: a number per --label-column, MSE loss, dev Pearson picks the best "
+                   "epoch (default classify)")
     spec = {f: default(ClassifierSpec, f)
             for f in ("pooling", "fine_tune_layers", "max_seq_length", "tokenizer")}
     p.add_argument("--pooling", choices=VECTOR_POOLINGS, default=spec["pooling"])
@@ -129,6 +171,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="tf.distribute strategy: mirrored = every GPU (else CPU) of this "
                    "machine; multi-worker = the cluster in TF_CONFIG, one process per worker, "
                    "the chief writes OUT. --batch-size is per replica (default none)")
+    p.add_argument("--class-weight", help="'balanced' (n / (classes x count), scikit-learn's) "
+                   "or name=weight pairs, e.g. neg=1,pos=3 (classes not named weigh 1); "
+                   "multi-label: the weight of each class's positive examples")
+    p.add_argument("--early-stopping-patience", type=int, metavar="N",
+                   help="stop when the dev metric that picks the best epoch has not improved "
+                   "for N epochs (needs --dev); the best epoch's weights are kept")
+    p.add_argument("--gradient-accumulation", type=int, metavar="N",
+                   default=_CONFIG.gradient_accumulation,
+                   help="average the gradients of N batches into one optimizer update "
+                   "(effective batch N x --batch-size; the learning-rate schedule counts "
+                   "updates)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from its last finished epoch (kept in "
