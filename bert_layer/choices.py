@@ -28,9 +28,13 @@ DEFAULT_MAX_SEQ_LENGTH = 128
 MULTI_LABEL_THRESHOLD = 0.5
 # A classifier (single-label) needs at least this many classes.
 MIN_CLASSES = 2
-# What `bert-layer train --task` trains; the first is the default.
+# What `bert-layer train --task` fits: classes (single- or multi-label), scores (regression:
+# one linear output per label column), or a tag per word; the first is the default.
 TASKS = ("classify", "regress", "tag")
 # The tag of words outside every entity (IOB2); a tagger's first tag.
 OUTSIDE_TAG = "O"
 # Long texts are tagged in windows of max_seq_length wordpieces that overlap by this many.
 DEFAULT_STRIDE = 32
+# `--class-weight balanced`: each class weighted by n / (classes * its count) (scikit-learn's
+# "balanced"); for multi-label data each class's positive weight is negatives / positives.
+BALANCED = "balanced"

@@ -20,7 +20,12 @@ import tensorflow as tf
 
 import bert_layer  # noqa: F401  (registers the classes when keras loads)
 from bert_layer.layers.layer import BertLayer
-from bert_layer.training.classifier import ClassifierHead, F1Score
+from bert_layer.training.classifier import (
+    ClassifierHead,
+    F1Score,
+    PositiveWeightedBinaryCrossentropy,
+)
+from bert_layer.training.regressor import RegressionHead
 from bert_layer.training.tagger import TaggerHead, WordBertLayer
 from bert_layer.training.train import WarmupLinearDecay
 
@@ -59,6 +64,10 @@ CASES: dict[str, Case] = {
         old_module="bert_layer.classifier"),
     "bert_layer>F1Score": Case(lambda module: F1Score(3, threshold=0.5),
                                old_module="bert_layer.classifier"),
+    "bert_layer>RegressionHead": Case(lambda module: RegressionHead(["valence", "arousal"]),
+                                      _features),
+    "bert_layer>PositiveWeightedBinaryCrossentropy": Case(
+        lambda module: PositiveWeightedBinaryCrossentropy([1.0, 3.0])),
     "bert_layer>WordBertLayer": Case(
         lambda module: WordBertLayer(module, max_seq_length=16), _words),
     "bert_layer>TaggerHead": Case(lambda module: TaggerHead(["O", "B-x", "I-x"]), _word_states),

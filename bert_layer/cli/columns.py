@@ -23,12 +23,46 @@ def add_data_columns(p: argparse.ArgumentParser, labels: bool) -> None:
                    "0-based index; default: sentence)")
     p.add_argument("--pair-column", help="column of the second sentence, for pair tasks")
     if labels:
-        p.add_argument("--label-column", default="label", help="column of the label "
-                       "(default: label)")
+        add_label_column(p)
         p.add_argument("--labels", help="the declared label set, comma-separated "
                        "(default: the values found in the training file)")
         p.add_argument("--multi-label", action="store_true", help="labels are comma-separated "
                        "sets: one sigmoid per class instead of a softmax")
+
+
+def add_label_column(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--label-column", action="append", help="column of the label (name or "
+                   "0-based index; default: label); for scores (regression) repeat it, one "
+                   "output per column")
+
+
+def label_columns(args: argparse.Namespace) -> list[str]:
+    """The --label-column values (default ["label"])."""
+    return args.label_column or ["label"]
+
+
+def single_label_column(args: argparse.Namespace) -> str:
+    """The one --label-column of a classification task."""
+    columns = label_columns(args)
+    if len(columns) > 1:
+        raise ValueError(f"--label-column is given {len(columns)} times ({columns}); classes "
+                         f"come from one column (several are for --task regress).")
+    return columns[0]
+
+
+def read_scored(path: str, args: argparse.Namespace):
+    """Texts and float scores of `path` (one per --label-column)."""
+    from bert_layer.data.examples import read_scores
+    _refuse_txt(path)
+    return read_scores(path, text_column=args.text_column, pair_column=args.pair_column,
+                       score_columns=label_columns(args))
+
+
+def _refuse_txt(path: str) -> None:
+    if path.lower().endswith(".txt"):
+        raise ValueError(f"{path}: training needs labels, so it reads a TSV or CSV file with a "
+                         f"header and a --label-column; a .txt file holds one text per line "
+                         f"(fine for predict --input, not for training).")
 
 
 def declared_labels(args: argparse.Namespace) -> list[str] | None:
@@ -38,12 +72,9 @@ def declared_labels(args: argparse.Namespace) -> list[str] | None:
 
 def read_labelled(path: str, args: argparse.Namespace, classes=None):
     from bert_layer.data.examples import read_examples
-    if path.lower().endswith(".txt"):
-        raise ValueError(f"{path}: training needs labels, so it reads a TSV or CSV file with a "
-                         f"header and a --label-column; a .txt file holds one text per line "
-                         f"(fine for predict --input, not for training).")
+    _refuse_txt(path)
     return read_examples(path, text_column=args.text_column, pair_column=args.pair_column,
-                         label_column=args.label_column, labels=classes,
+                         label_column=single_label_column(args), labels=classes,
                          multi_label=args.multi_label)
 
 

@@ -15,7 +15,13 @@ _SHOWN = 5  # Lines named in a warning before "...".
 
 
 def summary(examples: Examples) -> str:
-    """One line: how many examples, the classes and each class's count."""
+    """One line: how many examples, the classes and each class's count (for scores: each
+    score's range and mean)."""
+    if examples.scores:
+        ranges = ", ".join(f"{name!r}: {column.min():g}..{column.max():g} (mean "
+                           f"{column.mean():.3g})"
+                           for name, column in zip(examples.classes, examples.labels.T))
+        return f"{examples.source}: {len(examples)} examples; scores {{{ranges}}}"
     counts = class_counts(examples)
     classes = ", ".join(f"{name!r}: {count}" for name, count in counts.items())
     kind = "multi-label classes" if examples.multi_label else "classes"
@@ -24,7 +30,7 @@ def summary(examples: Examples) -> str:
 
 def class_counts(examples: Examples) -> dict[str, int]:
     """Examples per class (for multi-label data, examples holding the class), in class order."""
-    if examples.labels is None:
+    if examples.labels is None or examples.scores:
         return {}
     if examples.multi_label:
         per_class = examples.labels.sum(axis=0)  # [C]

@@ -32,10 +32,12 @@ class Examples:
     Attributes:
       texts: list[str] [n]. A pair is written f"{first} {PAIR_SEPARATOR} {second}".
       labels: None (no label column), int32 class indices [n], or, for multi-label data,
-        float32 multi-hot rows [n, C].
-      classes: list[str] [C]. Class names; `labels` index into it. Empty when unknown.
+        float32 multi-hot rows [n, C], or, for scores (`scores`), float32 [n, C].
+      classes: list[str] [C]. Class names; `labels` index into it. Empty when unknown. For
+        scores: the name of each score (its label column).
       source: str. Where the examples came from (a path, or a name), for messages.
       lines: None, or list[int] [n]: the 1-based line of `source` where each example starts.
+      scores: bool. The labels are numbers to regress on (`read_scores`), not classes.
     """
 
     texts: list[str]
@@ -43,6 +45,7 @@ class Examples:
     classes: list[str]
     source: str
     lines: list[int] | None = None
+    scores: bool = False
 
     def __post_init__(self) -> None:
         if self.labels is None:
@@ -61,7 +64,7 @@ class Examples:
     @property
     def multi_label(self) -> bool:
         """True when `labels` are multi-hot rows [n, C]."""
-        return self.labels is not None and self.labels.ndim == 2
+        return not self.scores and self.labels is not None and self.labels.ndim == 2
 
     def take(self, indices: Sequence[int] | np.ndarray, source: str | None = None) -> Examples:
         """The examples at `indices`, in that order (same classes)."""
@@ -69,7 +72,8 @@ class Examples:
         return Examples(texts=[self.texts[i] for i in indices],
                         labels=None if self.labels is None else self.labels[indices],
                         classes=list(self.classes), source=source or self.source,
-                        lines=None if self.lines is None else [self.lines[i] for i in indices])
+                        lines=None if self.lines is None else [self.lines[i] for i in indices],
+                        scores=self.scores)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +126,44 @@ def read_examples(path: str, *, text_column: str | int, pair_column: str | int |
     return examples_from_table(table, text_column=text_column, pair_column=pair_column,
                                 label_column=label_column, labels=labels,
                                 multi_label=multi_label, label_separator=label_separator)
+
+
+def read_scores(path: str, *, text_column: str | int, pair_column: str | int | None = None,
+                score_columns: Sequence[str | int] = ("label",)) -> Examples:
+    """Reads texts and numeric labels (regression targets) from a TSV or CSV file.
+
+    Args:
+      path, text_column, pair_column: as for `read_examples`.
+      score_columns: one column (name or 0-based index) per score; each becomes an output.
+
+    Returns:
+      Examples with `scores=True`, float32 labels [n, len(score_columns)] and `classes` the
+      score columns' header names.
+
+    Raises:
+      ValueError: a field that does not parse as a finite number (naming file, line, column
+        and value), or what `read_examples` refuses.
+    """
+    if not score_columns:
+        raise ValueError(f"{path}: score_columns must name at least one column.")
+    table = _read_table(path)
+    unlabelled = examples_from_table(table, text_column=text_column, pair_column=pair_column,
+                                     label_column=None, labels=None, multi_label=False,
+                                     label_separator=",")
+    indices = [column_index(table, c, "label_column") for c in score_columns]
+    if len(set(indices)) != len(indices):
+        raise ValueError(f"{path}: label_column names the same column twice: "
+                         f"{list(score_columns)}.")
+    labels = np.empty([len(table.rows), len(indices)], np.float32)  # [n, C]
+    for i, (line, row) in enumerate(zip(table.lines, table.rows)):
+        for j, index in enumerate(indices):
+            value = _as_number(row[index].strip())
+            if value is None:
+                raise ValueError(f"{path}: line {line}: column {table.header[index]!r} holds "
+                                 f"{row[index]!r}; expected a finite number (a score).")
+            labels[i, j] = value
+    return dataclasses.replace(unlabelled, labels=labels,
+                               classes=[table.header[i] for i in indices], scores=True)
 
 
 def read_lines(stream: Iterable[str], source: str = "<stdin>") -> list[str]:

@@ -32,11 +32,13 @@ SUB_BATCHES_PER_BEAM_BATCH = 8
 
 
 class Prediction(NamedTuple):
-    """One text's result: float32 probabilities [C] and what they mean."""
+    """One text's result: float32 probabilities (a regressor's scores) [C] and what they
+    mean."""
 
     probabilities: np.ndarray
     class_names: tuple[str, ...]
     multi_label: bool
+    task: str = "classify"
 
 
 class ClassifierModelHandler(ModelHandler[str, PredictionResult, Classifier]):
@@ -66,7 +68,8 @@ class ClassifierModelHandler(ModelHandler[str, PredictionResult, Classifier]):
         texts = list(batch)
         probabilities = predict_probabilities(model, texts, batch_size=self.batch_size)
         names, multi = tuple(model.class_names), bool(model.multi_label)
-        return [PredictionResult(text, Prediction(row, names, multi), self.model_path)
+        task = getattr(model, "task", "classify")
+        return [PredictionResult(text, Prediction(row, names, multi, task), self.model_path)
                 for text, row in zip(texts, probabilities)]
 
     def get_num_bytes(self, batch: Sequence[str]) -> int:
@@ -99,7 +102,7 @@ def _write_in_input_order(indexed: list[tuple[int, PredictionResult]], n_texts: 
     with atomic_output(output, overwrite=overwrite, is_dir=False) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as f:
             write_predictions(f, texts, probabilities.astype(np.float32),
-                              list(first.class_names), first.multi_label, fmt)
+                              list(first.class_names), first.multi_label, fmt, first.task)
 
 
 def run_predict_pipeline(model_path: str, texts: list[str], output: str, *, fmt: str,

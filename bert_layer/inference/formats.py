@@ -21,6 +21,7 @@ FROZEN_SUFFIXES = (FROZEN_SUFFIX,)
 # The frozen graph's node names (its contract, as bert_layer.contract is the module's).
 TEXT_INPUT = "text"
 OUTPUT = "probabilities"
+SCORE_OUTPUT = "score"  # A regressor's output [B, scores], in place of OUTPUT.
 CLASS_NAMES = "class_names"
 MULTI_LABEL = "multi_label"
 # The serving SavedModel's signatures (bert_layer.inference.serving writes them).

@@ -31,6 +31,7 @@ from bert_layer.inference.formats import (
     MAX_SEQ_LENGTH,
     MULTI_LABEL,
     OUTPUT,
+    SCORE_OUTPUT,
     TEXT_INPUT,
     VOCAB,
 )
@@ -100,8 +101,12 @@ def optimize_for_inference(graph_def: graph_pb2.GraphDef,
 
 def freeze_model(model: keras.Model, out_path: str | os.PathLike, *, class_names: list[str],
                  multi_label: bool = False, overwrite: bool = False,
-                 inputs: Sequence[str] = (), tokenizer: str | None = None) -> FreezeReport:
+                 inputs: Sequence[str] = (), tokenizer: str | None = None,
+                 task: str = "classify") -> FreezeReport:
     """Writes `model` (strings -> probabilities) as a frozen, optimized GraphDef `.pb`.
+
+    For a regressor (`task="regress"`) the output node is `score` [B, scores] and
+    `class_names` holds the score names.
 
     `inputs`: files the caller read (the model's), which the output must not replace.
     `tokenizer` ("graph" or "core"; None: the model's own) is the one the graph holds; with
@@ -117,10 +122,11 @@ def freeze_model(model: keras.Model, out_path: str | os.PathLike, *, class_names
     frozen = convert_variables_to_constants_v2(function)
     graph_def = frozen.graph.as_graph_def()
     (output,) = frozen.outputs
-    _add_identity(graph_def, OUTPUT, output.name.split(":")[0], output.dtype)
+    output_name = SCORE_OUTPUT if task == "regress" else OUTPUT
+    _add_identity(graph_def, output_name, output.name.split(":")[0], output.dtype)
     _add_constant(graph_def, CLASS_NAMES, np.array(class_names, dtype=object))
     _add_constant(graph_def, MULTI_LABEL, np.array(multi_label))
-    keep = [OUTPUT, CLASS_NAMES, MULTI_LABEL]
+    keep = [output_name, CLASS_NAMES, MULTI_LABEL]
     if tokenizer == "numpy":  # What predict needs to tokenize outside the graph.
         vocab = bert.preprocessor.tokenizer
         _add_constant(graph_def, VOCAB, np.array(vocab.vocab, dtype=object))

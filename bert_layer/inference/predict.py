@@ -69,8 +69,12 @@ def labels_of(probabilities: np.ndarray, class_names: list[str],
 
 
 def write_predictions(out, texts: list[str], probabilities: np.ndarray, class_names: list[str],
-                      multi_label: bool, fmt: str) -> None:
-    """Writes one row per text: the text, the label and each class's probability."""
+                      multi_label: bool, fmt: str, task: str = "classify") -> None:
+    """Writes one row per text: the text, the label and each class's probability (for a
+    regressor: the text and its `score`, or with several outputs `score_<name>` each)."""
+    if task == "regress":
+        _write_scores(out, texts, probabilities, class_names, fmt)
+        return
     labels = labels_of(probabilities, class_names, multi_label)
     if fmt == "jsonl":
         for text, label, row in zip(texts, labels, probabilities):
@@ -84,3 +88,24 @@ def write_predictions(out, texts: list[str], probabilities: np.ndarray, class_na
     writer.writerow(["text", "label"] + [f"p_{c}" for c in class_names])
     for text, label, row in zip(texts, labels, probabilities):
         writer.writerow([text, label] + [f"{p:.6f}" for p in row])
+
+
+def score_columns(score_names: list[str]) -> list[str]:
+    """The output columns of a regressor: `score`, or `score_<name>` per output."""
+    return ["score"] if len(score_names) == 1 else [f"score_{name}" for name in score_names]
+
+
+def _write_scores(out, texts: list[str], scores: np.ndarray, score_names: list[str],
+                  fmt: str) -> None:
+    columns = score_columns(score_names)
+    if fmt == "jsonl":
+        for text, row in zip(texts, scores):
+            record = {"text": text, **{c: round(float(v), 6) for c, v in zip(columns, row)}}
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        return
+    if fmt != "csv":
+        raise ValueError(f"Unknown output format {fmt!r}; expected 'csv' or 'jsonl'.")
+    writer = csv.writer(out)
+    writer.writerow(["text"] + columns)
+    for text, row in zip(texts, scores):
+        writer.writerow([text] + [f"{v:.6f}" for v in row])

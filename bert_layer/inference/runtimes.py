@@ -1,4 +1,5 @@
-"""Trained classifiers behind one interface: texts in, class probabilities out.
+"""Trained classifiers behind one interface: texts in, class probabilities out (for a
+regressor, `task == "regress"`: scores out, one column per name in `class_names`).
 
 `FrozenClassifier` runs a graph written by `bert-layer freeze`, `SavedModelClassifier` a
 serving SavedModel (`freeze --format saved_model`), `KerasClassifier` a saved `.keras` model.
@@ -31,6 +32,7 @@ from bert_layer.inference.formats import (
     MAX_SEQ_LENGTH,
     MULTI_LABEL,
     OUTPUT,
+    SCORE_OUTPUT,
     TEXT_INPUT,
     VOCAB,
     check_model_file,
@@ -42,11 +44,12 @@ from bert_layer.outputs import REPORT_FILE
 class Classifier(Protocol):
     """What batch prediction needs of a trained model."""
 
-    class_names: list[str]
+    class_names: list[str]  # A regressor's: its score names.
     multi_label: bool
+    task: str  # "classify" or "regress"
 
     def __call__(self, texts: list[str]) -> np.ndarray:
-        """Class probabilities float32 [batch, n_classes] for a batch of strings."""
+        """Class probabilities (or scores) float32 [batch, n_classes] for a batch of strings."""
 
 
 class TokenizingClassifier(Classifier, Protocol):
@@ -81,7 +84,9 @@ class FrozenClassifier:
         register_ops_for(graph_op_types(graph_def), self.path)  # e.g. tensorflow_text's.
         self._constants = {n.name: n for n in graph_def.node if n.op == "Const"}
         nodes = {n.name for n in graph_def.node}
-        missing = [n for n in (OUTPUT, CLASS_NAMES, MULTI_LABEL) if n not in nodes]
+        self.output = SCORE_OUTPUT if SCORE_OUTPUT in nodes else OUTPUT
+        self.task = "regress" if self.output == SCORE_OUTPUT else "classify"
+        missing = [n for n in (self.output, CLASS_NAMES, MULTI_LABEL) if n not in nodes]
         if missing:
             raise ValueError(f"{self.path} is not a graph written by `bert-layer freeze`: "
                              f"nodes {missing} are missing.")
@@ -99,14 +104,14 @@ class FrozenClassifier:
             lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
         tensor = lambda name: wrapped.graph.get_tensor_by_name(f"{name}:0")  # noqa: E731
         self._run = wrapped.prune(feeds=[tensor(n) for n in self.inputs],
-                                  fetches=tensor(OUTPUT))
+                                  fetches=tensor(self.output))
         self._run_ids = self._run
         # Graphs frozen since the tokenizer's outputs were named tokenize and encode apart.
         self.tokenizes_apart = all(n in nodes for n in TOKEN_INPUTS)
         if self.takes_text and self.tokenizes_apart:
             self._tokenize = wrapped.prune(feeds=[tensor(TEXT_INPUT)],
                                            fetches=[tensor(n) for n in TOKEN_INPUTS])
-            self._run_ids = _ids_function(graph_def)
+            self._run_ids = _ids_function(graph_def, self.output)
 
     def _constant(self, name: str) -> np.ndarray:
         return tf.make_ndarray(self._constants[name].attr["value"].tensor)
@@ -143,7 +148,7 @@ class FrozenClassifier:
         return self._run_ids(*[tf.constant(features[n]) for n in TOKEN_INPUTS]).numpy()
 
 
-def _ids_function(graph_def):
+def _ids_function(graph_def, output: str = OUTPUT):
     """ids -> probabilities of a text graph, fed at its tokenizer's named outputs.
 
     The output waits (control edges) on the tokenizer's ragged-shape assertions, which
@@ -159,7 +164,7 @@ def _ids_function(graph_def):
         lambda: tf.compat.v1.import_graph_def(ids_graph, name=""), [])
     return wrapped.prune(
         feeds=[wrapped.graph.get_tensor_by_name(f"{n}:0") for n in TOKEN_INPUTS],
-        fetches=wrapped.graph.get_tensor_by_name(f"{OUTPUT}:0"))
+        fetches=wrapped.graph.get_tensor_by_name(f"{output}:0"))
 
 
 def graph_precision(graph_def) -> str:
@@ -192,11 +197,14 @@ class SavedModelClassifier:
         metadata = self._loaded.signatures[METADATA_SIGNATURE]()
         self.class_names = [c.decode() for c in metadata["class_names"].numpy()]
         self.multi_label = bool(metadata["multi_label"].numpy())
+        # SavedModels written before regressors existed have no task: classifiers.
+        self.task = metadata["task"].numpy().decode() if "task" in metadata else "classify"
+        self._output = "score" if self.task == "regress" else "probabilities"
         self._serve = self._loaded.signatures[SERVING_SIGNATURE]
 
     def __call__(self, texts) -> np.ndarray:
-        """Class probabilities [batch, n_classes] for a batch of strings."""
-        return self._serve(text=tf.constant(texts, dtype=tf.string))["probabilities"].numpy()
+        """Class probabilities (or scores) [batch, n_classes] for a batch of strings."""
+        return self._serve(text=tf.constant(texts, dtype=tf.string))[self._output].numpy()
 
 
 class KerasClassifier:
@@ -212,7 +220,7 @@ class KerasClassifier:
 
         self.path = os.fspath(path)
         self.model = load_keras_model(self.path, precision)
-        self.class_names, self.multi_label = _class_names(self.path, self.model)
+        self.class_names, self.multi_label, self.task = _class_names(self.path, self.model)
         spec = tf.TensorSpec([None], tf.string)
         self._run = tf.function(lambda texts: self.model(texts, training=False),
                                 input_signature=[spec])
@@ -264,21 +272,26 @@ def _cause(error: BaseException, kind: type) -> BaseException | None:
     return None
 
 
-def _class_names(model_path: str, model) -> tuple[list[str], bool]:
-    """Class names from the model's head; for models saved before the head kept them,
-    from the training report next to the model, else "0", "1", ..."""
+def _class_names(model_path: str, model) -> tuple[list[str], bool, str]:
+    """Class names (or score names), multi_label and the task from the model's head; for
+    models saved before the head kept them, from the training report next to the model, else
+    "0", "1", ..."""
     from bert_layer.training.classifier import find_head
+    from bert_layer.training.regressor import find_regression_head
 
+    regression_head = find_regression_head(model)
+    if regression_head is not None:
+        return list(regression_head.score_names), False, "regress"
     head = find_head(model)
     if head is not None:
-        return list(head.class_names), head.multi_label
+        return list(head.class_names), head.multi_label, "classify"
     report = os.path.join(os.path.dirname(model_path), REPORT_FILE)
     if os.path.isfile(report):
         with open(report, encoding="utf-8") as f:
             classifier = json.load(f)["classifier"]
         names = classifier.get("class_names", classifier.get("classes"))  # Older reports.
-        return list(names), bool(classifier["multi_label"])
-    return [str(i) for i in range(model.output_shape[-1])], False
+        return list(names), bool(classifier["multi_label"]), "classify"
+    return [str(i) for i in range(model.output_shape[-1])], False, "classify"
 
 
 def load_classifier(path: str | os.PathLike, precision: str | None = None) -> Classifier:

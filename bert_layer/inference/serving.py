@@ -6,7 +6,10 @@ signatures:
   serving_default  text string [B] ("a", or a pair "a ||| b")
                    -> probabilities float32 [B, K], label string [B], label_index int64 [B]
   ids              input_ids, input_mask, segment_ids int32 [B, T] -> the same outputs
-  metadata         () -> class_names string [K], multi_label bool []
+  metadata         () -> class_names string [K], multi_label bool [], task string []
+
+A regressor's (task "regress") serving_default and ids give `score` float32 [B, K] instead,
+and its class_names are the score names.
 
 `label` is what `bert-layer predict` writes: the most probable class, or for a multi-label
 model the classes above 0.5 joined by ","; `label_index` is the most probable class in both.
@@ -52,7 +55,7 @@ def _labelled(probabilities: tf.Tensor, class_names: tf.Tensor,
 def write_serving_model(model: keras.Model, out_dir: str | os.PathLike, *,
                         class_names: list[str], multi_label: bool = False,
                         tokenizer: str | None = None, overwrite: bool = False,
-                        inputs: Sequence[str] = ()) -> str:
+                        inputs: Sequence[str] = (), task: str = "classify") -> str:
     """Writes `model` (strings -> probabilities) as a serving SavedModel folder `out_dir`.
 
     Args:
@@ -64,6 +67,7 @@ def write_serving_model(model: keras.Model, out_dir: str | os.PathLike, *,
         model trained with the numpy tokenizer, whose Python code cannot be saved.
       overwrite: replace an existing SavedModel folder (only one bert-layer wrote).
       inputs: files the caller read (the model's), which the output must not replace.
+      task: "classify", or "regress" (outputs `score`).
     """
     writing = dict(overwrite=overwrite, kind=SAVED_MODEL_KIND, inputs=inputs)
     check_output_free(out_dir, **writing)  # Before the work; atomic_output checks again.
@@ -85,14 +89,18 @@ def write_serving_model(model: keras.Model, out_dir: str | os.PathLike, *,
     root.weights = [w.value for w in model.weights]  # What the functions below read.
     text_spec = tf.TensorSpec([None], tf.string, name=TEXT_INPUT)
     ids_specs = [tf.TensorSpec([None, None], tf.int32, name=n) for n in TOKEN_INPUTS]
-    root.serve = tf.function(lambda text: _labelled(from_text(text), names, multi_label),
-                             input_signature=[text_spec])
+    if task == "regress":
+        outputs = lambda values: {"score": values}  # noqa: E731
+    else:
+        outputs = lambda values: _labelled(values, names, multi_label)  # noqa: E731
+    root.serve = tf.function(lambda text: outputs(from_text(text)), input_signature=[text_spec])
     root.serve_ids = tf.function(
-        lambda input_ids, input_mask, segment_ids: _labelled(
-            from_ids(input_ids, input_mask, segment_ids), names, multi_label),
+        lambda input_ids, input_mask, segment_ids: outputs(
+            from_ids(input_ids, input_mask, segment_ids)),
         input_signature=ids_specs)
     root.metadata = tf.function(
-        lambda: {"class_names": tf.identity(names), "multi_label": tf.constant(multi_label)},
+        lambda: {"class_names": tf.identity(names), "multi_label": tf.constant(multi_label),
+                 "task": tf.constant(task)},
         input_signature=[])
     signatures = {SERVING_SIGNATURE: root.serve, IDS_SIGNATURE: root.serve_ids,
                   METADATA_SIGNATURE: root.metadata}

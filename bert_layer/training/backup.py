@@ -233,3 +233,31 @@ def _differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
         elif a != b:
             differences.append(f"{prefix}{key}: {a!r} then, {b!r} now")
     return differences
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras's `EarlyStopping` (monitor maximised, best weights restored) that, in a resumed
+    run, counts the epochs an interrupted run finished: its best value, best epoch and wait
+    come from the backup's history, its best weights from the backup's best model.
+
+    Args:
+      backup: the run's TrainingBackup.
+      monitor: the dev metric (as ModelCheckpoint keeps the best epoch by it).
+      patience: epochs without improvement before stopping.
+    """
+
+    def __init__(self, backup: TrainingBackup, *, monitor: str, patience: int):
+        super().__init__(monitor=monitor, mode="max", patience=patience,
+                         restore_best_weights=True)
+        self.backup = backup
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        values = [e[self.monitor] for e in self.backup.epochs() if self.monitor in e]
+        if not values:
+            return
+        best = max(range(len(values)), key=values.__getitem__)  # First of equals, as Keras.
+        self.best, self.best_epoch = values[best], best
+        self.wait = len(values) - 1 - best
+        saved = keras.models.load_model(self.backup.best_model(best + 1), compile=False)
+        self.best_weights = saved.get_weights()

@@ -60,6 +60,35 @@ class F1Score(keras.metrics.F1Score):
         return config
 
 
+@keras.saving.register_keras_serializable(package="bert_layer")
+class PositiveWeightedBinaryCrossentropy(keras.losses.Loss):
+    """Keras's binary cross-entropy on probabilities with each class's positive term scaled:
+    mean over classes c of -(w_c y log p + (1 - y) log(1 - p)), p clipped to [eps, 1 - eps]
+    as Keras clips it. Written here because Keras's BinaryCrossentropy has no per-class
+    positive weight, and tf.nn.weighted_cross_entropy_with_logits takes logits, not the
+    sigmoid outputs the head gives.
+
+    Args:
+      positive_weights: one weight per class [C].
+    """
+
+    def __init__(self, positive_weights, name: str = "positive_weighted_bce", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.positive_weights = [float(w) for w in positive_weights]
+
+    def call(self, y_true, y_pred):
+        ops = keras.ops
+        epsilon = keras.config.epsilon()
+        p = ops.clip(y_pred, epsilon, 1.0 - epsilon)
+        y = ops.cast(y_true, p.dtype)
+        weights = ops.convert_to_tensor(self.positive_weights, dtype=p.dtype)
+        terms = weights * y * ops.log(p) + (1.0 - y) * ops.log(1.0 - p)  # [b, C]
+        return -ops.mean(terms, axis=-1)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "positive_weights": self.positive_weights}
+
+
 def build_classifier(spec: ClassifierSpec) -> keras.Model:
     """strings [batch] -> class probabilities [batch, n_classes]."""
     text = keras.Input(shape=(), dtype="string", name="text")

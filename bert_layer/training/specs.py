@@ -15,13 +15,18 @@ from bert_layer.choices import (
     DISTRIBUTE_CHOICES,
     MIN_CLASSES,
     OUTSIDE_TAG,
+    TASKS,
     VECTOR_POOLINGS,
 )
+
+# The tasks a ClassifierSpec builds (training/classifier.py, training/regressor.py).
+HEAD_TASKS = ("classify", "regress")
 
 
 @dataclasses.dataclass(frozen=True)
 class ClassifierSpec:
-    """What the classifier is made of; saved in the training report."""
+    """What the classifier (or, with task="regress", the regressor) is made of; saved in the
+    training report. For a regressor, `class_names` names its outputs (the score columns)."""
 
     module: str  # The hub module folder.
     class_names: tuple[str, ...]
@@ -32,9 +37,18 @@ class ClassifierSpec:
     tokenizer: str = "graph"
     head_dropout: float = 0.1
     precision: str = "fp32"  # "bf16": the encoder computes in mixed bfloat16.
+    task: str = "classify"  # One of HEAD_TASKS.
 
     def __post_init__(self) -> None:
-        if len(self.class_names) < MIN_CLASSES and not self.multi_label:
+        if self.task not in HEAD_TASKS:
+            raise ValueError(f"task must be one of {list(HEAD_TASKS)} (of {list(TASKS)}); "
+                             f"received {self.task!r}.")
+        if self.task == "regress":
+            if not self.class_names or self.multi_label:
+                raise ValueError(f"a regressor needs one output name per score and no "
+                                 f"multi_label; received class_names={list(self.class_names)}, "
+                                 f"multi_label={self.multi_label}.")
+        elif len(self.class_names) < MIN_CLASSES and not self.multi_label:
             raise ValueError(f"a classifier needs at least {MIN_CLASSES} classes; found "
                              f"{list(self.class_names)}. "
                              f"Declare the classes (--labels in the CLI) if the data lacks "
@@ -61,6 +75,13 @@ class TrainConfig:
     seed: int = 0
     bucket: bool = True  # group similar lengths into batches (less padding)
     distribute: str = "none"  # a DISTRIBUTE_CHOICES strategy; batch_size is per replica
+    # None, "balanced" or "name=weight,..." (training/class_weights.py).
+    class_weight: str | None = None
+    # Stop when the dev metric that picks the best epoch has not improved for this many
+    # epochs (None: never stop early).
+    early_stopping_patience: int | None = None
+    # Batches whose gradients are averaged into one update (1: every batch updates).
+    gradient_accumulation: int = 1
 
     def __post_init__(self) -> None:
         if self.distribute not in DISTRIBUTE_CHOICES:
@@ -74,6 +95,20 @@ class TrainConfig:
                              f"loss); received {self.learning_rate}.")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ValueError(f"warmup_fraction must be in [0, 1); received {self.warmup_fraction}.")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 0:
+            raise ValueError(f"early_stopping_patience must be >= 0 (epochs without "
+                             f"improvement); received {self.early_stopping_patience}.")
+        if self.gradient_accumulation < 1:
+            raise ValueError(f"gradient_accumulation must be >= 1 (batches per update); "
+                             f"received {self.gradient_accumulation}.")
+        if self.class_weight is not None:
+            from bert_layer.training.class_weights import parse_class_weight
+            parse_class_weight(self.class_weight)  # The syntax; the classes come with data.
+
+    @property
+    def effective_batch_size(self) -> int:
+        """Examples per optimizer update on one replica."""
+        return self.batch_size * self.gradient_accumulation
 
 
 @dataclasses.dataclass(frozen=True)

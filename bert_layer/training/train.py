@@ -1,4 +1,4 @@
-"""Fine-tuning a BERT classifier with Keras `fit`: the `bert-layer train` job."""
+"""Fine-tuning a BERT classifier (or regressor) with Keras `fit`: the `bert-layer train` job."""
 
 from __future__ import annotations
 
@@ -25,9 +25,11 @@ from bert_layer.outputs import MODEL_FILE, REPORT_FILE, atomic_output, check_out
 
 # The submodule, not its names (see bert_layer.layers.layer on module_source).
 from bert_layer.training import backup as backups
+from bert_layer.training.class_weights import resolve_class_weights
 from bert_layer.training.classifier import (
     ClassifierSpec,
     F1Score,
+    PositiveWeightedBinaryCrossentropy,
     build_classifier,
     without_training_state,
 )
@@ -38,26 +40,43 @@ from bert_layer.training.distribute import (
     prepare_for_distributed_fit,
     shard_by_examples,
 )
+from bert_layer.training.regressor import MONITOR as REGRESSION_MONITOR
+from bert_layer.training.regressor import RegressionMetrics, build_regressor
 from bert_layer.training.specs import TrainConfig  # noqa: F401  (also importable from here)
+
+# Per task: the model builder, and the dev metric that picks the best epoch (and that early
+# stopping watches).
+BUILDERS = {"classify": build_classifier, "regress": build_regressor}
+MONITORS = {"classify": "val_accuracy", "regress": REGRESSION_MONITOR}
 
 
 @keras.saving.register_keras_serializable(package="bert_layer")
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up from 0 to `peak` over `warmup_steps`, then linear decay to 0."""
+    """Linear warm-up from 0 to `peak` over `warmup_steps`, then linear decay to 0.
 
-    def __init__(self, peak: float, warmup_steps: int, total_steps: int):
+    Steps count optimizer updates: with gradient accumulation Keras calls the schedule with
+    its batch counter, which `batches_per_update` divides (as Keras's `optimizer.iterations`
+    does), so update u uses the rate of step u.
+    """
+
+    def __init__(self, peak: float, warmup_steps: int, total_steps: int,
+                 batches_per_update: int = 1):
         self.peak, self.warmup_steps, self.total_steps = peak, warmup_steps, total_steps
+        self.batches_per_update = batches_per_update
         self._decay = keras.optimizers.schedules.PolynomialDecay(
             peak, max(total_steps - warmup_steps, 1), end_learning_rate=0.0, power=1.0)
 
     def __call__(self, step):
-        step = tf.cast(step, tf.float32)
+        step = tf.cast(step // self.batches_per_update, tf.float32)
         warmup = self.peak * step / max(self.warmup_steps, 1)
         return tf.where(step < self.warmup_steps, warmup, self._decay(step - self.warmup_steps))
 
     def get_config(self) -> dict:
-        return {"peak": self.peak, "warmup_steps": self.warmup_steps,
-                "total_steps": self.total_steps}
+        config = {"peak": self.peak, "warmup_steps": self.warmup_steps,
+                  "total_steps": self.total_steps}
+        if self.batches_per_update != 1:  # (Configs saved before it existed lack it.)
+            config["batches_per_update"] = self.batches_per_update
+        return config
 
 
 class ThroughputLogger(keras.callbacks.Callback):
@@ -127,29 +146,40 @@ def epoch_line(epoch: int, epochs: int, logs: dict) -> str:
 
 
 def _one_hot(examples: Examples) -> Examples:
-    """Keras's F1 needs one-hot targets; multi-label rows already are."""
-    if examples.multi_label:
+    """Keras's F1 needs one-hot targets; multi-label rows (and scores) already are rows."""
+    if examples.multi_label or examples.scores:
         return examples
     labels = np.eye(len(examples.classes), dtype=np.float32)[examples.labels]
     return dataclasses.replace(examples, labels=labels)
 
 
 def make_optimizer(config: TrainConfig, steps: int) -> keras.optimizers.Optimizer:
-    """BERT's fine-tuning optimizer: AdamW, linear warm-up then decay over `steps`."""
-    schedule = WarmupLinearDecay(config.learning_rate,
-                                 int(config.warmup_fraction * steps), steps)
-    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay,
-                                       epsilon=1e-6, global_clipnorm=1.0)
+    """BERT's fine-tuning optimizer: AdamW, linear warm-up then decay over `steps` optimizer
+    updates (with `config.gradient_accumulation` batches each)."""
+    accumulation = config.gradient_accumulation
+    schedule = WarmupLinearDecay(config.learning_rate, int(config.warmup_fraction * steps),
+                                 steps, batches_per_update=accumulation)
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=schedule, weight_decay=config.weight_decay, epsilon=1e-6,
+        global_clipnorm=1.0, gradient_accumulation_steps=accumulation if accumulation > 1
+        else None)
     # BERT's recipe: no weight decay on LayerNorm parameters and biases.
     optimizer.exclude_from_weight_decay(var_names=["LayerNorm", "bias"])
     return optimizer
 
 
 def compile_classifier(model: keras.Model, config: TrainConfig, n_classes: int,
-                       multi_label: bool, steps: int) -> None:
+                       multi_label: bool, steps: int, *, task: str = "classify",
+                       positive_weights: list[float] | None = None) -> None:
+    """AdamW with BERT's schedule (make_optimizer), and the task's loss and metrics.
+    `positive_weights`: per-class weights of a multi-label model's positive examples."""
     optimizer = make_optimizer(config, steps)
+    if task == "regress":  # Pearson, Spearman and MSE on dev: RegressionMetrics.
+        model.compile(optimizer=optimizer, loss=keras.losses.MeanSquaredError())
+        return
     if multi_label:
-        loss = keras.losses.BinaryCrossentropy()
+        loss = (keras.losses.BinaryCrossentropy() if positive_weights is None
+                else PositiveWeightedBinaryCrossentropy(positive_weights))
         metrics = [keras.metrics.BinaryAccuracy(name="accuracy"),
                    F1Score(n_classes, threshold=MULTI_LABEL_THRESHOLD)]
     else:
@@ -162,8 +192,9 @@ def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None
                      out_dir: str, config: TrainConfig = TrainConfig(), *,
                      overwrite: bool = False, resume: bool = False,
                      verbose: int | None = None) -> dict:
-    """Fine-tunes, keeps the best epoch (by dev accuracy; without dev data, the last),
-    writes `model.keras` and `report.json` into `out_dir`; returns the report.
+    """Fine-tunes, keeps the best epoch (by dev accuracy, for a regressor dev Pearson;
+    without dev data, the last), writes `model.keras` and `report.json` into `out_dir`;
+    returns the report. `config.early_stopping_patience` needs dev data.
 
     Each finished epoch is backed up in `out_dir + ".backup"` (see `bert_layer.training.backup`);
     with `resume`, a run interrupted there continues after its last finished epoch.
@@ -173,6 +204,10 @@ def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None
     if resume and config.distribute == "multi-worker":
         raise ValueError("resume with distribute='multi-worker' is not supported: each worker "
                          "would need its own backup; rerun without resume (or with overwrite).")
+    if config.early_stopping_patience is not None and dev is None:
+        raise ValueError("early_stopping_patience watches the dev metric: pass dev data.")
+    if config.class_weight is not None and spec.task != "classify":
+        raise ValueError(f"class_weight weighs classes; a {spec.task} task has none.")
     inputs = [spec.module, train.source] + ([dev.source] if dev is not None else [])
     _check_matches_spec(train, spec)
     if dev is not None:
@@ -194,39 +229,76 @@ def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None
     dev_ds = None if dev is None else shard_by_examples(make_dataset(
         _one_hot(dev), batch_size=global_batch, shuffle=False, seed=config.seed,
         bucket=config.bucket))
-    steps = config.epochs * math.ceil(len(train) / global_batch)
+    # Keras's accumulation carries a partial group of batches over into the next epoch.
+    updates = config.epochs * math.ceil(len(train) / global_batch) // config.gradient_accumulation
+    class_weights = (None if config.class_weight is None
+                     else resolve_class_weights(config.class_weight, train))
     with strategy.scope():
-        model = build_classifier(spec)
-        compile_classifier(model, config, len(spec.class_names), spec.multi_label, steps)
+        model = BUILDERS[spec.task](spec)
+        compile_classifier(model, config, len(spec.class_names), spec.multi_label, max(updates, 1),
+                           task=spec.task, positive_weights=None if not spec.multi_label or
+                           class_weights is None else list(class_weights.values()))
         prepare_for_distributed_fit(model, train.texts[0], _one_hot(train).labels[0])
+    options = {"class_weights": class_weights,
+               "early_stopping_patience": config.early_stopping_patience,
+               "gradient_accumulation": config.gradient_accumulation,
+               "effective_batch_size": global_batch * config.gradient_accumulation,
+               "optimizer_updates": updates, "best_epoch_by": MONITORS[spec.task]}
+    extra_callbacks = []
+    if spec.task == "regress" and dev is not None:
+        # Scores on dev from a prediction in file order; fit's own validation is not needed.
+        dev_texts = make_dataset(dataclasses.replace(dev, labels=None), batch_size=global_batch,
+                                 shuffle=False, seed=config.seed, bucket=False)
+        extra_callbacks.append(RegressionMetrics(dev, dev_texts))
+        dev_ds = None
     # One run at a time into `out_dir`: they would share its backup.
     lock = backups.run_lock(out_dir) if chief else contextlib.nullcontext()
     with lock, _worker_run_dir(out_dir, chief) as run_dir:
         return _fit_and_write(model, train_ds, dev_ds, run_dir, spec, config, train, dev,
                               distribution, overwrite=overwrite or not chief, resume=resume,
-                              inputs=inputs, verbose=verbose)
+                              inputs=inputs, verbose=verbose, options=options,
+                              extra_callbacks=extra_callbacks)
+
+
+def _default_options(config: TrainConfig, distribution: dict, monitor: str) -> dict:
+    """The training options a report records, for jobs that set none of their own."""
+    return {"class_weights": None, "early_stopping_patience": config.early_stopping_patience,
+            "gradient_accumulation": config.gradient_accumulation,
+            "effective_batch_size": distribution["global_batch_size"]
+            * config.gradient_accumulation, "best_epoch_by": monitor}
 
 
 def _fit_and_write(model: keras.Model, train_ds, dev_ds, out_dir: str, spec: ClassifierSpec,
                    config: TrainConfig, train: Examples, dev: Examples | None,
                    distribution: dict, *, overwrite: bool, resume: bool, inputs: list[str],
-                   verbose: int, monitor: str = "val_accuracy",
-                   extra_callbacks: tuple = ()) -> dict:
+                   verbose: int, monitor: str | None = None, options: dict | None = None,
+                   extra_callbacks=()) -> dict:
     """`fit` with each finished epoch backed up, then `model.keras` and `report.json`.
 
-    `monitor`: the dev metric that picks the best epoch; `extra_callbacks` run before the
-    backup's, so that metrics they add to the logs are saved with the epoch."""
+    `monitor`: the dev metric that picks the best epoch (default: the task's, MONITORS);
+    `options`: the training options the report records; `extra_callbacks` run first, so
+    that metrics they add to the logs are printed and saved with the epoch."""
     start = time.perf_counter()
     backup = backups.TrainingBackup(out_dir, _settings(spec, config, train, dev))
     finished_before = backup.start(resume=resume, overwrite=overwrite)
+    monitor = monitor or MONITORS[spec.task]
+    options = options or _default_options(config, distribution, monitor)
     steps = math.ceil(len(train) / distribution["global_batch_size"])
     logger = ThroughputLogger(len(train), steps, config.epochs,
                               out=sys.stdout if verbose else None)
-    callbacks = [*extra_callbacks, logger, *backup.callbacks(
-        keep_best_by=None if dev_ds is None else monitor)]
+    callbacks = [*extra_callbacks, logger,
+                 *backup.callbacks(keep_best_by=None if dev is None else monitor)]
+    stopping = None
+    if config.early_stopping_patience is not None:
+        stopping = backups.ResumableEarlyStopping(
+            backup, monitor=monitor, patience=config.early_stopping_patience)
+        callbacks.append(stopping)
+    class_weight = None
+    if options["class_weights"] is not None and not getattr(spec, "multi_label", False):
+        class_weight = dict(enumerate(options["class_weights"].values()))
     try:
         model.fit(train_ds, validation_data=dev_ds, epochs=config.epochs,
-                  callbacks=callbacks, verbose=0)
+                  callbacks=callbacks, verbose=0, class_weight=class_weight)
     except BaseException:
         if backup.finished_epochs() == 0:  # Nothing to resume from.
             backup.remove()
@@ -236,10 +308,13 @@ def _fit_and_write(model: keras.Model, train_ds, dev_ds, out_dir: str, spec: Cla
                      resumed_from=finished_before + 1 if finished_before else None,
                      monitor=monitor)
     report["distribution"] = distribution
+    report["training_options"] = {
+        **options, "stopped_early_after_epoch": None if stopping is None or not
+        stopping.stopped_epoch else stopping.stopped_epoch + 1}
     # The output folder exists only from here on: a kill during fit leaves only the backup.
     with atomic_output(out_dir, overwrite=overwrite, kind="run", inputs=inputs) as tmp:
         model_path = os.path.join(tmp, MODEL_FILE)
-        if dev_ds is None:
+        if dev is None:
             without_training_state(model).save(model_path)
         else:
             shutil.copyfile(backup.best_model(report["best_epoch"]), model_path)
@@ -285,8 +360,15 @@ def _dump_weights_for_tests(model: keras.Model) -> None:
 
 
 def _check_matches_spec(examples: Examples, spec: ClassifierSpec) -> None:
-    """The head has one output per class of `spec`; the labels must index the same classes."""
+    """The head has one output per class of `spec`; the labels must index the same classes
+    (for a regressor: be scores of the same names)."""
     expected = list(spec.class_names)
+    if spec.task == "regress":
+        if not examples.scores or list(examples.classes) != expected:
+            raise ValueError(f"{examples.source}: the regressor expects scores {expected}; the "
+                             f"examples have {'scores' if examples.scores else 'classes'} "
+                             f"{examples.classes}. Read them with read_scores.")
+        return
     if list(examples.classes) != expected or examples.multi_label != spec.multi_label:
         raise ValueError(
             f"{examples.source}: the classifier expects classes {expected} with "

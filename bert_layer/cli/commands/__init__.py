@@ -2,6 +2,16 @@
 arguments, `run(args)` does the work. Heavy imports (TensorFlow) happen inside `run`, so that
 `--help` and argument errors answer at once."""
 
-from bert_layer.cli.commands import convert, demo, embed, export, freeze, inspect, predict, train
+from bert_layer.cli.commands import (
+    convert,
+    demo,
+    embed,
+    evaluate,
+    export,
+    freeze,
+    inspect,
+    predict,
+    train,
+)
 
-COMMANDS = (convert, export, train, freeze, predict, embed, demo, inspect)
+COMMANDS = (convert, export, train, freeze, predict, evaluate, embed, demo, inspect)

@@ -35,15 +35,19 @@ def run(args: argparse.Namespace) -> None:
 
             write_serving_model(classifier.model, args.out, class_names=classifier.class_names,
                                 multi_label=classifier.multi_label, tokenizer=args.tokenizer,
-                                overwrite=args.overwrite, inputs=[args.model])
+                                overwrite=args.overwrite, inputs=[args.model],
+                                task=classifier.task)
+            outputs = "score" if classifier.task == "regress" else \
+                "probabilities, label, label_index"
             print(f"Saved {args.model} -> {args.out} (SavedModel; signatures serving_default: "
-                  f"text -> probabilities, label, label_index; ids; metadata)")
+                  f"text -> {outputs}; ids; metadata)")
             return
         from bert_layer.inference.freeze import freeze_model
 
         report = freeze_model(classifier.model, args.out, class_names=classifier.class_names,
                               multi_label=classifier.multi_label, overwrite=args.overwrite,
-                              inputs=[args.model], tokenizer=args.tokenizer)
+                              inputs=[args.model], tokenizer=args.tokenizer,
+                              task=classifier.task)
     print(f"Froze {args.model} -> {report.path} (inputs: {', '.join(report.inputs)})")
     print(report.table())
 

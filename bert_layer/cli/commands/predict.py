@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> None:
     seconds = time.perf_counter() - start
     write = functools.partial(write_predictions, texts=texts, probabilities=probabilities,
                               class_names=classifier.class_names,
-                              multi_label=classifier.multi_label, fmt=args.format)
+                              multi_label=classifier.multi_label, fmt=args.format,
+                              task=classifier.task)
     if args.output in (None, "-"):
         write(sys.stdout)
         sys.stdout.flush()  # A closed pipe fails here, inside the CLI's error handling.

@@ -1,5 +1,5 @@
-"""`bert-layer train`: fine-tune a classifier on a TSV/CSV file, or (--task tag) a tagger on
-CoNLL files (bert_layer.cli.tagging)."""
+"""`bert-layer train`: fine-tune a classifier (or, with --task regress, a regressor) on a TSV/CSV
+file, or (--task tag) a tagger on CoNLL files (bert_layer.cli.tagging)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ import os
 import sys
 
 from bert_layer.choices import DISTRIBUTE_CHOICES, MIN_CLASSES, TASKS, VECTOR_POOLINGS
-from bert_layer.cli.columns import add_data_columns, declared_labels, positive_int, read_labelled
+from bert_layer.cli.columns import (
+    add_data_columns,
+    declared_labels,
+    positive_int,
+    read_labelled,
+    read_scored,
+)
 from bert_layer.cli.precision_flag import add_precision_argument
 from bert_layer.text import TOKENIZER_NAMES
 from bert_layer.training.specs import ClassifierSpec, TrainConfig, default
@@ -21,7 +27,10 @@ def check(args: argparse.Namespace) -> None:
     args.config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         warmup_fraction=args.warmup_fraction, seed=args.seed, bucket=not args.no_bucketing,
-        distribute=args.distribute)
+        distribute=args.distribute, class_weight=args.class_weight,
+        early_stopping_patience=args.early_stopping_patience,
+        gradient_accumulation=args.gradient_accumulation)
+    _check_task_options(args)
     if args.resume and args.distribute == "multi-worker":
         raise ValueError("--resume is not supported with --distribute multi-worker (each worker "
                          "would need its own backup); rerun without --resume.")
@@ -41,19 +50,41 @@ def check(args: argparse.Namespace) -> None:
 
     inputs = [args.module, args.train] + ([args.dev] if args.dev else [])
     check_output_free(args.out, args.overwrite, kind="run", inputs=inputs)
-    train = read_labelled(args.train, args, declared_labels(args))
+    if args.task == "regress":
+        train = read_scored(args.train, args)
+    else:
+        train = read_labelled(args.train, args, declared_labels(args))
     if args.max_train_rows is not None:
         train = train.take(range(min(args.max_train_rows, len(train))))
-    dev = read_labelled(args.dev, args, train.classes) if args.dev else None
+    if args.dev is None:
+        dev = None
+    else:
+        dev = read_scored(args.dev, args) if args.task == "regress" else \
+            read_labelled(args.dev, args, train.classes)
     for examples in (train, dev) if dev is not None else (train,):
         print(summary(examples), file=sys.stderr)
         for warning in warnings_for(examples):
             print(f"bert-layer train: warning: {warning}", file=sys.stderr)
-    if len(train.classes) < MIN_CLASSES and not args.multi_label:
+    if args.class_weight is not None:  # Every class it names must be one of the data's.
+        from bert_layer.training.class_weights import resolve_class_weights
+        resolve_class_weights(args.class_weight, train)
+    if len(train.classes) < MIN_CLASSES and not args.multi_label and args.task == "classify":
         raise ValueError(f"{args.train}: a classifier needs at least {MIN_CLASSES} classes; "
                          f"found only {train.classes}. Declare the classes with --labels "
                          f"(e.g. --labels 0,1) if the file lacks examples of some.")
     args.train_examples, args.dev_examples = train, dev
+
+
+def _check_task_options(args: argparse.Namespace) -> None:
+    """What --task allows, and what needs --dev."""
+    if args.task == "regress":
+        for flag, given in (("--labels", args.labels), ("--multi-label", args.multi_label),
+                            ("--class-weight", args.class_weight)):
+            if given:
+                raise ValueError(f"{flag} is for classes; --task regress reads numbers from "
+                                 f"each --label-column.")
+    if args.early_stopping_patience is not None and not args.dev:
+        raise ValueError("--early-stopping-patience watches the dev metric: pass --dev.")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -67,7 +98,7 @@ def run(args: argparse.Namespace) -> None:
                           multi_label=args.multi_label, pooling=args.pooling,
                           fine_tune_layers=args.fine_tune_layers,
                           max_seq_length=args.max_seq_length, tokenizer=args.tokenizer,
-                          precision=args.precision)
+                          precision=args.precision, task=args.task)
     try:
         report = train_classifier(spec, train, args.dev_examples, args.out, args.config,
                                   overwrite=args.overwrite, resume=args.resume)
@@ -106,6 +137,7 @@ def _print_training_summary(report: dict, out: str) -> None:
               f"by the interrupted run:")
         for epoch in epochs[:report["resumed_from_epoch"] - 1]:
             print(f"  {epoch_line(epoch['epoch'], len(epochs), epoch)}")
+    _print_training_options(report["training_options"])
     distribution = report["distribution"]
     written = (f"Model and report in {out}." if distribution["chief"] else
                "This worker is not the chief: the chief writes the model and report.")
@@ -114,11 +146,25 @@ def _print_training_summary(report: dict, out: str) -> None:
     best = epochs[report["best_epoch"] - 1]
     if report["dev_examples"]:
         values = "  ".join(f"{k} {v:.4f}" for k, v in report["best"].items())
-        kept = f"Kept epoch {best['epoch']} of {len(epochs)} (best val_accuracy): {values}."
+        by = report["training_options"]["best_epoch_by"]
+        kept = f"Kept epoch {best['epoch']} of {len(epochs)} (best {by}): {values}."
     else:
         values = "  ".join(f"{k} {v:.4f}" for k, v in scores(best).items())
         kept = f"Kept the last epoch ({len(epochs)}; no --dev to choose by): {values}."
     print(f"{kept}\n{report['wall_seconds']:.0f}s in all. {written}")
+
+
+def _print_training_options(options: dict) -> None:
+    """The options that changed how training went."""
+    if options["class_weights"]:
+        print(f"class weights: {options['class_weights']}")
+    if options["stopped_early_after_epoch"]:
+        print(f"stopped early after epoch {options['stopped_early_after_epoch']} (no "
+              f"{options['best_epoch_by']} gain for {options['early_stopping_patience']} "
+              f"epochs); the best epoch's weights are kept")
+    if options["gradient_accumulation"] > 1:
+        print(f"{options['gradient_accumulation']} batches an update: "
+              f"{options['effective_batch_size']} examples an optimizer update")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -128,8 +174,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "then decay) and saves the best epoch as OUT/model.keras with "
                        "OUT/report.json.")
     p.add_argument("--task", choices=TASKS, default=TASKS[0],
-                   help="classify: one label per text (default); tag: one IOB2 tag per word "
-                   "(CoNLL files, entity F1 by seqeval)")
+                   help="classify: one class per text (or several with --multi-label; the "
+                   "default); regress: a number per --label-column, MSE loss, dev Pearson picks "
+                   "the best epoch; tag: one IOB2 tag per word (CoNLL files, entity F1 by "
+                   "seqeval)")
     p.add_argument("--module", required=True, help="hub module folder (bert-layer export)")
     p.add_argument("--train", required=True, help="training file (.tsv or .csv, with a header; "
                    "for --task tag a CoNLL file: token and tag columns)")
@@ -165,6 +213,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="tf.distribute strategy: mirrored = every GPU (else CPU) of this "
                    "machine; multi-worker = the cluster in TF_CONFIG, one process per worker, "
                    "the chief writes OUT. --batch-size is per replica (default none)")
+    p.add_argument("--class-weight", help="'balanced' (n / (classes x count), scikit-learn's) "
+                   "or name=weight pairs, e.g. neg=1,pos=3 (classes not named weigh 1); "
+                   "multi-label: the weight of each class's positive examples")
+    p.add_argument("--early-stopping-patience", type=int, metavar="N",
+                   help="stop when the dev metric that picks the best epoch has not improved "
+                   "for N epochs (needs --dev); the best epoch's weights are kept")
+    p.add_argument("--gradient-accumulation", type=int, metavar="N",
+                   default=_CONFIG.gradient_accumulation,
+                   help="average the gradients of N batches into one optimizer update "
+                   "(effective batch N x --batch-size; the learning-rate schedule counts "
+                   "updates)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from its last finished epoch (kept in "
