@@ -241,6 +241,18 @@ def run_pytorch(seed: int, epochs: int, work: str) -> dict:
 ENGINES = {"ours": run_ours, "pytorch": run_pytorch}
 
 
+def write_split(folder: Path) -> None:
+    """The fixed split as CoNLL files (token, tag), for `bert-layer train --task tag`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in SPLIT:
+        sentences = _split(name)
+        with open(folder / f"{name}.conll", "w", encoding="utf-8") as f:
+            for words, tags in zip(sentences.words, sentences.tags):
+                f.writelines(f"{w}\t{t}\n" for w, t in zip(words, tags))
+                f.write("\n")
+        print(f"{folder / name}.conll: {len(sentences)} tweets")
+
+
 def worker(engine: str, seed: int, epochs: int, work: str) -> None:
     result = ENGINES[engine](seed, epochs, work)
     print(RESULT + json.dumps(result), flush=True)
@@ -259,12 +271,17 @@ def main() -> None:
     parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=list(ENGINES))
     parser.add_argument("--out", type=Path,
                         default=benchlib.PROJECT_ROOT / "scripts" / "results" / "bench_ner.json")
+    parser.add_argument("--write-split", metavar="DIR", type=Path,
+                        help="only write the split as DIR/{train,dev,test}.conll and exit")
     parser.add_argument("--worker", choices=list(ENGINES), help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args.worker, args.seed, args.epochs, args.work)
+        return
+    if args.write_split:
+        write_split(args.write_split)
         return
     machine = benchlib.machine_info()
     print(benchlib.format_machine(machine), flush=True)
