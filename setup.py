@@ -37,6 +37,9 @@ setup(
         "tqdm>=4.66,<5",
         # `import bert_layer` registers its Keras classes when keras loads (a TF dependency).
         "wrapt>=1.11",
+        # Entity-level scores of taggers (train --task tag, predict on CoNLL files). A source
+        # distribution whose build needs `pip install --use-pep517` (see the README).
+        "seqeval==1.2.2",
     ],
     extras_require={
         # Kept so `pip install -e ".[default-model]"` still resolves; empty on purpose (see above).

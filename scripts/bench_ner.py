@@ -1,0 +1,320 @@
+"""NER benchmark: our tagger against Hugging Face BertForTokenClassification (PyTorch).
+
+Both fine-tune the same all-MiniLM-L6-v2 weights on WNUT-16 with the same recipe: every layer
+trained, first-wordpiece labels, AdamW lr 5e-5 (weight decay 0.01, none on LayerNorm and
+biases), 10% linear warm-up then linear decay, gradient norm clipped at 1.0, batch 16,
+`--epochs` epochs (3), the last epoch kept, max_seq_length 128. Then:
+  - entity F1 (seqeval, micro over entities) on the test split, per seed;
+  - training examples (tweets) per second, the fit loop alone;
+  - tagging raw text: the test tweets joined by spaces, to entity spans with character
+    offsets. Ours: the frozen graph (`bert-layer freeze`) through `bert_layer.inference.tagging`
+    (words split in Python, alignment and model in the graph, spans). PyTorch: the fast
+    tokenizer (offsets), the model, word labels from each word's first piece, seqeval's
+    entities, character spans. Batches of 32 texts grouped by length, default threads.
+
+The split of ../shared/data/wnut16/train.conll (2,394 tweets, file order): tweets 1-1,915
+train, 1,916-2,155 dev (unused: both keep the last epoch), 2,156-2,394 test (239 tweets).
+
+Each engine and seed runs in a process of its own, one after the other. On a shared machine
+run it under the heavy-job lock:
+  flock /work/tools/heavy.lock python scripts/bench_ner.py --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+
+WNUT = benchlib.DATA_DIR / "wnut16" / "train.conll"
+SPLIT = {"train": (0, 1915), "dev": (1915, 2155), "test": (2155, 2394)}
+RECIPE = dict(learning_rate=5e-5, batch_size=16, warmup_fraction=0.1, weight_decay=0.01,
+              max_seq_length=128)
+TAG_BATCH = 32
+RESULT = benchlib.RESULT_PREFIX
+
+
+def _split(name: str):
+    from bert_layer.data.conll import read_conll
+
+    sentences = read_conll(os.fspath(WNUT))
+    start, end = SPLIT[name]
+    limit = int(os.environ.get("BENCH_NER_LIMIT", 0))  # Smoke runs only: the first N of each.
+    return sentences.take(range(start, min(end, start + limit) if limit else end))
+
+
+def _tag_set():
+    from bert_layer.data.conll import tag_names
+
+    return tag_names(_split("train").entity_types())
+
+
+def _scores(gold, predicted) -> dict:
+    from seqeval.metrics import f1_score, precision_score, recall_score
+
+    return {"f1": f1_score(gold, predicted), "precision": precision_score(gold, predicted),
+            "recall": recall_score(gold, predicted)}
+
+
+def _rate(run, texts, passes: int = 2) -> float:
+    """Texts per second of `run(texts)`: the best of `passes` after one warm-up."""
+    run(texts[:TAG_BATCH])
+    best = 0.0
+    for _ in range(passes):
+        start = time.perf_counter()
+        run(texts)
+        best = max(best, len(texts) / (time.perf_counter() - start))
+    return best
+
+
+# === Ours ===
+
+def run_ours(seed: int, epochs: int, work: str) -> dict:
+    from bert_layer.inference.formats import read_graph_def
+    from bert_layer.inference.tagger_graphs import freeze_tagger
+    from bert_layer.inference.tagging import (
+        FrozenTagger,
+        KerasTagger,
+        tag_probabilities,
+        tag_texts,
+        tags_of,
+    )
+    from bert_layer.training.specs import TaggerSpec, TrainConfig
+    from bert_layer.training.tagger import train_tagger
+
+    train, test = _split("train"), _split("test")
+    with benchlib.module_folder(None, benchlib.DEFAULT_CHECKPOINT, 128) as module:
+        spec = TaggerSpec(module, tuple(_tag_set()), fine_tune_layers=-1, max_seq_length=128)
+        config = TrainConfig(epochs=epochs, batch_size=16, learning_rate=5e-5,
+                             warmup_fraction=0.1, weight_decay=0.01, seed=seed)
+        out = os.path.join(work, f"ours-{seed}")
+        report = train_tagger(spec, train, None, out, config, verbose=2)
+        tagger = KerasTagger(os.path.join(out, "model.keras"))
+        predicted = [tags_of(p, tagger.tag_names)
+                     for p in tag_probabilities(tagger, test.words, batch_size=TAG_BATCH)]
+        result = {"engine": "ours", "seed": seed, **_scores(test.tags, predicted),
+                  "train_examples_per_second": statistics.median(
+                      e["examples_per_second"] for e in report["epochs"])}
+        frozen = os.path.join(work, f"ours-{seed}.pb")
+        freeze_tagger(tagger.model, frozen)
+        runner = FrozenTagger(read_graph_def(frozen), frozen)
+        texts = [" ".join(words) for words in test.words]
+        result["tag_texts_per_second"] = _rate(
+            lambda t: tag_texts(runner, t, batch_size=TAG_BATCH), texts)
+    return result
+
+
+# === PyTorch ===
+
+def _torch_batches(words, labels, batch_size, rng):
+    order = rng.permutation(len(words))
+    for start in range(0, len(order), batch_size):
+        picked = order[start:start + batch_size]
+        yield [words[i] for i in picked], [labels[i] for i in picked]
+
+
+def _encode_labels(encoded, labels):
+    """First-wordpiece labels, -100 elsewhere (transformers' token-classification recipe)."""
+    import torch
+
+    rows = []
+    for b, word_labels in enumerate(labels):
+        previous, row = None, []
+        for word in encoded.word_ids(b):
+            row.append(-100 if word is None or word == previous else word_labels[word])
+            previous = word
+        rows.append(row)
+    return torch.tensor(rows)
+
+
+def run_pytorch(seed: int, epochs: int, work: str) -> dict:
+    import numpy as np
+    import torch
+    from seqeval.metrics.sequence_labeling import get_entities
+    from transformers import (
+        BertForTokenClassification,
+        BertTokenizerFast,
+        get_linear_schedule_with_warmup,
+    )
+
+    from bert_layer.export.convert import default_model_dir
+
+    torch.manual_seed(seed)
+    tags = _tag_set()
+    index = {t: i for i, t in enumerate(tags)}
+    train, test = _split("train"), _split("test")
+    folder = default_model_dir()
+    tokenizer = BertTokenizerFast.from_pretrained(folder)
+    model = BertForTokenClassification.from_pretrained(
+        folder, num_labels=len(tags), id2label=dict(enumerate(tags)), label2id=index)
+    no_decay = ("bias", "LayerNorm.weight")
+    groups = [{"params": [p for n, p in model.named_parameters()
+                          if not any(k in n for k in no_decay)], "weight_decay": 0.01},
+              {"params": [p for n, p in model.named_parameters()
+                          if any(k in n for k in no_decay)], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=5e-5, eps=1e-6)
+    steps = epochs * -(-len(train) // 16)
+    schedule = get_linear_schedule_with_warmup(optimizer, int(0.1 * steps), steps)
+    labels = [[index[t] for t in tags_] for tags_ in train.tags]
+    rng = np.random.default_rng(seed)
+    rates = []
+    model.train()
+    for _ in range(epochs):
+        start = time.perf_counter()
+        for words, word_labels in _torch_batches(train.words, labels, 16, rng):
+            encoded = tokenizer(words, is_split_into_words=True, truncation=True,
+                                max_length=128, padding=True, return_tensors="pt")
+            loss = model(**encoded, labels=_encode_labels(encoded, word_labels)).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+        rates.append(len(train) / (time.perf_counter() - start))
+    model.eval()
+
+    def word_tags(words_batch):
+        encoded = tokenizer(words_batch, is_split_into_words=True, truncation=True,
+                            max_length=128, padding=True, return_tensors="pt")
+        with torch.inference_mode():
+            logits = model(**encoded).logits.argmax(-1).numpy()
+        out = []
+        for b, words in enumerate(words_batch):
+            found = {}
+            for position, word in enumerate(encoded.word_ids(b)):
+                if word is not None and word not in found:
+                    found[word] = tags[logits[b, position]]
+            out.append([found.get(i, "O") for i in range(len(words))])
+        return out
+
+    predicted = []
+    for start in range(0, len(test), TAG_BATCH):
+        predicted += word_tags(test.words[start:start + TAG_BATCH])
+    result = {"engine": "pytorch", "seed": seed, **_scores(test.tags, predicted),
+              "train_examples_per_second": statistics.median(rates)}
+
+    def pipeline(texts):
+        """Raw texts -> entity spans: fast tokenizer, model, first-piece word labels."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        results = [None] * len(texts)
+        for start in range(0, len(order), TAG_BATCH):
+            batch = [texts[i] for i in order[start:start + TAG_BATCH]]
+            encoded = tokenizer(batch, truncation=True, max_length=128, padding=True,
+                                return_offsets_mapping=True, return_tensors="pt")
+            offsets = encoded.pop("offset_mapping").numpy()
+            with torch.inference_mode():
+                probabilities = model(**encoded).logits.softmax(-1).numpy()
+            for b, text in enumerate(batch):
+                first, spans = {}, {}
+                for position, word in enumerate(encoded.word_ids(b)):
+                    if word is None:
+                        continue
+                    first.setdefault(word, position)
+                    begin = spans.get(word, (offsets[b, position, 0], 0))[0]
+                    spans[word] = (begin, offsets[b, position, 1])
+                words = sorted(first)
+                chosen = [probabilities[b, first[w]] for w in words]
+                word_tags_ = [tags[int(p.argmax())] for p in chosen]
+                entities = []
+                for kind, a, z in get_entities(word_tags_):
+                    s, e = int(spans[words[a]][0]), int(spans[words[z]][1])
+                    score = float(np.mean([chosen[k].max() for k in range(a, z + 1)]))
+                    entities.append({"start": s, "end": e, "text": text[s:e], "label": kind,
+                                     "score": score})
+                results[order[start + b]] = entities
+        return results
+
+    texts = [" ".join(words) for words in test.words]
+    result["tag_texts_per_second"] = _rate(pipeline, texts)
+    return result
+
+
+ENGINES = {"ours": run_ours, "pytorch": run_pytorch}
+
+
+def write_split(folder: Path) -> None:
+    """The fixed split as CoNLL files (token, tag), for `bert-layer train --task tag`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in SPLIT:
+        sentences = _split(name)
+        with open(folder / f"{name}.conll", "w", encoding="utf-8") as f:
+            for words, tags in zip(sentences.words, sentences.tags):
+                f.writelines(f"{w}\t{t}\n" for w, t in zip(words, tags))
+                f.write("\n")
+        print(f"{folder / name}.conll: {len(sentences)} tweets")
+
+
+def worker(engine: str, seed: int, epochs: int, work: str) -> None:
+    result = ENGINES[engine](seed, epochs, work)
+    print(RESULT + json.dumps(result), flush=True)
+
+
+def _spread(values: list[float]) -> str:
+    mean = statistics.mean(values)
+    spread = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return f"{100 * mean:6.2f} ± {100 * spread:4.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=list(ENGINES))
+    parser.add_argument("--out", type=Path,
+                        default=benchlib.PROJECT_ROOT / "scripts" / "results" / "bench_ner.json")
+    parser.add_argument("--write-split", metavar="DIR", type=Path,
+                        help="only write the split as DIR/{train,dev,test}.conll and exit")
+    parser.add_argument("--worker", choices=list(ENGINES), help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.seed, args.epochs, args.work)
+        return
+    if args.write_split:
+        write_split(args.write_split)
+        return
+    machine = benchlib.machine_info()
+    print(benchlib.format_machine(machine), flush=True)
+    print(f"WNUT-16 split (file order): {SPLIT}; {args.epochs} epochs, seeds {args.seeds}",
+          flush=True)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench_ner_") as work:
+        for seed in args.seeds:
+            for engine in args.engines:
+                start = time.perf_counter()
+                process = subprocess.run(
+                    [sys.executable, __file__, "--worker", engine, "--seed", str(seed),
+                     "--epochs", str(args.epochs), "--work", work],
+                    stdout=subprocess.PIPE, text=True, check=True)
+                line = next(x for x in process.stdout.splitlines() if x.startswith(RESULT))
+                result = json.loads(line[len(RESULT):])
+                result["wall_seconds"] = time.perf_counter() - start
+                results.append(result)
+                print(f"{engine} seed {seed}: test entity F1 {100 * result['f1']:.2f}, "
+                      f"train {result['train_examples_per_second']:.1f} tweets/s, tagging "
+                      f"{result['tag_texts_per_second']:.1f} texts/s "
+                      f"({result['wall_seconds']:.0f}s)", flush=True)
+    print(f"\n{'engine':10}{'test entity F1 (mean ± sd)':>30}{'train tweets/s':>16}"
+          f"{'tag texts/s':>13}")
+    for engine in args.engines:
+        rows = [r for r in results if r["engine"] == engine]
+        print(f"{engine:10}{_spread([r['f1'] for r in rows]):>30}"
+              f"{statistics.mean(r['train_examples_per_second'] for r in rows):>16.1f}"
+              f"{statistics.mean(r['tag_texts_per_second'] for r in rows):>13.1f}")
+    benchlib.write_json(args.out, {"machine": machine, "split": SPLIT, "epochs": args.epochs,
+                                   "seeds": args.seeds, "recipe": RECIPE, "results": results})
+    print(f"Results in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
