@@ -18,6 +18,9 @@ TEXT_INPUT = "text"
 OUTPUT = "probabilities"
 CLASS_NAMES = "class_names"
 MULTI_LABEL = "multi_label"
+# Graphs of models that read long texts as windows hold their stride (predict then feeds texts,
+# never ids: the rows of ids are windows).
+WINDOW_STRIDE = "window_stride"
 # Graphs frozen with the numpy tokenizer take ids; these constants rebuild the tokenizer.
 VOCAB, DO_LOWER_CASE, MAX_SEQ_LENGTH = "vocab", "do_lower_case", "max_seq_length"
 

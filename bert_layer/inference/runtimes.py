@@ -32,6 +32,7 @@ from bert_layer.inference.formats import (
     OUTPUT,
     TEXT_INPUT,
     VOCAB,
+    WINDOW_STRIDE,
     check_model_file,
     read_graph_def,
 )
@@ -101,7 +102,9 @@ class FrozenClassifier:
                                   fetches=tensor(OUTPUT))
         self._run_ids = self._run
         # Graphs frozen since the tokenizer's outputs were named tokenize and encode apart.
-        self.tokenizes_apart = all(n in nodes for n in TOKEN_INPUTS)
+        # Not those of windowed models: their rows of ids are windows, not texts.
+        self.tokenizes_apart = (all(n in nodes for n in TOKEN_INPUTS)
+                                and WINDOW_STRIDE not in nodes)
         if self.takes_text and self.tokenizes_apart:
             self._tokenize = wrapped.prune(feeds=[tensor(TEXT_INPUT)],
                                            fetches=[tensor(n) for n in TOKEN_INPUTS])

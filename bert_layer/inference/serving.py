@@ -6,6 +6,8 @@ signatures:
   serving_default  text string [B] ("a", or a pair "a ||| b")
                    -> probabilities float32 [B, K], label string [B], label_index int64 [B]
   ids              input_ids, input_mask, segment_ids int32 [B, T] -> the same outputs
+                   (a model reading long texts as windows: the rows are windows, and
+                   window_document int32 [W] names each one's text; outputs per text)
   metadata         () -> class_names string [K], multi_label bool []
 
 `label` is what `bert-layer predict` writes: the most probable class, or for a multi-label
@@ -24,9 +26,10 @@ import tensorflow as tf
 from bert_layer.choices import MULTI_LABEL_THRESHOLD
 from bert_layer.contract import TOKEN_INPUTS
 from bert_layer.inference.formats import TEXT_INPUT
-from bert_layer.inference.graphs import find_bert_layer, ids_model, text_model
+from bert_layer.inference.graphs import find_bert_layer, ids_model, is_windowed, text_model
 from bert_layer.outputs import atomic_output, check_output_free
 from bert_layer.text import SAVABLE_TOKENIZERS
+from bert_layer.text.windows import WINDOW_DOCUMENT
 
 SERVING_SIGNATURE = "serving_default"
 IDS_SIGNATURE = "ids"
@@ -86,10 +89,18 @@ def write_serving_model(model: keras.Model, out_dir: str | os.PathLike, *,
     ids_specs = [tf.TensorSpec([None, None], tf.int32, name=n) for n in TOKEN_INPUTS]
     root.serve = tf.function(lambda text: _labelled(from_text(text), names, multi_label),
                              input_signature=[text_spec])
-    root.serve_ids = tf.function(
-        lambda input_ids, input_mask, segment_ids: _labelled(
-            from_ids(input_ids, input_mask, segment_ids), names, multi_label),
-        input_signature=ids_specs)
+    if is_windowed(model):
+        ids_specs.append(tf.TensorSpec([None], tf.int32, name=WINDOW_DOCUMENT))
+        root.serve_ids = tf.function(
+            lambda input_ids, input_mask, segment_ids, window_document: _labelled(
+                from_ids(input_ids, input_mask, segment_ids, window_document), names,
+                multi_label),
+            input_signature=ids_specs)
+    else:
+        root.serve_ids = tf.function(
+            lambda input_ids, input_mask, segment_ids: _labelled(
+                from_ids(input_ids, input_mask, segment_ids), names, multi_label),
+            input_signature=ids_specs)
     root.metadata = tf.function(
         lambda: {"class_names": tf.identity(names), "multi_label": tf.constant(multi_label)},
         input_signature=[])

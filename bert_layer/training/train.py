@@ -33,7 +33,10 @@ from bert_layer.training.distribute import (
     prepare_for_distributed_fit,
     shard_by_examples,
 )
-from bert_layer.training.specs import TrainConfig  # noqa: F401  (also importable from here)
+from bert_layer.training.specs import (  # noqa: F401  (TrainConfig also importable from here)
+    TrainConfig,
+    check_windowed_training,
+)
 
 
 @keras.saving.register_keras_serializable(package="bert_layer")
@@ -112,6 +115,7 @@ def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None
     if resume and config.distribute == "multi-worker":
         raise ValueError("resume with distribute='multi-worker' is not supported: each worker "
                          "would need its own backup; rerun without resume (or with overwrite).")
+    check_windowed_training(spec.stride, config.distribute)
     inputs = [spec.module, train.source] + ([dev.source] if dev is not None else [])
     _check_matches_spec(train, spec)
     if dev is not None:
@@ -138,10 +142,22 @@ def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None
         model = build_classifier(spec)
         compile_classifier(model, config, len(spec.class_names), spec.multi_label, steps)
         prepare_for_distributed_fit(model, train.texts[0], _one_hot(train).labels[0])
+    if spec.stride is not None:
+        train_ds = _label_per_window(train_ds, model)
     with _worker_run_dir(out_dir, chief) as run_dir:
         return _fit_and_write(model, train_ds, dev_ds, run_dir, spec, config, train, dev,
                               distribution, overwrite=overwrite or not chief, resume=resume,
                               inputs=inputs, verbose=verbose)
+
+
+def _label_per_window(dataset: tf.data.Dataset, model: keras.Model) -> tf.data.Dataset:
+    """(texts [b], labels [b, C]) -> (texts, labels [windows, C]): each window of a long text
+    is a training example carrying the text's label (the model's WindowPooling passes the
+    windows' probabilities through in training). Dev data stay one label per text: validation
+    scores the documents, as predict does."""
+    windows_per_text = model.get_layer("bert").preprocessor.windows_per_text
+    return dataset.map(lambda texts, labels: (
+        texts, tf.repeat(labels, windows_per_text(texts), axis=0)))
 
 
 def _fit_and_write(model: keras.Model, train_ds, dev_ds, out_dir: str, spec: ClassifierSpec,

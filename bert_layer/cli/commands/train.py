@@ -6,11 +6,25 @@ import argparse
 import os
 import sys
 
-from bert_layer.choices import DISTRIBUTE_CHOICES, VECTOR_POOLINGS
-from bert_layer.cli.columns import add_data_columns, declared_labels, read_labelled
+from bert_layer.choices import (
+    DISTRIBUTE_CHOICES,
+    VECTOR_POOLINGS,
+    check_stride,
+)
+from bert_layer.cli.columns import (
+    add_data_columns,
+    add_window_arguments,
+    declared_labels,
+    read_labelled,
+)
 from bert_layer.cli.precision_flag import add_precision_argument
 from bert_layer.text import TOKENIZER_NAMES
-from bert_layer.training.specs import ClassifierSpec, TrainConfig, default
+from bert_layer.training.specs import (
+    ClassifierSpec,
+    TrainConfig,
+    check_windowed_training,
+    default,
+)
 
 _CONFIG = TrainConfig()  # The defaults, defined there once.
 
@@ -24,6 +38,8 @@ def check(args: argparse.Namespace) -> None:
     if args.resume and args.distribute == "multi-worker":
         raise ValueError("--resume is not supported with --distribute multi-worker (each worker "
                          "would need its own backup); rerun without --resume.")
+    check_stride(args.stride, args.max_seq_length)
+    check_windowed_training(args.stride, args.distribute)
     if args.max_train_rows is not None and args.max_train_rows < 1:
         raise ValueError(f"--max-train-rows must be >= 1; received {args.max_train_rows}.")
     if args.distribute == "multi-worker":  # The cluster first: before any output or data.
@@ -57,7 +73,8 @@ def run(args: argparse.Namespace) -> None:
                           multi_label=args.multi_label, pooling=args.pooling,
                           fine_tune_layers=args.fine_tune_layers,
                           max_seq_length=args.max_seq_length, tokenizer=args.tokenizer,
-                          precision=args.precision)
+                          precision=args.precision, stride=args.stride,
+                          window_pooling=args.window_pooling)
     try:
         report = train_classifier(spec, train, args.dev_examples, args.out, args.config,
                                   overwrite=args.overwrite, resume=args.resume)
@@ -118,6 +135,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"peak learning rate, > 0 (default {_CONFIG.learning_rate})")
     p.add_argument("--warmup-fraction", type=float, default=_CONFIG.warmup_fraction)
     p.add_argument("--max-seq-length", type=int, default=spec["max_seq_length"])
+    add_window_arguments(p, "each window is a training example carrying its text's label; "
+                         "a text's prediction combines its windows' probabilities")
     p.add_argument("--max-train-rows", type=int, help="use only the first N training rows")
     p.add_argument("--tokenizer", choices=TOKENIZER_NAMES, default=spec["tokenizer"],
                    help="graph (tensorflow-text), core (core TensorFlow ops only) or numpy "
@@ -134,3 +153,4 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="continue an interrupted run from its last finished epoch (kept in "
                    "OUT.backup/ until the output is written)")
     p.set_defaults(run=run, check=check)
+
