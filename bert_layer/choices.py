@@ -25,22 +25,6 @@ MULTI_LABEL_THRESHOLD = 0.5
 # A classifier (single-label) needs at least this many classes.
 MIN_CLASSES = 2
 # Long texts as overlapping windows (`--stride`): how a document combines its windows' outputs
-# (bert_layer.layers.window_pooling); the first is the default.
+# (bert_layer.layers.window_pooling); the first is the default. The windows'
+# rule (check_stride) is the text pipeline's: bert_layer.text.strides.
 WINDOW_POOLINGS = ("mean", "max")
-# Each window is [CLS] text [SEP]: room for max_seq_length - 2 wordpieces of a single text.
-WINDOW_SPECIAL_TOKENS = 2
-
-
-def check_stride(stride: int | None, max_seq_length: int) -> None:
-    """None: texts are cut at `max_seq_length` wordpieces. Else a longer text becomes windows
-    sharing `stride` wordpieces, as a Hugging Face fast tokenizer's `stride` (which must be
-    strictly less than the room left after the special tokens, so that each window moves on).
-    """
-    if stride is None:
-        return
-    room = max_seq_length - WINDOW_SPECIAL_TOKENS
-    if isinstance(stride, bool) or not isinstance(stride, int) or not 0 <= stride < room:
-        raise ValueError(f"stride (the wordpieces two windows share) must be an integer from 0 "
-                         f"to {room - 1}: less than the {room} wordpieces of text a window of "
-                         f"max_seq_length={max_seq_length} holds beside [CLS] and [SEP]. "
-                         f"Received: {stride!r}")

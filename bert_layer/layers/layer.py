@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 
 from bert_layer import contract
-from bert_layer.choices import DEFAULT_MAX_SEQ_LENGTH, WINDOW_POOLINGS, check_stride
+from bert_layer.choices import DEFAULT_MAX_SEQ_LENGTH, WINDOW_POOLINGS
 from bert_layer.contract import (
     INFERENCE_TAGS,
     TOKEN_INPUTS,
@@ -27,6 +27,7 @@ from bert_layer.layers.hub_module import HubModule
 from bert_layer.layers.pooling import check_pooling, masked_sequence, pool, warn_if_untrained_pooler
 from bert_layer.layers.window_pooling import check_window_pooling, pool_windows
 from bert_layer.text.packing import Preprocessor, check_max_seq_length
+from bert_layer.text.strides import check_stride
 from bert_layer.text.tokenizer import make_tokenizer
 from bert_layer.text.windows import WINDOW_DOCUMENT, make_preprocessor
 

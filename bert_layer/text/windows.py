@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from bert_layer.choices import WINDOW_SPECIAL_TOKENS, check_stride
 from bert_layer.text.packing import Preprocessor, pack_inputs, split_pairs
+from bert_layer.text.strides import WINDOW_SPECIAL_TOKENS, check_stride
 from bert_layer.text.tokenizer import Tokenizer, text_batch
 
 # The feature naming, for each window, the text (row of the batch) it comes from: int32 [W],

@@ -15,8 +15,8 @@ from bert_layer.choices import (
     MIN_CLASSES,
     VECTOR_POOLINGS,
     WINDOW_POOLINGS,
-    check_stride,
 )
+from bert_layer.text.strides import check_stride
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from bert_layer.choices import DEFAULT_MAX_SEQ_LENGTH, check_stride
+from bert_layer.choices import DEFAULT_MAX_SEQ_LENGTH
 from bert_layer.cli.columns import (
     add_data_columns,
     add_window_arguments,
@@ -14,6 +14,7 @@ from bert_layer.cli.columns import (
     read_input_texts,
 )
 from bert_layer.layers.pooling import VECTOR_POOLINGS
+from bert_layer.text.strides import check_stride
 
 
 def check(args: argparse.Namespace) -> None:

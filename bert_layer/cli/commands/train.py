@@ -9,7 +9,6 @@ import sys
 from bert_layer.choices import (
     DISTRIBUTE_CHOICES,
     VECTOR_POOLINGS,
-    check_stride,
 )
 from bert_layer.cli.columns import (
     add_data_columns,
@@ -19,6 +18,7 @@ from bert_layer.cli.columns import (
 )
 from bert_layer.cli.precision_flag import add_precision_argument
 from bert_layer.text import TOKENIZER_NAMES
+from bert_layer.text.strides import check_stride
 from bert_layer.training.specs import (
     ClassifierSpec,
     TrainConfig,
