@@ -127,10 +127,17 @@ def run_way(args: argparse.Namespace) -> dict:
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                          learning_rate=args.learning_rate, seed=args.seed)
     out = run_dir / args.way.replace(" ", "_").replace("/", "-").replace(",", "")
-    report = train_classifier(spec, train, None, os.fspath(out), config, overwrite=True,
-                              verbose=2)
-    frozen = os.fspath(out / "frozen.pb")
-    freeze_model_from(os.fspath(out / "model.keras"), frozen, freeze_model)
+    if args.trained:  # The weights of a model trained one way, read this way.
+        report = {"epochs": [{"examples_per_second": float("nan"), "loss": float("nan")}]}
+        out.mkdir(parents=True, exist_ok=True)
+        model = reread(args.trained, spec)
+        frozen = os.fspath(out / "frozen.pb")
+        freeze_model(model, frozen, class_names=list(spec.class_names), overwrite=True)
+    else:
+        report = train_classifier(spec, train, None, os.fspath(out), config, overwrite=True,
+                                  verbose=2)
+        frozen = os.fspath(out / "frozen.pb")
+        freeze_model_from(os.fspath(out / "model.keras"), frozen, freeze_model)
     classifier = FrozenClassifier(frozen)
     predict_probabilities(classifier, test.texts[:args.batch_size], args.batch_size)  # warm up
     start = time.perf_counter()
@@ -144,6 +151,16 @@ def run_way(args: argparse.Namespace) -> dict:
                 [e["examples_per_second"] for e in report["epochs"]])),
             "inference_documents_per_second": len(test) / seconds,
             "train_loss_last_epoch": report["epochs"][-1]["loss"]}
+
+
+def reread(trained: str, spec):
+    """The classifier of `spec` with the weights of the `trained` .keras (same layers)."""
+    from bert_layer.inference.runtimes import KerasClassifier
+    from bert_layer.training.classifier import build_classifier
+
+    model = build_classifier(spec)
+    model.set_weights(KerasClassifier(trained).model.get_weights())
+    return model
 
 
 def freeze_model_from(model_path: str, out: str, freeze_model) -> None:
@@ -181,7 +198,7 @@ def run_in_process(args: argparse.Namespace, way: str, module: str, run_dir: Pat
     command = [sys.executable, os.path.abspath(__file__), "--way", way, "--module", module,
                "--run-dir", os.fspath(run_dir), "--epochs", str(args.epochs),
                "--batch-size", str(args.batch_size), "--learning-rate", str(args.learning_rate),
-               "--seed", str(args.seed)]
+               "--seed", str(args.seed)] + (["--trained", args.trained] if args.trained else [])
     result = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
     line = next(x for x in result.stdout.splitlines() if x.startswith(RESULT_PREFIX))
     return json.loads(line[len(RESULT_PREFIX):])
@@ -222,6 +239,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     parser.add_argument("--run-dir", default=os.fspath(PROJECT_ROOT / "runs" / "bench_long_docs"))
+    parser.add_argument("--trained", help="no training: read each way with the weights of "
+                        "this model.keras (trained one way), e.g. the cut-128 run's")
     parser.add_argument("--ways", nargs="+", choices=list(WAYS), default=list(WAYS))
     parser.add_argument("--way", choices=list(WAYS), help=argparse.SUPPRESS)  # A worker.
     parser.add_argument("--module", help=argparse.SUPPRESS)
@@ -237,9 +256,13 @@ def main() -> None:
         results = [run_in_process(args, way, module, run_dir) for way in args.ways]
     info = machine_info()
     print_table(results, data, info, settings)
+    if args.trained:
+        print(f"(no training here: every way reads the weights of {args.trained})")
     if args.ways == list(WAYS):
-        write_json(RESULTS, {"machine": info, "data": data, "settings": settings,
-                             "results": results, "wall_seconds": time.perf_counter() - start})
+        write_json(RESULTS if not args.trained else RESULTS.with_name(
+            "bench_long_docs_inference_only.json"), {
+                "machine": info, "data": data, "settings": settings, "trained": args.trained,
+                "results": results, "wall_seconds": time.perf_counter() - start})
         print(f"Wrote {RESULTS}")
 
 
