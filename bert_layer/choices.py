@@ -38,3 +38,7 @@ DEFAULT_STRIDE = 32
 # `--class-weight balanced`: each class weighted by n / (classes * its count) (scikit-learn's
 # "balanced"); for multi-label data each class's positive weight is negatives / positives.
 BALANCED = "balanced"
+# Long texts as overlapping windows (`--stride`): how a document combines its windows' outputs
+# (bert_layer.layers.window_pooling); the first is the default. The windows'
+# rule (check_stride) is the text pipeline's: bert_layer.text.strides.
+WINDOW_POOLINGS = ("mean", "max")

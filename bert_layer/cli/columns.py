@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from bert_layer.choices import WINDOW_POOLINGS
+
 
 def positive_int(value: str) -> int:
     """An argparse type: refuses 0, negatives and non-numbers while parsing, before any work."""
@@ -96,3 +98,13 @@ def read_input_texts(args: argparse.Namespace) -> list[str]:
             return split_text_lines(f.read(), source=args.input)
     return read_examples(args.input, text_column=args.text_column,
                          pair_column=args.pair_column).texts
+
+
+def add_window_arguments(p: argparse.ArgumentParser, what: str) -> None:
+    """--stride and --window-pooling (train, embed)."""
+    p.add_argument("--stride", type=int, help="read a text longer than --max-seq-length "
+                   "wordpieces as overlapping windows of that length sharing STRIDE wordpieces "
+                   "(Hugging Face's stride), each [CLS] ... [SEP]; a pair keeps its second text "
+                   f"whole in every window. {what} (default: cut at --max-seq-length)")
+    p.add_argument("--window-pooling", choices=WINDOW_POOLINGS, default=WINDOW_POOLINGS[0],
+                   help="how a text combines its windows (default: %(default)s)")

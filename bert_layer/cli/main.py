@@ -25,7 +25,7 @@ EXIT_BROKEN_PIPE = 141  # The reader of stdout went away (`| head`), as for SIGP
 
 # Library argument names whose CLI flag is not the name with dashes.
 _FLAG_ALIASES = {"n_fine_tune_layers": "--fine-tune-layers", "bert_path": "--module",
-                 "overwrite=True": "--overwrite"}
+                 "overwrite=True": "--overwrite", "stride": "--stride"}
 
 
 def build_parser() -> argparse.ArgumentParser:

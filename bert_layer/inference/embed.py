@@ -14,7 +14,7 @@ from typing import TextIO
 import numpy as np
 import tensorflow as tf
 
-from bert_layer.choices import DEFAULT_MAX_SEQ_LENGTH
+from bert_layer.choices import DEFAULT_MAX_SEQ_LENGTH, WINDOW_POOLINGS
 from bert_layer.data.batching import estimate_lengths, length_grouped_batches, restore_order
 from bert_layer.inference.formats import EMBEDDING_SUFFIXES, embedding_format
 from bert_layer.layers.layer import BertLayer
@@ -22,12 +22,15 @@ from bert_layer.outputs import atomic_output
 
 
 def make_embedder(module_dir: str, *, pooling: str, normalize: bool = False,
-                  max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH) -> BertLayer:
-    """A frozen BertLayer that maps strings [b] to embeddings [b, H]."""
+                  max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH, stride: int | None = None,
+                  window_pooling: str = WINDOW_POOLINGS[0]) -> BertLayer:
+    """A frozen BertLayer that maps strings [b] to embeddings [b, H]. With `stride`, a long
+    text is read as windows and its vector is the `window_pooling` of theirs."""
     if pooling is None:
         raise ValueError("Embeddings need a pooling; found None.")
     return BertLayer(module_dir, pooling=pooling, normalize=normalize,
-                     max_seq_length=max_seq_length, n_fine_tune_layers=0, trainable=False)
+                     max_seq_length=max_seq_length, n_fine_tune_layers=0, trainable=False,
+                     stride=stride, window_pooling=window_pooling)
 
 
 def embed_texts(layer: BertLayer, texts: list[str], batch_size: int = 32) -> np.ndarray:

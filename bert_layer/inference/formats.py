@@ -33,6 +33,9 @@ SERVING_OUTPUTS = ("probabilities", "label", "label_index")
 # wordpieces of each word [B, W] out; its tags [K] as a constant.
 WORDS_INPUT, TAG_PROBABILITIES, PIECE_COUNTS, TAG_NAMES = (
     "words", "tag_probabilities", "piece_counts", "tag_names")
+# Graphs of models that read long texts as windows hold their stride (predict then feeds texts,
+# never ids: the rows of ids are windows).
+WINDOW_STRIDE = "window_stride"
 # Graphs frozen with the numpy tokenizer take ids; these constants rebuild the tokenizer.
 VOCAB, DO_LOWER_CASE, MAX_SEQ_LENGTH = "vocab", "do_lower_case", "max_seq_length"
 

@@ -34,6 +34,7 @@ from bert_layer.inference.formats import (
     SCORE_OUTPUT,
     TEXT_INPUT,
     VOCAB,
+    WINDOW_STRIDE,
 )
 from bert_layer.inference.graphs import find_bert_layer, ids_model, text_model
 from bert_layer.outputs import atomic_output, check_output_free
@@ -117,6 +118,10 @@ def freeze_model(model: keras.Model, out_path: str | os.PathLike, *, class_names
     check_output_free(out_path, **writing)  # Before the work; atomic_output checks again.
     bert = find_bert_layer(model)
     tokenizer = tokenizer or bert.tokenizer
+    if tokenizer == "numpy" and bert.stride is not None:
+        raise ValueError("A model that reads long texts as windows (stride) freezes with the "
+                         "tokenizer inside: pass tokenizer='graph' or 'core' (same ids as "
+                         "numpy).")
     function = (_ids_function(model) if tokenizer == "numpy"
                 else _text_function(model, tokenizer))
     frozen = convert_variables_to_constants_v2(function)
@@ -127,13 +132,16 @@ def freeze_model(model: keras.Model, out_path: str | os.PathLike, *, class_names
     _add_constant(graph_def, CLASS_NAMES, np.array(class_names, dtype=object))
     _add_constant(graph_def, MULTI_LABEL, np.array(multi_label))
     keep = [output_name, CLASS_NAMES, MULTI_LABEL]
+    if bert.stride is not None:
+        _add_constant(graph_def, WINDOW_STRIDE, np.array(bert.stride, np.int32))
+        keep.append(WINDOW_STRIDE)
     if tokenizer == "numpy":  # What predict needs to tokenize outside the graph.
         vocab = bert.preprocessor.tokenizer
         _add_constant(graph_def, VOCAB, np.array(vocab.vocab, dtype=object))
         _add_constant(graph_def, DO_LOWER_CASE, np.array(vocab.do_lower_case))
         _add_constant(graph_def, MAX_SEQ_LENGTH, np.array(bert.max_seq_length, np.int32))
         keep += [VOCAB, DO_LOWER_CASE, MAX_SEQ_LENGTH]
-    else:  # The tokenizer's outputs, fed directly by FrozenClassifier.run_ids.
+    elif bert.stride is None:  # The tokenizer's outputs, fed directly by run_ids.
         keep += list(TOKEN_INPUTS)
     optimized = optimize_for_inference(graph_def, keep)
     data = optimized.SerializeToString()

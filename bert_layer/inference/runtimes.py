@@ -35,6 +35,7 @@ from bert_layer.inference.formats import (
     SCORE_OUTPUT,
     TEXT_INPUT,
     VOCAB,
+    WINDOW_STRIDE,
     check_model_file,
     read_graph_def,
 )
@@ -107,7 +108,9 @@ class FrozenClassifier:
                                   fetches=tensor(self.output))
         self._run_ids = self._run
         # Graphs frozen since the tokenizer's outputs were named tokenize and encode apart.
-        self.tokenizes_apart = all(n in nodes for n in TOKEN_INPUTS)
+        # Not those of windowed models: their rows of ids are windows, not texts.
+        self.tokenizes_apart = (all(n in nodes for n in TOKEN_INPUTS)
+                                and WINDOW_STRIDE not in nodes)
         if self.takes_text and self.tokenizes_apart:
             self._tokenize = wrapped.prune(feeds=[tensor(TEXT_INPUT)],
                                            fetches=[tensor(n) for n in TOKEN_INPUTS])

@@ -6,6 +6,8 @@ signatures:
   serving_default  text string [B] ("a", or a pair "a ||| b")
                    -> probabilities float32 [B, K], label string [B], label_index int64 [B]
   ids              input_ids, input_mask, segment_ids int32 [B, T] -> the same outputs
+                   (a model reading long texts as windows: the rows are windows, and
+                   window_document int32 [W] names each one's text; outputs per text)
   metadata         () -> class_names string [K], multi_label bool [], task string []
 
 A regressor's (task "regress") serving_default and ids give `score` float32 [B, K] instead,
@@ -32,9 +34,10 @@ from bert_layer.inference.formats import (
     SERVING_SIGNATURE,
     TEXT_INPUT,
 )
-from bert_layer.inference.graphs import find_bert_layer, ids_model, text_model
+from bert_layer.inference.graphs import find_bert_layer, ids_model, is_windowed, text_model
 from bert_layer.outputs import atomic_output, check_output_free
 from bert_layer.text import SAVABLE_TOKENIZERS
+from bert_layer.text.windows import WINDOW_DOCUMENT
 
 SAVED_MODEL_KIND = "saved_model"  # The output kind `--overwrite` checks (bert_layer.outputs).
 
@@ -94,10 +97,17 @@ def write_serving_model(model: keras.Model, out_dir: str | os.PathLike, *,
     else:
         outputs = lambda values: _labelled(values, names, multi_label)  # noqa: E731
     root.serve = tf.function(lambda text: outputs(from_text(text)), input_signature=[text_spec])
-    root.serve_ids = tf.function(
-        lambda input_ids, input_mask, segment_ids: outputs(
-            from_ids(input_ids, input_mask, segment_ids)),
-        input_signature=ids_specs)
+    if is_windowed(model):
+        ids_specs.append(tf.TensorSpec([None], tf.int32, name=WINDOW_DOCUMENT))
+        root.serve_ids = tf.function(
+            lambda input_ids, input_mask, segment_ids, window_document: outputs(
+                from_ids(input_ids, input_mask, segment_ids, window_document)),
+            input_signature=ids_specs)
+    else:
+        root.serve_ids = tf.function(
+            lambda input_ids, input_mask, segment_ids: outputs(
+                from_ids(input_ids, input_mask, segment_ids)),
+            input_signature=ids_specs)
     root.metadata = tf.function(
         lambda: {"class_names": tf.identity(names), "multi_label": tf.constant(multi_label),
                  "task": tf.constant(task)},

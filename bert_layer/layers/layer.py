@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 
 from bert_layer import contract
-from bert_layer.choices import DEFAULT_MAX_SEQ_LENGTH
+from bert_layer.choices import DEFAULT_MAX_SEQ_LENGTH, WINDOW_POOLINGS
 from bert_layer.contract import (
     INFERENCE_TAGS,
     TOKEN_INPUTS,
@@ -25,8 +25,11 @@ from bert_layer.layers import module_source
 from bert_layer.layers.graph_import import import_signature
 from bert_layer.layers.hub_module import HubModule
 from bert_layer.layers.pooling import check_pooling, masked_sequence, pool, warn_if_untrained_pooler
+from bert_layer.layers.window_pooling import check_window_pooling, pool_windows
 from bert_layer.text.packing import Preprocessor, check_max_seq_length
+from bert_layer.text.strides import check_stride
 from bert_layer.text.tokenizer import make_tokenizer
+from bert_layer.text.windows import WINDOW_DOCUMENT, make_preprocessor
 
 
 def keras_weight_name(module_name: str) -> str:
@@ -98,7 +101,14 @@ class BertLayer(keras.layers.Layer):
         "core" (core TensorFlow ops only: frozen graphs load without tensorflow_text) or
         "numpy" (Google's FullTokenizer through `tf.numpy_function`). All give identical ids.
       as_dict: bool. Return `{"pooled_output", "sequence_output", "input_mask"}` instead
-        of the pooled tensor.
+        of the pooled tensor (with `stride`: one row per window, and `window_document`, int32
+        [windows], the text each window comes from).
+      stride: int or None. None cuts texts at `max_seq_length` wordpieces; an int reads a
+        longer text as overlapping windows sharing `stride` wordpieces (as a Hugging Face fast
+        tokenizer's `stride`; see bert_layer.text.windows), and the pooled output is one
+        vector per text: the `window_pooling` of its windows' vectors.
+      window_pooling: "mean" or "max" of the windows' (normalized, if asked) vectors,
+        normalized again with `normalize`.
 
     Call arguments:
       inputs: see `do_preprocessing`.
@@ -124,9 +134,17 @@ class BertLayer(keras.layers.Layer):
                  pooling: str | None = "cls", normalize: bool = False,
                  n_fine_tune_layers: int = 3, tune_embeddings: bool = False,
                  do_preprocessing: bool = True, tokenizer: str = "graph", as_dict: bool = False,
+                 stride: int | None = None, window_pooling: str = WINDOW_POOLINGS[0],
                  bert_path: str | None = None, _open_module: bool = True, **kwargs):
         super().__init__(**kwargs)
         check_pooling(pooling, normalize)
+        check_stride(stride, max_seq_length)
+        check_window_pooling(window_pooling)
+        if stride is not None and not do_preprocessing:
+            raise ValueError("stride reads texts as windows: it needs do_preprocessing=True.")
+        if stride is not None and pooling is None and not as_dict:
+            raise ValueError("stride gives one vector per text from its windows: it needs a "
+                             "pooling, or as_dict=True for the windows' sequence outputs.")
         self.module = module_source.module_argument(module, bert_path)
         self.max_seq_length = max_seq_length
         self.pooling = pooling
@@ -136,6 +154,8 @@ class BertLayer(keras.layers.Layer):
         self.do_preprocessing = do_preprocessing
         self.tokenizer = tokenizer
         self.as_dict = as_dict
+        self.stride = stride
+        self.window_pooling = window_pooling
 
         self._module: HubModule | None = None
         self._preprocessor = None
@@ -167,9 +187,9 @@ class BertLayer(keras.layers.Layer):
             self._preprocessor = None
             if self.do_preprocessing:
                 info = module.tokenization_info()
-                self._preprocessor = Preprocessor(
+                self._preprocessor = make_preprocessor(
                     make_tokenizer(self.tokenizer, info.vocab_file, info.do_lower_case),
-                    self.max_seq_length)
+                    self.max_seq_length, self.stride)
             self._signatures = {}
 
     def _ensure_module(self) -> HubModule:
@@ -324,7 +344,8 @@ class BertLayer(keras.layers.Layer):
     # === Call ===
 
     def preprocess(self, texts: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Strings [batch] -> int32 `input_ids`, `input_mask`, `segment_ids` [batch, seq]."""
+        """Strings [batch] -> int32 `input_ids`, `input_mask`, `segment_ids` [batch, seq]
+        (with `stride`: [windows, seq], and `window_document` [windows])."""
         if not self.do_preprocessing:
             raise ValueError("This BertLayer was built with do_preprocessing=False.")
         self._ensure_module()
@@ -345,7 +366,14 @@ class BertLayer(keras.layers.Layer):
         return {name: tf.cast(t, tf.int32) for name, t in zip(TOKEN_INPUTS, inputs)}
 
     def call(self, inputs, training=None):
-        return self.encode(self._token_inputs(inputs), training=training)
+        features = self._token_inputs(inputs)
+        outputs = self.encode(features, training=training)
+        if WINDOW_DOCUMENT not in features:
+            return outputs
+        document = features[WINDOW_DOCUMENT]
+        if self.as_dict:
+            return {**outputs, WINDOW_DOCUMENT: document}
+        return pool_windows(outputs, document, self.window_pooling, normalize=self.normalize)
 
     def encode(self, features: dict[str, tf.Tensor], training=None):
         """The layer's output for already tokenized `input_ids`, `input_mask`, `segment_ids`."""
@@ -380,6 +408,11 @@ class BertLayer(keras.layers.Layer):
         pooled = sequence if self.pooling is None else keras.KerasTensor((batch, h), "float32")
         if not self.as_dict:
             return pooled
+        if self.stride is not None:  # One row per window.
+            return {"pooled_output": keras.KerasTensor((None, *pooled.shape[1:]), "float32"),
+                    "sequence_output": keras.KerasTensor((None, None, h), dtype="float32"),
+                    "input_mask": keras.KerasTensor((None, None), dtype="int32"),
+                    WINDOW_DOCUMENT: keras.KerasTensor((None,), dtype="int32")}
         return {"pooled_output": pooled, "sequence_output": sequence,
                 "input_mask": keras.KerasTensor((batch, None), dtype="int32")}
 
@@ -391,4 +424,6 @@ class BertLayer(keras.layers.Layer):
                       tune_embeddings=self.tune_embeddings,
                       do_preprocessing=self.do_preprocessing, tokenizer=self.tokenizer,
                       as_dict=self.as_dict)
+        if self.stride is not None:  # Configs without them load as before.
+            config.update(stride=self.stride, window_pooling=self.window_pooling)
         return config

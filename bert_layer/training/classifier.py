@@ -6,6 +6,8 @@ import keras
 
 from bert_layer.layers.layer import BertLayer
 from bert_layer.layers.precision import policy_name
+from bert_layer.layers.window_pooling import WindowPooling
+from bert_layer.text.windows import WINDOW_DOCUMENT
 from bert_layer.training.specs import ClassifierSpec  # noqa: F401  (also importable from here)
 
 
@@ -90,16 +92,28 @@ class PositiveWeightedBinaryCrossentropy(keras.losses.Loss):
 
 
 def build_classifier(spec: ClassifierSpec) -> keras.Model:
-    """strings [batch] -> class probabilities [batch, n_classes]."""
+    """strings [batch] -> class probabilities [batch, n_classes].
+
+    With `spec.stride` the head classifies each window, and a `WindowPooling` layer gives
+    each text the mean (or max) of its windows' probabilities (in training, the windows').
+    """
     text = keras.Input(shape=(), dtype="string", name="text")
+    windowed = spec.stride is not None
     body = BertLayer(spec.module, max_seq_length=spec.max_seq_length, pooling=spec.pooling,
                      n_fine_tune_layers=spec.fine_tune_layers, tokenizer=spec.tokenizer,
-                     dtype=policy_name(spec.precision), name="bert")
-    x = keras.layers.Dropout(spec.head_dropout, name="head_dropout")(body(text))
+                     dtype=policy_name(spec.precision), name="bert", stride=spec.stride,
+                     window_pooling=spec.window_pooling, as_dict=windowed)
+    x = body(text)
+    if windowed:
+        x, document = x["pooled_output"], x[WINDOW_DOCUMENT]
+    x = keras.layers.Dropout(spec.head_dropout, name="head_dropout")(x)
     # The head stays float32 under any policy: its softmax is the output.
     probabilities = ClassifierHead(
         spec.class_names, spec.multi_label, name="probabilities", dtype="float32",
         kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02))(x)
+    if windowed:
+        probabilities = WindowPooling(spec.window_pooling, name="window_pooling",
+                                      dtype="float32")([probabilities, document])
     return keras.Model(text, probabilities, name="bert_classifier")
 
 

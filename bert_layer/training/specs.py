@@ -17,7 +17,9 @@ from bert_layer.choices import (
     OUTSIDE_TAG,
     TASKS,
     VECTOR_POOLINGS,
+    WINDOW_POOLINGS,
 )
+from bert_layer.text.strides import check_stride
 
 # The tasks a ClassifierSpec builds (training/classifier.py, training/regressor.py).
 HEAD_TASKS = ("classify", "regress")
@@ -38,6 +40,10 @@ class ClassifierSpec:
     head_dropout: float = 0.1
     precision: str = "fp32"  # "bf16": the encoder computes in mixed bfloat16.
     task: str = "classify"  # One of HEAD_TASKS.
+    # None: texts cut at max_seq_length; else long texts are windows sharing `stride`
+    # wordpieces, the document's probabilities the `window_pooling` of its windows'.
+    stride: int | None = None
+    window_pooling: str = WINDOW_POOLINGS[0]
 
     def __post_init__(self) -> None:
         if self.task not in HEAD_TASKS:
@@ -56,6 +62,18 @@ class ClassifierSpec:
         if self.pooling not in VECTOR_POOLINGS:
             raise ValueError(f"a classifier pools to one vector: pooling must be one of "
                              f"{list(VECTOR_POOLINGS)}. Received: {self.pooling!r}")
+        check_stride(self.stride, self.max_seq_length)
+        if self.window_pooling not in WINDOW_POOLINGS:
+            raise ValueError(f"window_pooling must be one of {list(WINDOW_POOLINGS)}. "
+                             f"Received: {self.window_pooling!r}")
+
+
+def check_windowed_training(stride: int | None, distribute: str) -> None:
+    """Windows multiply a batch's rows by a count known only after tokenizing, which a
+    strategy's split of texts and labels between replicas cannot follow."""
+    if stride is not None and distribute != "none":
+        raise ValueError(f"stride (long texts as windows) trains on one replica; "
+                         f"distribute={distribute!r} is not supported with it.")
 
 
 def default(cls, name: str):

@@ -42,7 +42,10 @@ from bert_layer.training.distribute import (
 )
 from bert_layer.training.regressor import MONITOR as REGRESSION_MONITOR
 from bert_layer.training.regressor import RegressionMetrics, build_regressor
-from bert_layer.training.specs import TrainConfig  # noqa: F401  (also importable from here)
+from bert_layer.training.specs import (  # noqa: F401  (TrainConfig also importable from here)
+    TrainConfig,
+    check_windowed_training,
+)
 
 # Per task: the model builder, and the dev metric that picks the best epoch (and that early
 # stopping watches).
@@ -208,6 +211,7 @@ def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None
         raise ValueError("early_stopping_patience watches the dev metric: pass dev data.")
     if config.class_weight is not None and spec.task != "classify":
         raise ValueError(f"class_weight weighs classes; a {spec.task} task has none.")
+    check_windowed_training(spec.stride, config.distribute)
     inputs = [spec.module, train.source] + ([dev.source] if dev is not None else [])
     _check_matches_spec(train, spec)
     if dev is not None:
@@ -251,6 +255,8 @@ def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None
                                  shuffle=False, seed=config.seed, bucket=False)
         extra_callbacks.append(RegressionMetrics(dev, dev_texts))
         dev_ds = None
+    if spec.stride is not None:
+        train_ds = _label_per_window(train_ds, model)
     # One run at a time into `out_dir`: they would share its backup.
     lock = backups.run_lock(out_dir) if chief else contextlib.nullcontext()
     with lock, _worker_run_dir(out_dir, chief) as run_dir:
@@ -266,6 +272,16 @@ def _default_options(config: TrainConfig, distribution: dict, monitor: str) -> d
             "gradient_accumulation": config.gradient_accumulation,
             "effective_batch_size": distribution["global_batch_size"]
             * config.gradient_accumulation, "best_epoch_by": monitor}
+
+
+def _label_per_window(dataset: tf.data.Dataset, model: keras.Model) -> tf.data.Dataset:
+    """(texts [b], labels [b, C]) -> (texts, labels [windows, C]): each window of a long text
+    is a training example carrying the text's label (the model's WindowPooling passes the
+    windows' probabilities through in training). Dev data stay one label per text: validation
+    scores the documents, as predict does."""
+    windows_per_text = model.get_layer("bert").preprocessor.windows_per_text
+    return dataset.map(lambda texts, labels: (
+        texts, tf.repeat(labels, windows_per_text(texts), axis=0)))
 
 
 def _fit_and_write(model: keras.Model, train_ds, dev_ds, out_dir: str, spec: ClassifierSpec,

@@ -7,8 +7,18 @@ import sys
 import time
 
 from bert_layer.choices import DEFAULT_MAX_SEQ_LENGTH
-from bert_layer.cli.columns import add_data_columns, positive_int, read_input_texts
+from bert_layer.cli.columns import (
+    add_data_columns,
+    add_window_arguments,
+    positive_int,
+    read_input_texts,
+)
 from bert_layer.layers.pooling import VECTOR_POOLINGS
+from bert_layer.text.strides import check_stride
+
+
+def check(args: argparse.Namespace) -> None:
+    check_stride(args.stride, args.max_seq_length)
 
 
 def check(args: argparse.Namespace) -> None:
@@ -33,7 +43,8 @@ def run(args: argparse.Namespace) -> None:
 
     texts = args.texts
     layer = make_embedder(args.module, pooling=args.pooling, normalize=args.normalize,
-                          max_seq_length=args.max_seq_length)
+                          max_seq_length=args.max_seq_length, stride=args.stride,
+                          window_pooling=args.window_pooling)
     start = time.perf_counter()
     embeddings = embed_texts(layer, texts, batch_size=args.batch_size)
     seconds = time.perf_counter() - start
@@ -62,6 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_columns(p, labels=False)
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--max-seq-length", type=int, default=DEFAULT_MAX_SEQ_LENGTH,
-                   help="longer texts are truncated (default: %(default)s)")
+                   help="longer texts are truncated, or read as windows with --stride "
+                   "(default: %(default)s)")
+    add_window_arguments(p, "A text's vector is the mean (or max) of its windows' vectors "
+                         "(normalized again with --normalize).")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(run=run, check=check)

@@ -10,6 +10,7 @@ import sys
 from bert_layer.choices import DISTRIBUTE_CHOICES, MIN_CLASSES, TASKS, VECTOR_POOLINGS
 from bert_layer.cli.columns import (
     add_data_columns,
+    add_window_arguments,
     declared_labels,
     positive_int,
     read_labelled,
@@ -17,7 +18,13 @@ from bert_layer.cli.columns import (
 )
 from bert_layer.cli.precision_flag import add_precision_argument
 from bert_layer.text import TOKENIZER_NAMES
-from bert_layer.training.specs import ClassifierSpec, TrainConfig, default
+from bert_layer.text.strides import check_stride
+from bert_layer.training.specs import (
+    ClassifierSpec,
+    TrainConfig,
+    check_windowed_training,
+    default,
+)
 
 _CONFIG = TrainConfig()  # The defaults, defined there once.
 
@@ -34,6 +41,8 @@ def check(args: argparse.Namespace) -> None:
     if args.resume and args.distribute == "multi-worker":
         raise ValueError("--resume is not supported with --distribute multi-worker (each worker "
                          "would need its own backup); rerun without --resume.")
+    check_stride(args.stride, args.max_seq_length)
+    check_windowed_training(args.stride, args.distribute)
     if args.max_train_rows is not None and args.max_train_rows < 1:
         raise ValueError(f"--max-train-rows must be >= 1; received {args.max_train_rows}.")
     if args.distribute == "multi-worker":  # The cluster first: before any output or data.
@@ -98,7 +107,8 @@ def run(args: argparse.Namespace) -> None:
                           multi_label=args.multi_label, pooling=args.pooling,
                           fine_tune_layers=args.fine_tune_layers,
                           max_seq_length=args.max_seq_length, tokenizer=args.tokenizer,
-                          precision=args.precision, task=args.task)
+                          precision=args.precision, task=args.task, stride=args.stride,
+                          window_pooling=args.window_pooling)
     try:
         report = train_classifier(spec, train, args.dev_examples, args.out, args.config,
                                   overwrite=args.overwrite, resume=args.resume)
@@ -197,12 +207,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"peak learning rate, > 0 (default {_CONFIG.learning_rate})")
     p.add_argument("--warmup-fraction", type=float, default=_CONFIG.warmup_fraction)
     p.add_argument("--max-seq-length", type=int, default=spec["max_seq_length"])
+    add_window_arguments(p, "Each window is a training example carrying its text's label; "
+                         "a text's prediction combines its windows' probabilities. With --task "
+                         "tag, long sentences are always windows (default stride 32, at most "
+                         "half a window).")
     p.add_argument("--max-train-rows", type=int, help="use only the first N training rows "
                    "(sentences, for --task tag)")
-    p.add_argument("--stride", type=int,
-                   help="--task tag: sentences longer than --max-seq-length wordpieces are "
-                   "split into windows sharing this many pieces (default: 32, at most half "
-                   "a window)")
     p.add_argument("--tokenizer", choices=TOKENIZER_NAMES, default=spec["tokenizer"],
                    help="graph (tensorflow-text), core (core TensorFlow ops only) or numpy "
                    "(FullTokenizer in Python); same ids")
@@ -229,3 +239,4 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="continue an interrupted run from its last finished epoch (kept in "
                    "OUT.backup/ until the output is written)")
     p.set_defaults(run=run, check=check)
+
