@@ -448,3 +448,17 @@ def test_bert_layer_on_an_empty_batch_returns_no_rows(tiny_module_dir):
     assert tuple(output.shape) == (0, layer.hidden_size)
     one = layer(tf.constant([""], tf.string))
     assert tuple(one.shape) == (1, layer.hidden_size)
+
+
+# === ulimit -v: TensorFlow crashes under it; say the limit is set ===
+
+def test_an_address_space_limit_is_noted_up_front(tmp_path):
+    result = subprocess.run(
+        f"ulimit -v 8000000; exec {' '.join(CLI)} predict --model {tmp_path / 'none.pb'}",
+        shell=True, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2, result.stderr
+    note, error = result.stderr.splitlines()
+    assert note == ("bert-layer predict: note: an address-space limit (ulimit -v) of 7.6 GiB is "
+                    "set; TensorFlow crashes (segmentation fault) when a model needs more: "
+                    "raise it if this command crashes.")
+    assert error.startswith("bert-layer predict: error: Model file not found")
