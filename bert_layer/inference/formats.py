@@ -99,3 +99,21 @@ def _layer_names(config) -> set[str]:
         elif isinstance(item, list):
             stack.extend(item)
     return found
+
+
+def read_graph_def(path: str):
+    """The GraphDef in a frozen `.pb`; one-line errors for a missing or foreign file."""
+    from google.protobuf.message import DecodeError  # Lazy: tensorflow is heavy.
+    from tensorflow.core.framework import graph_pb2
+
+    graph_def = graph_pb2.GraphDef()
+    try:
+        with open(path, "rb") as f:
+            graph_def.ParseFromString(f.read())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Frozen graph not found: {path}") from None
+    except DecodeError:
+        raise ValueError(f"{path} is not a frozen graph (a serialized GraphDef).") from None
+    if not graph_def.node:
+        raise ValueError(f"{path} is not a frozen graph: it holds no nodes.")
+    return graph_def
