@@ -99,9 +99,6 @@ def check_output_free(path: str | os.PathLike, overwrite: bool, *, is_dir: bool 
       PermissionError: the folder `path` would be created in is not writable.
     """
     shown = os.fspath(path)
-    if named and not is_dir and not shown.lower().endswith(tuple(named)):
-        raise OutputError(f"Output file {shown} must end in {' or '.join(named)}: that is the "
-                          f"name bert-layer reads it back by; expected e.g. {shown}{named[0]}.")
     real = os.path.realpath(shown)
     cwd = os.path.realpath(os.getcwd())
     if real == cwd or _is_within(cwd, real):
@@ -117,6 +114,9 @@ def check_output_free(path: str | os.PathLike, overwrite: bool, *, is_dir: bool 
             raise FileExistsError(f"Output path already exists: {shown}. Pass --overwrite to "
                                   f"replace it.")
         _check_replaceable(shown, is_dir, kind, suffixes)
+    if named and not is_dir and not shown.lower().endswith(tuple(named)):
+        raise OutputError(f"Output file {shown} must end in {' or '.join(named)}: that is the "
+                          f"name bert-layer reads it back by; expected e.g. {shown}{named[0]}.")
     _check_writable(real)
 
 

@@ -96,10 +96,15 @@ def test_columns_by_index(tmp_path):
     np.testing.assert_array_equal(examples.labels, [0])
 
 
-def test_a_header_name_wins_over_an_index(tmp_path):
+def test_digits_naming_one_column_and_indexing_another_are_refused(tmp_path):
+    # Issue 17: taking the name swapped texts and labels without a word.
     path = write(tmp_path, "a.tsv", "x\t0\nfirst\tsecond\n")
-    assert read_examples(path, text_column="0").texts == ["second"]
-    assert read_examples(path, text_column=0).texts == ["first"]
+    with pytest.raises(ValueError, match=r"text_column '0' is both the name of column 1 and "
+                                         r"the 0-based index of column 0 \('x'\)"):
+        read_examples(path, text_column="0")
+    assert read_examples(path, text_column=0).texts == ["first"]  # An int is an index.
+    same = write(tmp_path, "b.tsv", "0\tx\nfirst\tsecond\n")
+    assert read_examples(same, text_column="0").texts == ["first"]  # Name and index agree.
 
 
 def test_numeric_labels_sort_numerically(tmp_path):

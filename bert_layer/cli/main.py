@@ -110,9 +110,27 @@ def _user_error(error: BaseException) -> str | None:
     return " ".join(message.split())
 
 
+def _note_address_space_limit(command: str) -> None:
+    """TensorFlow crashes (a segmentation fault, nothing printed) when an allocation fails
+    under an address-space limit (`ulimit -v`); say up front that one is set, and have a crash
+    print Python's "Fatal Python error: Segmentation fault" rather than nothing."""
+    import faulthandler
+    import resource
+
+    if not faulthandler.is_enabled() and sys.stderr is sys.__stderr__:
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            faulthandler.enable()
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        print(f"bert-layer {command}: note: an address-space limit (ulimit -v) of "
+              f"{soft / 2**30:.1f} GiB is set; TensorFlow crashes (segmentation fault) when a "
+              f"model needs more: raise it if this command crashes.", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _note_address_space_limit(args.command)
     if not args.verbose:
         silence_environment()
     progress.set_enabled(False if args.quiet else None)

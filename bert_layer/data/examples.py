@@ -97,8 +97,8 @@ def read_examples(path: str, *, text_column: str | int, pair_column: str | int |
       path: str. `.tsv`/`.tab` files are tab-separated and read without quoting (GLUE files
         hold unbalanced double quotes); `.csv` files are comma-separated with standard
         quoting; other names are sniffed. UTF-8, with or without a byte-order mark.
-      text_column: the text's column: a header name, or a 0-based index (int or digits, used
-        as an index only when no header has that name).
+      text_column: the text's column: a header name, or a 0-based index (int or digits;
+        digits that name one column and index another are refused).
       pair_column: the second text of a pair, or None. Pairs become "first ||| second".
       label_column: the label's column, or None for unlabelled data (prediction).
       labels: the declared class names, in index order; None infers them (sorted; numerically

@@ -46,12 +46,8 @@ EMBEDDING_SUFFIXES = tuple(EMBEDDING_FORMATS)  # What `--overwrite` may replace.
 
 SAVED_MODEL = "saved_model"  # Not a suffix: a folder holding saved_model.pb.
 HUB_MODULE_FILE = "tfhub_module.pb"  # Marks a TF1 Hub module (bert-layer export), no model.
-# A .keras model bert-layer trained: a BertLayer (or a subclass) and a head of the project's
-# (ClassifierHead, TaggerHead, ...) whose config carries the class names. Models saved
-# before the heads existed have a BertLayer and the run's report.json beside them.
+# A .keras model bert-layer trained holds a BertLayer (or a subclass, e.g. a tagger's).
 _BERT_LAYER = re.compile(r"^bert_layer>\w*BertLayer$")
-_HEAD = re.compile(r"^bert_layer>\w*Head$")
-_REPORT_FILE = "report.json"  # bert_layer.outputs.REPORT_FILE (readers import no writer).
 _WHAT = {KERAS_SUFFIX: "a Keras model (.keras) written by `bert-layer train`",
          FROZEN_SUFFIX: "a frozen graph (.pb) written by `bert-layer freeze`",
          SAVED_MODEL: "a SavedModel folder written by `bert-layer freeze --format saved_model`"}
@@ -92,36 +88,34 @@ def check_model_file(path: str, suffixes: tuple[str, ...] = (KERAS_SUFFIX, FROZE
 
 
 def check_bert_layer_model(path: str) -> None:
-    """Raises ValueError unless the .keras archive at `path` is a model bert-layer trained
-    (see _BERT_LAYER, _HEAD), naming the layers it found. Reads only its config.json."""
+    """Raises ValueError unless the .keras archive at `path` holds a BertLayer (a model
+    bert-layer trained; its head, or the report beside older ones, names the classes), naming
+    the layers it found. Reads only the archive's config.json."""
     try:
         with zipfile.ZipFile(path) as archive:
             config = json.loads(archive.read("config.json"))
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path} is not a readable .keras model (no readable config.json: "
                          f"{e}); expected {_WHAT[KERAS_SUFFIX]}.") from None
-    names = _registered_names(config)
-    has_bert = any(_BERT_LAYER.match(n) for n in names)
-    has_head = any(_HEAD.match(n) for n in names)
-    report = os.path.join(os.path.dirname(os.path.abspath(path)), _REPORT_FILE)
-    if has_bert and (has_head or os.path.isfile(report)):
+    names = _layer_names(config)
+    if any(_BERT_LAYER.match(n) for n in names):
         return
     layers = sorted({n.split(">")[-1] for n in names}) or ["none"]
-    missing = "BertLayer" if not has_bert else "bert-layer head (ClassifierHead)"
     raise ValueError(f"{path} is not a model written by `bert-layer train`: it has no "
-                     f"{missing} (its layers: {', '.join(layers[:12])}); expected "
+                     f"BertLayer (its layers: {', '.join(layers[:12])}); expected "
                      f"{_WHAT[KERAS_SUFFIX]}.")
 
 
-def _registered_names(config) -> set[str]:
-    """The class names of every layer in a Keras config (`registered_name`, else the
-    `class_name` of objects with a `config`): "bert_layer>BertLayer", "Dense", ..."""
+def _layer_names(config) -> set[str]:
+    """The names of every layer in a Keras model config, nested models included
+    (`registered_name`, e.g. "bert_layer>BertLayer", else `class_name`, e.g. "Dense")."""
     found, stack = set(), [config]
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
-            if "class_name" in item and "config" in item:
-                found.add(item.get("registered_name") or item["class_name"])
+            for layer in item.get("layers", []) if isinstance(item.get("layers"), list) else []:
+                if isinstance(layer, dict) and "class_name" in layer:
+                    found.add(layer.get("registered_name") or layer["class_name"])
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
