@@ -23,6 +23,11 @@ TOKEN_INPUTS = ("input_ids", "input_mask", "segment_ids")
 TOKEN_OUTPUTS = ("pooled_output", "sequence_output")
 TEXT_INPUT = "text"
 TOKENIZATION_INFO_OUTPUTS = ("vocab_file", "do_lower_case")
+VOCAB_FILE_OUTPUT = "vocab_file"
+# ALBERT's modules (Google's and bert_layer's) give a SentencePiece model in place of
+# `vocab_file`; bert_layer's add whether accents are kept (absent: stripped, as Google's).
+SP_MODEL_FILE_OUTPUT = "sp_model_file"
+KEEP_ACCENTS_OUTPUT = "keep_accents"
 
 # Google's variable scopes (see bert_layer.export.names for the full table).
 ENCODER_LAYER_SCOPE = "bert/encoder/layer_{}/"
@@ -30,3 +35,8 @@ LAYER_INDEX = re.compile(r"(?:^|/)layer_(\d+)/")
 EMBEDDINGS = re.compile(r"(?:^|/)embeddings/")
 POOLER = re.compile(r"(?:^|/)pooler/")
 POSITION_EMBEDDINGS = re.compile(r"(?:^|/)embeddings/position_embeddings$")
+# ELECTRA's and ALBERT's projection of narrow embeddings to the hidden size: trained with the
+# embeddings (tune_embeddings).
+EMBEDDING_PROJECTION = re.compile(r"(?:^|/)(embeddings_project|embedding_hidden_mapping_in)/")
+# ALBERT's one layer, shared by every depth: `bert/encoder/transformer/group_0/...`.
+SHARED_LAYER_GROUP = re.compile(r"(?:^|/)transformer/group_(\d+)/")
