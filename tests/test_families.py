@@ -1,0 +1,252 @@
+"""ELECTRA and ALBERT through convert, export and BertLayer, against transformers.
+
+Tiny random models (tests/tiny_families.py) in Hugging Face's layout (save_pretrained) and in
+Google's (their variable names, the generator and heads beside them, Google's config files or
+none); Google's TF1 Hub modules of both families written as tests/google_hub_module.py
+writes BERT's. The reference is transformers' ElectraModel / AlbertModel on the same ids.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+
+import numpy as np
+import pytest
+from tiny import TINY_VOCAB
+from tiny_families import (
+    ELECTRA_CONFIG,
+    albert_config,
+    google_weights,
+    hf_model,
+    save_hf_folder,
+    train_sp_model,
+    write_google_checkpoint,
+)
+
+from bert_layer.export.checkpoint import load_checkpoint
+from bert_layer.export.convert import convert_folder
+from bert_layer.export.writer import export_checkpoint
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+IDS = np.array([[2, 16, 19, 23, 37, 5, 3, 41, 3], [2, 26, 20, 24, 38, 3, 0, 0, 0]], np.int32)
+MASK = (np.arange(9)[None] < np.array([[9], [6]])).astype(np.int32)
+SEGMENTS = np.array([[0] * 7 + [1] * 2, [0] * 9], np.int32)
+
+
+def transformers_outputs(model, ids=IDS, mask=MASK, segments=SEGMENTS) -> dict:
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor(ids, dtype=torch.long),
+                    attention_mask=torch.tensor(mask, dtype=torch.long),
+                    token_type_ids=torch.tensor(segments, dtype=torch.long))
+    pooled = getattr(out, "pooler_output", None)
+    return {"sequence_output": out.last_hidden_state.numpy() * mask[..., None],
+            "pooled_output": (out.last_hidden_state[:, 0] if pooled is None else pooled).numpy()}
+
+
+def module_outputs(module_dir: str, ids=IDS, mask=MASK, segments=SEGMENTS, **kwargs) -> dict:
+    """BertLayer on ids: the module's pooled_output ("cls") and its masked sequence_output."""
+    from bert_layer.layers.layer import BertLayer
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ELECTRA has no pooler: "cls" warns.
+        layer = BertLayer(module_dir, do_preprocessing=False, pooling="cls", as_dict=True,
+                          n_fine_tune_layers=0, **kwargs)
+    out = layer((ids, mask, segments))
+    return {k: np.asarray(out[k]) for k in ("pooled_output", "sequence_output")}
+
+
+def assert_outputs_match(module_dir: str, model, atol: float = 1e-5) -> None:
+    got, expected = module_outputs(module_dir), transformers_outputs(model)
+    for key in ("sequence_output", "pooled_output"):
+        np.testing.assert_allclose(got[key], expected[key], atol=atol, rtol=0, err_msg=key)
+
+
+@pytest.fixture(scope="session")
+def sp_model_file(tmp_path_factory) -> str:
+    return train_sp_model(str(tmp_path_factory.mktemp("sentencepiece")))
+
+
+@pytest.fixture(scope="session")
+def electra(tmp_path_factory):
+    model = hf_model("electra", ELECTRA_CONFIG, seed=3)
+    folder = save_hf_folder(str(tmp_path_factory.mktemp("electra") / "hf"), model,
+                            vocab=TINY_VOCAB)
+    return model, folder
+
+
+@pytest.fixture(scope="session")
+def albert(tmp_path_factory, sp_model_file):
+    import sentencepiece as spm
+    size = spm.SentencePieceProcessor(model_file=sp_model_file).GetPieceSize()
+    config = albert_config(size)
+    model = hf_model("albert", config, seed=4)
+    folder = save_hf_folder(str(tmp_path_factory.mktemp("albert") / "hf"), model,
+                            sp_model_file=sp_model_file)
+    return model, folder, config
+
+
+def _export(checkpoint_dir: str, tmp_path_factory, name: str, **kwargs):
+    out = str(tmp_path_factory.mktemp(name) / "module")
+    return export_checkpoint(checkpoint_dir, out, max_seq_length=32, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def electra_module(electra, tmp_path_factory) -> str:
+    out = str(tmp_path_factory.mktemp("electra_google") / "checkpoint")
+    convert_folder(electra[1], out)
+    return _export(out, tmp_path_factory, "electra_module").module_dir
+
+
+@pytest.fixture(scope="session")
+def albert_module(albert, tmp_path_factory) -> str:
+    out = str(tmp_path_factory.mktemp("albert_google") / "checkpoint")
+    convert_folder(albert[1], out)
+    return _export(out, tmp_path_factory, "albert_module").module_dir
+
+
+# === ELECTRA ===
+
+def test_electra_folder_converts_and_exports_to_transformers_outputs(electra, electra_module):
+    assert_outputs_match(electra_module, electra[0])
+    with open(os.path.join(electra_module, "assets", "bert_config.json")) as f:
+        module_config = json.load(f)
+    assert module_config["model_type"] == "electra" and module_config["has_pooler"] is False
+    assert module_config["embedding_size"] == 24 != module_config["hidden_size"]
+
+
+def test_google_electra_checkpoint_without_config_infers_sizes(electra, tmp_path_factory):
+    model = electra[0]
+    weights = google_weights("electra", model, ELECTRA_CONFIG)
+    assert "electra/embeddings_project/kernel" in weights
+    rng = np.random.default_rng(0)
+    extra = {"generator/encoder/layer_0/output/dense/kernel": rng.normal(size=(4, 4)),
+             "generator_predictions/output_bias": rng.normal(size=(99,)),
+             "discriminator_predictions/dense/kernel": rng.normal(size=(64, 64)),
+             "global_step": np.array(100, np.int64)}
+    folder = write_google_checkpoint(
+        str(tmp_path_factory.mktemp("electra_release") / "electra_tiny"), weights,
+        extra={k: np.asarray(v, v.dtype if v.dtype == np.int64 else np.float32)
+               for k, v in extra.items()})
+    with open(os.path.join(folder, "vocab.txt"), "w", encoding="utf-8") as f:
+        f.writelines(token + "\n" for token in TINY_VOCAB)
+    result = _export(folder, tmp_path_factory, "electra_release_module")
+    assert result.family == "electra" and not result.has_pooler
+    (note,) = result.notes
+    assert "num_attention_heads=1 as hidden_size/64" in note and "embedding_size=24" in note
+    assert result.left_out == (
+        "Left out 4 variables that are not BERT's encoder: discriminator_predictions/* (1); "
+        "generator/* (1); generator_predictions/* (1); global_step (1).")
+    assert_outputs_match(result.module_dir, model)
+
+
+def test_google_electra_config_beside_the_checkpoint_is_read(electra, tmp_path_factory):
+    """With bert_config.json's keys plus embedding_size, nothing is inferred (4 heads here,
+    which hidden_size / 64 would not give)."""
+    import dataclasses
+    config = dataclasses.replace(ELECTRA_CONFIG, num_attention_heads=4)
+    model = hf_model("electra", config, seed=5)
+    folder = write_google_checkpoint(
+        str(tmp_path_factory.mktemp("electra_config") / "ckpt"),
+        google_weights("electra", model, config), extra={})
+    config.to_json_file(os.path.join(folder, "bert_config.json"))
+    with open(os.path.join(folder, "vocab.txt"), "w", encoding="utf-8") as f:
+        f.writelines(token + "\n" for token in TINY_VOCAB)
+    checkpoint = load_checkpoint(folder)
+    assert checkpoint.config == config and checkpoint.notes == ()
+
+
+# === ALBERT ===
+
+def test_albert_folder_converts_and_exports_to_transformers_outputs(albert, albert_module):
+    assert_outputs_match(albert_module, albert[0])
+    from bert_layer.layers.hub_module import HubModule
+    info = HubModule(albert_module).tokenization_info()
+    assert info.sentencepiece and info.vocab_file.endswith("spiece.model")
+    assert info.do_lower_case is True and info.keep_accents is False
+    shapes = HubModule(albert_module).variable_shapes()
+    shared = [n for n in shapes if "/transformer/group_0/inner_group_0/" in n]
+    assert len(shared) == 16 and not any("layer_" in n for n in shapes)  # One layer, once.
+
+
+def test_google_albert_checkpoint_reads_albert_config_and_30k_clean(albert, tmp_path_factory,
+                                                                   sp_model_file):
+    """Google's folder: albert_config.json ("gelu" is Google's tanh approximation there),
+    30k-clean.model, model.ckpt-best, the MLM and sentence-order heads left out."""
+    model, _, config = albert
+    folder = str(tmp_path_factory.mktemp("albert_release") / "albert_tiny")
+    rng = np.random.default_rng(1)
+    write_google_checkpoint(
+        folder, google_weights("albert", model, config), prefix="model.ckpt-best",
+        extra={"cls/predictions/output_bias": rng.normal(size=(7,)).astype(np.float32),
+               "cls/seq_relationship/output_weights": rng.normal(size=(2, 32)).astype(
+                   np.float32)},
+        files={"30k-clean.model": sp_model_file})
+    values = {**config.to_dict(), "hidden_act": "gelu", "num_hidden_groups": 1,
+              "inner_group_num": 1, "net_structure_type": 0, "gap_size": 0,
+              "num_memory_blocks": 0, "down_scale_factor": 1}
+    with open(os.path.join(folder, "albert_config.json"), "w") as f:
+        json.dump(values, f)
+    result = _export(folder, tmp_path_factory, "albert_release_module")
+    assert result.family == "albert" and result.has_pooler
+    assert any("gelu_new" in note for note in result.notes)
+    assert "cls/predictions/* (1)" in result.left_out
+    assert_outputs_match(result.module_dir, model)
+
+
+def test_albert_refuses_other_layer_layouts(albert, tmp_path):
+    import shutil
+    folder = str(tmp_path / "hf")
+    shutil.copytree(albert[1], folder)
+    path = os.path.join(folder, "config.json")
+    with open(path) as f:
+        values = json.load(f)
+    with open(path, "w") as f:
+        json.dump({**values, "num_hidden_groups": 2}, f)
+    with pytest.raises(ValueError, match="`num_hidden_groups` must be 1"):
+        convert_folder(folder, str(tmp_path / "out"))
+
+
+def test_core_tokenizer_refuses_albert_in_one_line(albert_module, albert, tmp_path):
+    out = str(tmp_path / "checkpoint")
+    convert_folder(albert[1], out)
+    with pytest.raises(ValueError, match="core tokenizer has no SentencePiece") as error:
+        export_checkpoint(out, str(tmp_path / "module"), tokenizer="core")
+    assert "\n" not in str(error.value) and not os.path.exists(tmp_path / "module")
+
+
+# === Google's TF1 Hub modules ===
+
+def _write_google_family_module(directory: str, model_type: str, config, weights,
+                                vocab_file: str, vocab_output: str, pooler: bool) -> str:
+    from google_hub_module import write_google_module
+
+    from bert_layer.export import families
+    return write_google_module(directory, config, weights, vocab_file, pooler=pooler,
+                               architecture=families.family(model_type).architecture,
+                               vocab_output=vocab_output)
+
+
+def test_google_electra_hub_module_loads_into_bert_layer(electra, tmp_path):
+    from google_hub_module import copy_vocab
+    weights = google_weights("electra", electra[0], ELECTRA_CONFIG)
+    vocab = str(tmp_path / "vocab.txt")
+    with open(vocab, "w", encoding="utf-8") as f:
+        f.writelines(token + "\n" for token in TINY_VOCAB)
+    module = _write_google_family_module(str(tmp_path / "module"), "electra", ELECTRA_CONFIG,
+                                         weights, copy_vocab(vocab, str(tmp_path / "machine")),
+                                         "vocab_file", pooler=False)
+    assert_outputs_match(module, electra[0])
+
+
+def test_google_albert_hub_module_loads_into_bert_layer(albert, tmp_path, sp_model_file):
+    model, _, config = albert
+    module = _write_google_family_module(str(tmp_path / "module"), "albert", config,
+                                         google_weights("albert", model, config),
+                                         sp_model_file, "sp_model_file", pooler=True)
+    assert_outputs_match(module, model)
+    from bert_layer.layers.layer import BertLayer
+    layer = BertLayer(module, max_seq_length=32)
+    assert layer.preprocessor.tokenizer.vocab_file.endswith(".model")
