@@ -48,12 +48,12 @@ def train_sp_model(directory: str, name: str = "spiece", vocab_size: int = 1000,
     [CLS] 2, [SEP] 3, [MASK] 4), trained on `training_lines()`."""
     import sentencepiece as spm
     os.makedirs(directory, exist_ok=True)
-    options = {"user_defined_symbols": "(,),\",-,.,–,£,€", **options}
+    options = {"user_defined_symbols": "(,),\",-,.,–,£,€",
+               "control_symbols": "[CLS],[SEP],[MASK]", **options}
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(training_lines()), model_prefix=os.path.join(directory, name),
         vocab_size=vocab_size, pad_id=0, unk_id=1, bos_id=-1, eos_id=-1,
-        control_symbols="[CLS],[SEP],[MASK]", model_type="unigram", minloglevel=2,
-        character_coverage=0.99995, **options)
+        model_type="unigram", minloglevel=2, character_coverage=0.99995, **options)
     return os.path.join(directory, name + ".model")
 
 
