@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from tiny import TINY_VOCAB
 from tiny_families import (
     ELECTRA_CONFIG,
@@ -250,3 +251,137 @@ def test_google_albert_hub_module_loads_into_bert_layer(albert, tmp_path, sp_mod
     from bert_layer.layers.layer import BertLayer
     layer = BertLayer(module, max_seq_length=32)
     assert layer.preprocessor.tokenizer.vocab_file.endswith(".model")
+
+
+# === Every path on the ALBERT module: text, training, freeze, serving, embed, bf16, inspect ===
+
+TEXTS = ["the movie was great .", "a bad film ||| the plot was fun", "",
+         "``Quoted'' Café, in 1990, 12,000 people", " ".join(["good"] * 50),
+         "\u03a3\u0391\u03a3 \u4e2d ||| "]
+CLASSES = ("neg", "pos", "meh")
+
+
+@pytest.fixture(scope="module")
+def albert_classifier(albert_module):
+    """A classifier on the ALBERT module (the shared layer trained) and its probabilities."""
+    from bert_layer.training.classifier import ClassifierSpec, build_classifier
+    spec = ClassifierSpec(module=albert_module, class_names=CLASSES, fine_tune_layers=1,
+                          max_seq_length=32)
+    model = build_classifier(spec)
+    dense = model.get_layer("probabilities")  # Larger weights: texts' probabilities differ.
+    dense.kernel.assign(np.random.default_rng(0).normal(size=dense.kernel.shape)
+                        .astype(np.float32))
+    return model, model(tf.constant(TEXTS), training=False).numpy()
+
+
+def test_albert_text_is_tokenized_as_the_slow_albert_tokenizer(albert_module, sp_model_file):
+    from reference_albert import SlowAlbertTokenizer
+
+    from bert_layer.layers.layer import BertLayer
+    slow = SlowAlbertTokenizer(sp_model_file)
+    layer = BertLayer(albert_module, max_seq_length=32, n_fine_tune_layers=0, as_dict=True)
+    features = layer.preprocess(TEXTS[:4])
+    cls, sep = layer.preprocessor.tokenizer.cls_id, layer.preprocessor.tokenizer.sep_id
+    for row, mask, text in zip(features["input_ids"].numpy(), features["input_mask"].numpy(),
+                               TEXTS[:4]):
+        parts = [slow.encode(p) for p in text.split(" ||| ")]
+        expected = [cls, *parts[0], sep] + ([*parts[1], sep] if len(parts) > 1 else [])
+        assert list(row[mask == 1]) == expected
+    from_text = layer(tf.constant(TEXTS[:4]))
+    from_ids = layer.encode(features)
+    np.testing.assert_allclose(from_text["sequence_output"], from_ids["sequence_output"],
+                               atol=1e-6)
+
+
+def test_albert_fine_tuning_trains_the_shared_layer_only(albert_module):
+    """n_fine_tune_layers=1 (or any N >= 1) trains ALBERT's one shared layer; embeddings and
+    their projection stay, as do all weights with 0."""
+    import keras
+
+    from bert_layer.layers.layer import BertLayer
+    layer = BertLayer(albert_module, max_seq_length=32, n_fine_tune_layers=2)
+    inputs = keras.Input(shape=(), dtype="string")
+    model = keras.Model(inputs, keras.layers.Dense(2)(layer(inputs)))
+    model.compile(optimizer=keras.optimizers.Adam(1e-2),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = {w.path: w.numpy().copy() for w in layer.weights}
+    model.fit(np.array(TEXTS[:4], dtype=object), np.array([0, 1, 0, 1]), epochs=2,
+              batch_size=4, verbose=0)
+    changed = {layer.module_variable_names[w.path] for w in layer.weights
+               if not np.array_equal(before[w.path], w.numpy())}
+    trainable = {layer.module_variable_names[w.path] for w in layer.trainable_weights}
+    assert changed == trainable
+    assert {n.split("/")[-2] for n in trainable} >= {"query", "dense", "LayerNorm_1"}
+    assert all("/transformer/group_0/" in n or n.startswith("bert/pooler/") for n in trainable)
+    frozen = BertLayer(albert_module, max_seq_length=32, n_fine_tune_layers=0)
+    frozen.build()
+    assert not frozen.trainable_weights
+
+
+def test_albert_classifier_freezes_to_its_keras_probabilities(albert_classifier, tmp_path):
+    from bert_layer.inference.freeze import freeze_model
+    from bert_layer.inference.runtimes import FrozenClassifier
+    model, expected = albert_classifier
+    path = str(tmp_path / "albert.pb")
+    freeze_model(model, path, class_names=list(CLASSES))
+    np.testing.assert_allclose(FrozenClassifier(path)(TEXTS), expected, atol=1e-5, rtol=0)
+    assert np.ptp(expected, axis=0).max() > 0.1
+
+
+def test_albert_classifier_serves_as_a_saved_model(albert_classifier, tmp_path):
+    from bert_layer.inference.runtimes import SavedModelClassifier
+    from bert_layer.inference.serving import write_serving_model
+    model, expected = albert_classifier
+    out = str(tmp_path / "served")
+    write_serving_model(model, out, class_names=list(CLASSES))
+    np.testing.assert_allclose(SavedModelClassifier(out)(TEXTS), expected, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="core tokenizer has no SentencePiece"):
+        write_serving_model(model, str(tmp_path / "core"), class_names=list(CLASSES),
+                            tokenizer="core")
+    assert not os.path.exists(tmp_path / "core")
+
+
+def test_albert_embeddings_and_bf16(albert_module, albert, sp_model_file):
+    """embed's mean pooling equals transformers' masked mean; bf16 stays close to it."""
+    from reference_albert import SlowAlbertTokenizer
+
+    from bert_layer.inference.embed import embed_texts, make_embedder
+    texts = TEXTS[:4]
+    slow = SlowAlbertTokenizer(sp_model_file)
+    embeddings = embed_texts(make_embedder(albert_module, pooling="mean", max_seq_length=32),
+                             texts, batch_size=2)
+    for text, got in zip(texts, embeddings):
+        parts = [slow.encode(p) for p in text.split(" ||| ")]
+        ids = [2, *parts[0], 3] + ([*parts[1], 3] if len(parts) > 1 else [])
+        segments = [0] * (len(parts[0]) + 2) + [1] * (len(ids) - len(parts[0]) - 2)
+        out = transformers_outputs(albert[0], np.array([ids]), np.ones((1, len(ids)), np.int32),
+                                   np.array([segments]))
+        np.testing.assert_allclose(got, out["sequence_output"][0].mean(0), atol=1e-5)
+    from bert_layer.layers.layer import BertLayer
+    bf16 = BertLayer(albert_module, max_seq_length=32, pooling="mean", n_fine_tune_layers=0,
+                     dtype="mixed_bfloat16")
+    got = np.asarray(bf16(tf.constant(texts)))
+    np.testing.assert_allclose(got, embeddings, atol=0.1 * np.abs(embeddings).max())
+
+
+def test_inspect_says_albert_modules_need_tensorflow_text(albert_module):
+    from bert_layer.inference.inspect import inspect_path
+    inspection = inspect_path(albert_module)
+    ops = {op for op, package in inspection.non_core_ops.items() if package == "tensorflow-text"}
+    assert any(op.startswith("Sentencepiece") for op in ops), inspection.non_core_ops
+
+
+def test_electra_module_tokenizes_with_both_wordpiece_tokenizers(electra_module, tmp_path,
+                                                                 electra):
+    """ELECTRA's vocabulary is BERT's WordPiece: the core tokenizer works too."""
+    from bert_layer.layers.layer import BertLayer
+    graph = BertLayer(electra_module, max_seq_length=32, pooling="first", n_fine_tune_layers=0)
+    core = BertLayer(electra_module, max_seq_length=32, pooling="first", n_fine_tune_layers=0,
+                     tokenizer="core")
+    np.testing.assert_allclose(np.asarray(graph(tf.constant(TEXTS))),
+                               np.asarray(core(tf.constant(TEXTS))), atol=1e-6)
+    out = str(tmp_path / "core_module")
+    checkpoint = str(tmp_path / "checkpoint")
+    convert_folder(electra[1], checkpoint)
+    assert export_checkpoint(checkpoint, out, max_seq_length=32, tokenizer="core").family == (
+        "electra")
