@@ -385,3 +385,26 @@ def test_electra_module_tokenizes_with_both_wordpiece_tokenizers(electra_module,
     convert_folder(electra[1], checkpoint)
     assert export_checkpoint(checkpoint, out, max_seq_length=32, tokenizer="core").family == (
         "electra")
+
+
+# === The command line ===
+
+def test_cli_converts_exports_and_inspects_albert(albert, tmp_path):
+    from harness import assert_one_line_error, run_cli, tree_hashes
+    checkpoint, module = str(tmp_path / "checkpoint"), str(tmp_path / "module")
+    hashes = tree_hashes(albert[1])
+    code, out, err = run_cli(["convert", albert[1], "--out", checkpoint])
+    assert code == 0, err
+    assert "albert; vocabulary from spiece.model; casing lower-case" in out
+    code, out, err = run_cli(["export", "--checkpoint", checkpoint, "--out", module,
+                              "--max-seq-length", "32", "--tokenizer", "core"])
+    assert code == 2 and not os.path.exists(module)
+    assert_one_line_error(err, "export", "core tokenizer has no SentencePiece")
+    code, out, err = run_cli(["export", "--checkpoint", checkpoint, "--out", module,
+                              "--max-seq-length", "32"])
+    assert code == 0, err
+    assert "Model family: albert." in out
+    code, out, err = run_cli(["inspect", module])
+    assert code == 0 and "SentencepieceOp (tensorflow-text)" in out
+    assert "out sp_model_file" in out
+    assert tree_hashes(albert[1]) == hashes
