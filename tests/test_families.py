@@ -291,6 +291,13 @@ def test_albert_text_is_tokenized_as_the_slow_albert_tokenizer(albert_module, sp
     from_ids = layer.encode(features)
     np.testing.assert_allclose(from_text["sequence_output"], from_ids["sequence_output"],
                                atol=1e-6)
+    # The module's own `text` signature tokenizes the same (SentencePiece in its graph).
+    import tensorflow_text  # noqa: F401  (the SentencePiece op)
+    text = tf.compat.v1.saved_model.load_v2(albert_module, tags=[]).signatures["text"]
+    out = text(text=tf.constant(TEXTS[:4]))
+    np.testing.assert_array_equal(out["input_ids"].numpy(), features["input_ids"].numpy())
+    np.testing.assert_allclose(out["sequence_output"].numpy() * out["input_mask"].numpy()[
+        ..., None], from_ids["sequence_output"], atol=1e-5)
 
 
 def test_albert_fine_tuning_trains_the_shared_layer_only(albert_module):
