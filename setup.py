@@ -21,7 +21,8 @@ setup(
     python_requires=">=3.10,<3.13",
     # The exporter lives in the top-level folder export/ but installs as bert_layer.export:
     # no generic top-level name `export` is claimed in site-packages.
-    packages=find_packages(include=["bert_layer", "bert_layer.*"]) + ["bert_layer.export"],
+    packages=find_packages(include=["bert_layer", "bert_layer.*"]) + [
+        "bert_layer.export", "bert_layer.export.families"],
     package_dir={"bert_layer.export": "export"},
     install_requires=[
         "tensorflow>=2.21,<2.22",
@@ -32,6 +33,8 @@ setup(
         "bert-tensorflow==1.0.4",
         "numpy>=1.26,<3",
         "safetensors>=0.4,<1",
+        # ALBERT's SentencePiece vocabularies: reading models, the numpy tokenizer.
+        "sentencepiece>=0.2,<0.3",
         # Progress bars on stderr for predict/export/freeze (keras.utils.Progbar writes to stdout,
         # where predictions go).
         "tqdm>=4.66,<5",

@@ -24,6 +24,11 @@ TOKEN_INPUTS = ("input_ids", "input_mask", "segment_ids")
 TOKEN_OUTPUTS = ("pooled_output", "sequence_output")
 TEXT_INPUT = "text"
 TOKENIZATION_INFO_OUTPUTS = ("vocab_file", "do_lower_case")
+VOCAB_FILE_OUTPUT = "vocab_file"
+# ALBERT's modules (Google's and bert_layer's) give a SentencePiece model in place of
+# `vocab_file`; bert_layer's add whether accents are kept (absent: stripped, as Google's).
+SP_MODEL_FILE_OUTPUT = "sp_model_file"
+KEEP_ACCENTS_OUTPUT = "keep_accents"
 # Written by `bert_layer.export` beside them (Google's modules lack it): the sha256 of the
 # vocab asset at export, which every reader of the asset checks (HubModule.tokenization_info).
 VOCAB_HASH_OUTPUT = "vocab_sha256"
@@ -33,6 +38,11 @@ LAYER_INDEX = re.compile(r"(?:^|/)layer_(\d+)/")
 EMBEDDINGS = re.compile(r"(?:^|/)embeddings/")
 POOLER = re.compile(r"(?:^|/)pooler/")
 POSITION_EMBEDDINGS = re.compile(r"(?:^|/)embeddings/position_embeddings$")
+# ELECTRA's and ALBERT's projection of narrow embeddings to the hidden size: trained with the
+# embeddings (tune_embeddings).
+EMBEDDING_PROJECTION = re.compile(r"(?:^|/)(embeddings_project|embedding_hidden_mapping_in)/")
+# ALBERT's one layer, shared by every depth: `bert/encoder/transformer/group_0/...`.
+SHARED_LAYER_GROUP = re.compile(r"(?:^|/)transformer/group_(\d+)/")
 
 # The SavedModel layout every saved folder here shares: the hub module, the serving model.
 SAVED_MODEL_FILE = "saved_model.pb"

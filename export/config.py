@@ -35,6 +35,8 @@ FIELD_RULES = {
     **dict.fromkeys(("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                      "intermediate_size", "max_position_embeddings", "type_vocab_size"),
                     ("a positive integer", _is_positive_int)),
+    # ELECTRA's and ALBERT's narrow embeddings (None: as wide as the hidden size).
+    "embedding_size": ("a positive integer", lambda v: v is None or _is_positive_int(v)),
     "hidden_act": (f"one of {_ACTIVATIONS}", lambda v: isinstance(v, str) and v in _ACTIVATIONS),
     **dict.fromkeys(("hidden_dropout_prob", "attention_probs_dropout_prob"),
                     ("in [0, 1)", lambda v: _is_number(v) and 0.0 <= v < 1.0)),
@@ -74,6 +76,11 @@ _HARMLESS = {
                     "a DistilBERT head or initialisation setting; the weights are stored"),
     # Written by `convert` beside the sizes: the vocabulary's casing (read_do_lower_case).
     "do_lower_case": "the tokenizer's casing, read by the exporter",
+    "keep_accents": "a SentencePiece tokenizer's accent stripping, read by the exporter",
+    # ELECTRA's and ALBERT's Hugging Face configs: the task heads, not the encoder.
+    **dict.fromkeys(("summary_type", "summary_use_proj", "summary_activation",
+                     "summary_last_dropout", "classifier_dropout_prob"),
+                    "a Hugging Face task head setting, not the encoder"),
     # Written by the exporter into a module's assets/bert_config.json; a checkpoint's pooler
     # is known from its variables (`bert/pooler/*`), never from this key.
     "has_pooler": "describes a module: whether pooled_output is the tanh pooler",
@@ -128,6 +135,14 @@ def read_do_lower_case(values: dict, source: str) -> bool | None:
     return value
 
 
+def read_keep_accents(values: dict, source: str) -> bool | None:
+    """The `keep_accents` a converted SentencePiece folder records (None: not recorded)."""
+    value = values.get("keep_accents")
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"{source}: `keep_accents` must be true or false. Received: {value!r}")
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class BertConfig:
     """BERT sizes as Google's `bert_config.json` spells them.
@@ -149,6 +164,9 @@ class BertConfig:
     initializer_range: float = 0.02
     # Hugging Face configs carry the epsilon; Google's code hard-codes 1e-12.
     layer_norm_eps: float = 1e-12
+    # ELECTRA and ALBERT: embeddings narrower than the hidden size, projected to it by a
+    # dense layer (bert_layer.export.families). None: as wide as the hidden size (BERT).
+    embedding_size: int | None = None
 
     def __post_init__(self) -> None:
         check_fields(self.to_dict())
@@ -160,6 +178,11 @@ class BertConfig:
     @property
     def size_per_head(self) -> int:
         return self.hidden_size // self.num_attention_heads
+
+    @property
+    def embedding_width(self) -> int:
+        """E: the embeddings' width (the hidden size unless `embedding_size` says otherwise)."""
+        return self.embedding_size or self.hidden_size
 
     @classmethod
     def from_dict(cls, values: dict, *, source: str = "bert_config") -> "BertConfig":
@@ -176,7 +199,11 @@ class BertConfig:
         return cls.from_dict(read_json_object(path, "BERT config"), source=str(path))
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields; `embedding_size` only where it is set (BERT's files never had it)."""
+        values = dataclasses.asdict(self)
+        if values["embedding_size"] is None:
+            del values["embedding_size"]
+        return values
 
     def to_json_file(self, path: str | os.PathLike, **extra) -> None:
         """Writes the fields, plus `extra` keys (e.g. `do_lower_case`) that `KEY_RULES` knows."""

@@ -1,4 +1,4 @@
-"""Hugging Face BERT and DistilBERT folders to Google-format checkpoints.
+"""Hugging Face BERT, DistilBERT, ELECTRA and ALBERT folders to Google-format checkpoints.
 
 Reading the folder (files, vocabulary, casing, weights) is `bert_layer.export.hf`; the
 DistilBERT names are `bert_layer.export.distilbert`. This module picks the model type,
@@ -12,13 +12,23 @@ import os
 
 import numpy as np
 
-from bert_layer.export import distilbert, hf
-from bert_layer.export.checkpoint import has_pooler, write_checkpoint_folder
-from bert_layer.export.config import BertConfig, read_json_object
+from bert_layer.export import distilbert, families, hf
+from bert_layer.export.checkpoint import (
+    SP_MODEL_FILE,
+    check_vocab,
+    has_pooler,
+    write_checkpoint_folder,
+)
+from bert_layer.export.config import (
+    BertConfig,
+    read_do_lower_case,
+    read_json_object,
+    read_keep_accents,
+)
 from bert_layer.export.default_model import default_model_dir  # noqa: F401  (re-exported)
 from bert_layer.outputs import atomic_output, check_output_free
 
-MODEL_TYPES = ("bert", "distilbert")
+MODEL_TYPES = ("bert", "distilbert", "electra", "albert")
 
 
 def read_hf_config(path: str) -> tuple[str, BertConfig]:
@@ -30,6 +40,8 @@ def read_hf_config(path: str) -> tuple[str, BertConfig]:
                          f"Received: {model_type!r}")
     if model_type == "distilbert":
         values = distilbert.bert_config_values(values, source=path)
+    elif model_type in ("electra", "albert"):
+        values = families.family(model_type).hf_config_values(values, path)
     return model_type, BertConfig.from_dict(values, source=path)
 
 
@@ -40,9 +52,29 @@ def read_hf_weights(hf_dir: str, model_type: str,
     if model_type == "distilbert":
         tensors = distilbert.bert_tensors(hf.strip_prefix(tensors, distilbert.PREFIX),
                                           config.hidden_size)
+    elif model_type in ("electra", "albert"):
+        family = families.family(model_type)
+        tensors = hf.strip_prefix(tensors, family.hf_prefix)
+        pooler = any(name in tensors for name in family.hf_pooler_tensors)
+        return families.hf_weights(family.variable_specs(config, pooler), tensors, source)
     else:
         tensors = hf.strip_prefix(tensors, "bert.")
     return hf.bert_weights(tensors, config, source)
+
+
+def _read_sentencepiece(hf_dir: str) -> tuple[str, bool | None, bool | None]:
+    """ALBERT's SentencePiece model, `do_lower_case` and `keep_accents` from the folder."""
+    path = os.path.join(hf_dir, SP_MODEL_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"SentencePiece model not found: {path} (ALBERT's vocabulary; found "
+            f"{sorted(os.listdir(hf_dir))}). A folder with only tokenizer.json has no "
+            f"SentencePiece model to tokenize with: copy the model's spiece.model beside it.")
+    tokenizer_config = os.path.join(hf_dir, hf.TOKENIZER_CONFIG_FILE)
+    values = (read_json_object(tokenizer_config, "Hugging Face tokenizer config")
+              if os.path.isfile(tokenizer_config) else {})
+    return (path, read_do_lower_case(values, tokenizer_config),
+            read_keep_accents(values, tokenizer_config))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +88,8 @@ class ConvertResult:
 
 def convert_folder(hf_dir: str, out_dir: str, *, overwrite: bool = False,
                    do_lower_case: bool | None = None) -> ConvertResult:
-    """Converts a Hugging Face BERT or DistilBERT folder into a Google-format folder.
+    """Converts a Hugging Face BERT, DistilBERT, ELECTRA or ALBERT folder into a Google-format
+    folder (ELECTRA's and ALBERT's in their Google variable names, see export.families).
 
     Args:
       hf_dir: holds config.json, the weights and vocab.txt or tokenizer.json.
@@ -69,15 +102,25 @@ def convert_folder(hf_dir: str, out_dir: str, *, overwrite: bool = False,
     check_output_free(out_dir, overwrite, kind="checkpoint", inputs=[hf_dir])  # Before the work.
     config_file = os.path.join(hf_dir, hf.CONFIG_FILE)
     model_type, config = read_hf_config(config_file)
-    vocab, vocab_source = hf.read_vocab(hf_dir)
-    if len(vocab) != config.vocab_size:
-        raise ValueError(f"{vocab_source} has {len(vocab)} tokens but {config_file} says "
-                         f"vocab_size={config.vocab_size}; they must agree.")
+    family = "bert" if model_type == "distilbert" else model_type
+    vocab, sp_model_file, keep_accents = None, None, None
+    if families.family(family).vocabulary == families.SENTENCEPIECE:
+        sp_model_file, found_lower_case, keep_accents = _read_sentencepiece(hf_dir)
+        vocab_source = sp_model_file
+        check_vocab(sp_model_file, config, families.family(family))
+        do_lower_case = found_lower_case if do_lower_case is None else do_lower_case
+    else:
+        vocab, vocab_source = hf.read_vocab(hf_dir)
+        if len(vocab) != config.vocab_size:
+            raise ValueError(f"{vocab_source} has {len(vocab)} tokens but {config_file} says "
+                             f"vocab_size={config.vocab_size}; they must agree.")
     if do_lower_case is None:
         do_lower_case = hf.read_do_lower_case(hf_dir)
     weights = read_hf_weights(hf_dir, model_type, config)
     with atomic_output(out_dir, overwrite=overwrite, kind="checkpoint", inputs=[hf_dir]) as tmp:
-        write_checkpoint_folder(tmp, config, vocab, weights, do_lower_case=do_lower_case)
+        write_checkpoint_folder(tmp, config, vocab, weights, do_lower_case=do_lower_case,
+                                family=family, sp_model_file=sp_model_file,
+                                keep_accents=keep_accents)
     return ConvertResult(out_dir=out_dir, model_type=model_type, do_lower_case=do_lower_case,
                          has_pooler=has_pooler(weights), vocab_source=vocab_source)
 

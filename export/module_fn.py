@@ -13,6 +13,7 @@ Dimension legend used in the shape comments:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import tensorflow as tf
@@ -103,12 +104,62 @@ def _dropout(x: tf.Tensor, rate: float, is_training: bool) -> tf.Tensor:
     return tf.nn.dropout(x, rate=rate)
 
 
+@dataclasses.dataclass(frozen=True)
+class LayerScopes:
+    """Where one encoder layer's variables live, relative to its layer scope."""
+
+    attention: str = "attention"  # Holds self/query, self/key, self/value.
+    attention_output: str = "attention/output/dense"
+    attention_norm: str = "attention/output/LayerNorm"
+    intermediate: str = "intermediate/dense"
+    output: str = "output/dense"
+    output_norm: str = "output/LayerNorm"
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """The few graph differences between model families, as named switches.
+
+    The maths is BERT's throughout; a family (bert_layer.export.families) differs in its
+    variable scopes and in these switches:
+      scope: the model's top scope ("bert"; ELECTRA's discriminator: "electra").
+      layer_scope: each encoder layer's scope under `scope`, "{}" its index; without "{}",
+        one layer's weights are shared by every depth (ALBERT's single layer group).
+      layer: the variable names inside a layer.
+      embedding_projection: the scope (under `scope`) of the dense layer that maps
+        embeddings of `embedding_size` to the hidden size, used when they differ
+        (ELECTRA's `embeddings_project`, ALBERT's `encoder/embedding_hidden_mapping_in`).
+    """
+
+    scope: str = "bert"
+    layer_scope: str = "encoder/layer_{}"
+    layer: LayerScopes = LayerScopes()
+    embedding_projection: str | None = None
+
+    @property
+    def shares_layers(self) -> bool:
+        return "{}" not in self.layer_scope
+
+
+BERT = Architecture()
+
+
 def _embeddings(config: BertConfig, input_ids: tf.Tensor, segment_ids: tf.Tensor,
-                is_training: bool) -> tf.Tensor:
+                is_training: bool, architecture: Architecture = BERT) -> tf.Tensor:
     """Word + segment + position embeddings, normalised, times _layer_norm_scale (the
-    encoder's residual stream, see `_encoder_layer`): [B, T, H]."""
+    encoder's residual stream, see `_encoder_layer`): [B, T, H].
+
+    Embeddings narrower than the hidden size (E != H) are normalised at their width E, then
+    projected to H by `architecture.embedding_projection`.
+    """
+    s = _layer_norm_scale(config.layer_norm_eps)
+    project = config.embedding_width != config.hidden_size
+    if project and architecture.embedding_projection is None:
+        raise ValueError(f"embedding_size {config.embedding_width} differs from hidden_size "
+                         f"{config.hidden_size}, but this model family has no embedding "
+                         f"projection.")
     with tf1.variable_scope("embeddings"):
-        h = config.hidden_size
+        h = config.embedding_width
         word = tf1.get_variable("word_embeddings", [config.vocab_size, h], dtype=tf.float32)
         token_type = tf1.get_variable(
             "token_type_embeddings", [config.type_vocab_size, h], dtype=tf.float32)
@@ -117,12 +168,14 @@ def _embeddings(config: BertConfig, input_ids: tf.Tensor, segment_ids: tf.Tensor
         seq_length = tf.shape(input_ids)[1]
         # Gathering from the read value (not the resource) keeps the graph freezable.
         word, token_type = tf.convert_to_tensor(word), tf.convert_to_tensor(token_type)
-        s = _layer_norm_scale(config.layer_norm_eps)
-        output = _layer_norm(tf.gather(word, input_ids) * s                     # [B, T, H]
-                             + (tf.gather(token_type * s, segment_ids)          # [B, T, H]
-                                + position[tf.newaxis, :seq_length] * s),       # [1, T, H]
-                             output_scale=s)
-    return _dropout(output, config.hidden_dropout_prob, is_training)
+        output = _layer_norm(tf.gather(word, input_ids) * s                     # [B, T, E]
+                             + (tf.gather(token_type * s, segment_ids)          # [B, T, E]
+                                + position[tf.newaxis, :seq_length] * s),       # [1, T, E]
+                             output_scale=1.0 if project else s)
+    output = _dropout(output, config.hidden_dropout_prob, is_training)
+    if project:  # Into the residual stream (times s) in the projection's weights: [B, T, H].
+        output = _dense(output, config.hidden_size, architecture.embedding_projection, scale=s)
+    return output
 
 
 def _split_heads(x: tf.Tensor, batch: tf.Tensor, seq: tf.Tensor, config: BertConfig) -> tf.Tensor:
@@ -165,7 +218,8 @@ def _attention(config: BertConfig, x: tf.Tensor, mask_adder: tf.Tensor, batch: t
 
 def _encoder_layer(config: BertConfig, xs: tf.Tensor, mask_adder: tf.Tensor,
                    batch: tf.Tensor, seq: tf.Tensor, is_training: bool, compute_dtype: tf.DType,
-                   first_only: bool = False, last: bool = False) -> tf.Tensor:
+                   first_only: bool = False, last: bool = False,
+                   names: LayerScopes = LayerScopes()) -> tf.Tensor:
     """One transformer block on the residual stream xs = x * s [B*T, H] float32, with
     s = _layer_norm_scale(eps); returns the next xs [B*T, H], or with `last` the block's
     output x itself. With `first_only`, only the first token's row [B, H] is computed
@@ -178,28 +232,27 @@ def _encoder_layer(config: BertConfig, xs: tf.Tensor, mask_adder: tf.Tensor,
     """
     s, drop = _layer_norm_scale(config.layer_norm_eps), config.hidden_dropout_prob
     low = _to(xs, compute_dtype)
-    with tf1.variable_scope("attention"):
+    with tf1.variable_scope(names.attention):
         context = _attention(config, low, mask_adder, batch, seq, is_training, first_only,
                              input_scale=s)
-        if first_only:
-            xs = _first_rows(xs, batch, seq)  # The residual stream of the rows computed.
-        with tf1.variable_scope("output"):
-            attended = _dropout(_dense(context, config.hidden_size, "dense", scale=s), drop,
-                                is_training)
-            xs = _layer_norm(_to(attended, tf.float32) + xs, output_scale=s)
-    with tf1.variable_scope("intermediate"):
-        hidden = _activation(_dense(_to(xs, compute_dtype), config.intermediate_size, "dense",
-                                    input_scale=s), config.hidden_act)
-    with tf1.variable_scope("output"):
-        out = _dropout(_dense(hidden, config.hidden_size, "dense", scale=s), drop, is_training)
-        return _layer_norm(_to(out, tf.float32) + xs, output_scale=1.0 if last else s)
+    if first_only:
+        xs = _first_rows(xs, batch, seq)  # The residual stream of the rows computed.
+    attended = _dropout(_dense(context, config.hidden_size, names.attention_output, scale=s),
+                        drop, is_training)
+    xs = _layer_norm(_to(attended, tf.float32) + xs, output_scale=s, name=names.attention_norm)
+    hidden = _activation(_dense(_to(xs, compute_dtype), config.intermediate_size,
+                                names.intermediate, input_scale=s), config.hidden_act)
+    out = _dropout(_dense(hidden, config.hidden_size, names.output, scale=s), drop, is_training)
+    return _layer_norm(_to(out, tf.float32) + xs, output_scale=1.0 if last else s,
+                       name=names.output_norm)
 
 
 def bert_model(config: BertConfig, input_ids: tf.Tensor, input_mask: tf.Tensor,
                segment_ids: tf.Tensor, is_training: bool,
                has_pooler: bool = True,
-               compute_dtype: tf.DType = tf.float32) -> dict[str, tf.Tensor]:
-    """Builds BERT under the scope `bert/`.
+               compute_dtype: tf.DType = tf.float32,
+               architecture: Architecture = BERT) -> dict[str, tf.Tensor]:
+    """Builds BERT under the scope `bert/` (or the family's, see `Architecture`).
 
     Args:
       config: the model sizes.
@@ -208,6 +261,7 @@ def bert_model(config: BertConfig, input_ids: tf.Tensor, input_mask: tf.Tensor,
       has_pooler: whether the checkpoint has `bert/pooler/dense`.
       compute_dtype: the matmuls' (and GELU's) dtype: float32, or bfloat16 for mixed
         precision. Variables, embeddings, LayerNorm, softmax and the outputs stay float32.
+      architecture: the family's scopes and switches (BERT's by default).
 
     Returns:
       `sequence_output` float32 [B, T, H] and `pooled_output` float32 [B, H]:
@@ -216,26 +270,27 @@ def bert_model(config: BertConfig, input_ids: tf.Tensor, input_mask: tf.Tensor,
       TinyBERT, DistilBERT). The module's assets/bert_config.json says which (`has_pooler`).
     """
     batch, seq = tf.shape(input_ids)[0], tf.shape(input_ids)[1]
-    with tf1.variable_scope("bert", reuse=tf1.AUTO_REUSE):
+    with tf1.variable_scope(architecture.scope, reuse=tf1.AUTO_REUSE):
         # The residual stream, times _layer_norm_scale (see _encoder_layer): [B*T, H].
-        xs = tf.reshape(_embeddings(config, input_ids, segment_ids, is_training),
+        xs = tf.reshape(_embeddings(config, input_ids, segment_ids, is_training, architecture),
                         [batch * seq, config.hidden_size])
         mask = tf.cast(input_mask[:, tf.newaxis, tf.newaxis, :], tf.float32)  # [B, 1, 1, T]
         mask_adder = (1.0 - mask) * _MASK_ADDER
         layer = lambda x, **kw: _encoder_layer(  # noqa: E731
-            config, x, mask_adder, batch, seq, is_training, compute_dtype, **kw)
+            config, x, mask_adder, batch, seq, is_training, compute_dtype,
+            names=architecture.layer, **kw)
         last = config.num_hidden_layers - 1
-        with tf1.variable_scope("encoder"):
-            for n in range(last):
-                with tf1.variable_scope(f"layer_{n}"):
-                    xs = layer(xs)
-            with tf1.variable_scope(f"layer_{last}"):
-                # pooled_output reads only the first token, so it gets a last layer of its
-                # own that computes that row alone (the same weights and maths; its keys and
-                # values are the full layer's, merged by Grappler). A graph that needs only
-                # pooled_output (a classifier on [CLS]) skips ~5/6 of the last layer's work.
-                first_token = layer(xs, first_only=True, last=True)  # [B, H]
-                x = layer(xs, last=True)  # [B*T, H]
+        # Without an index in the scope, every depth reuses one layer's variables (ALBERT).
+        for n in range(last):
+            with tf1.variable_scope(architecture.layer_scope.format(n)):
+                xs = layer(xs)
+        with tf1.variable_scope(architecture.layer_scope.format(last)):
+            # pooled_output reads only the first token, so it gets a last layer of its
+            # own that computes that row alone (the same weights and maths; its keys and
+            # values are the full layer's, merged by Grappler). A graph that needs only
+            # pooled_output (a classifier on [CLS]) skips ~5/6 of the last layer's work.
+            first_token = layer(xs, first_only=True, last=True)  # [B, H]
+            x = layer(xs, last=True)  # [B*T, H]
         sequence_output = tf.reshape(x, [batch, seq, config.hidden_size])  # [B, T, H]
         if has_pooler:
             with tf1.variable_scope("pooler"):
@@ -264,6 +319,11 @@ class ModuleOptions:
     max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH
     has_pooler: bool = True  # False: pooled_output is the first token's state (bert_model).
     tokenizer: str = "graph"  # The `text` signature's: "graph" (tensorflow-text) or "core".
+    architecture: Architecture = BERT  # The family's graph switches (export.families).
+    # `vocab_file` is a SentencePiece model (ALBERT): tokenization_info names it
+    # `sp_model_file`, as Google's ALBERT modules do, and adds `keep_accents`.
+    sentencepiece: bool = False
+    keep_accents: bool = False
 
 
 Signature = tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]  # (inputs, outputs)
@@ -299,32 +359,36 @@ def module_fn(options: ModuleOptions, is_training: bool) -> dict[str, Signature]
     records which as `"has_pooler"`.
     """
     config = options.config
+    model = functools.partial(bert_model, config, is_training=is_training,
+                              has_pooler=options.has_pooler, architecture=options.architecture)
     tokens_in = token_placeholders()
-    tokens_out = bert_model(config, **tokens_in, is_training=is_training,
-                            has_pooler=options.has_pooler)
+    tokens_out = model(**tokens_in)
     with tf1.name_scope("bf16"):
-        bf16_out = bert_model(config, **tokens_in, is_training=is_training,
-                              has_pooler=options.has_pooler, compute_dtype=tf.bfloat16)
+        bf16_out = model(**tokens_in, compute_dtype=tf.bfloat16)
 
     text = tf1.placeholder(tf.string, [None], name=contract.TEXT_INPUT)
-    tokenizer = make_tokenizer(options.tokenizer, options.vocab_file, options.do_lower_case)
+    tokenizer = make_tokenizer(options.tokenizer, options.vocab_file, options.do_lower_case,
+                               options.keep_accents)
     with tf1.name_scope("preprocessing"):
         packed = Preprocessor(tokenizer, options.max_seq_length)(text)
-    text_out = dict(bert_model(config, **packed, is_training=is_training,
-                               has_pooler=options.has_pooler), **packed)
+    text_out = dict(model(**packed), **packed)
 
-    vocab_file = _asset(options.vocab_file, "vocab_file")
+    vocab_key = (contract.SP_MODEL_FILE_OUTPUT if options.sentencepiece
+                 else contract.VOCAB_FILE_OUTPUT)
+    info = {vocab_key: _asset(options.vocab_file, vocab_key),
+            "do_lower_case": tf.constant(options.do_lower_case, name="do_lower_case")}
+    if options.sentencepiece:
+        info[contract.KEEP_ACCENTS_OUTPUT] = tf.constant(options.keep_accents,
+                                                         name="keep_accents")
     _asset(options.config_file, "bert_config_file")
-    do_lower_case = tf.constant(options.do_lower_case, name="do_lower_case")
     # The asset's hash: readers refuse an asset changed after export (the `text` signature
     # holds its own copy of the vocabulary, and the embedding rows follow the original).
-    vocab_hash = tf.constant(file_sha256(options.vocab_file), name=contract.VOCAB_HASH_OUTPUT)
+    info[contract.VOCAB_HASH_OUTPUT] = tf.constant(file_sha256(options.vocab_file),
+                                                   name=contract.VOCAB_HASH_OUTPUT)
     return {
         contract.TOKENS_SIGNATURE: (tokens_in, tokens_out),
         "default": (tokens_in, tokens_out),
         contract.TOKENS_BF16_SIGNATURE: (tokens_in, bf16_out),
         contract.TEXT_SIGNATURE: ({contract.TEXT_INPUT: text}, text_out),
-        contract.TOKENIZATION_INFO_SIGNATURE: (
-            {}, {"vocab_file": vocab_file, "do_lower_case": do_lower_case,
-                 contract.VOCAB_HASH_OUTPUT: vocab_hash}),
+        contract.TOKENIZATION_INFO_SIGNATURE: ({}, info),
     }

@@ -25,14 +25,28 @@ class VariableSpec:
     transpose: bool = False
 
 
-def _dense(google: str, hf: str, n_in: int, n_out: int) -> list[VariableSpec]:
+def dense_specs(google: str, hf: str, n_in: int, n_out: int) -> list[VariableSpec]:
     return [VariableSpec(f"{google}/kernel", (n_in, n_out), f"{hf}.weight", transpose=True),
             VariableSpec(f"{google}/bias", (n_out,), f"{hf}.bias")]
 
 
-def _layer_norm(google: str, hf: str, size: int) -> list[VariableSpec]:
+def layer_norm_specs(google: str, hf: str, size: int) -> list[VariableSpec]:
     return [VariableSpec(f"{google}/gamma", (size,), f"{hf}.weight"),
             VariableSpec(f"{google}/beta", (size,), f"{hf}.bias")]
+
+
+def embedding_specs(config: BertConfig, google_scope: str) -> list[VariableSpec]:
+    """Word, token-type and position embeddings and their LayerNorm, `embedding_width` wide."""
+    e = config.embedding_width
+    return [
+        VariableSpec(f"{google_scope}/word_embeddings", (config.vocab_size, e),
+                     "embeddings.word_embeddings.weight"),
+        VariableSpec(f"{google_scope}/token_type_embeddings", (config.type_vocab_size, e),
+                     "embeddings.token_type_embeddings.weight"),
+        VariableSpec(f"{google_scope}/position_embeddings", (config.max_position_embeddings, e),
+                     "embeddings.position_embeddings.weight"),
+        *layer_norm_specs(f"{google_scope}/LayerNorm", "embeddings.LayerNorm", e),
+    ]
 
 
 def variable_specs(config: BertConfig, pooler: bool = True) -> list[VariableSpec]:
@@ -42,29 +56,22 @@ def variable_specs(config: BertConfig, pooler: bool = True) -> list[VariableSpec
     (token classification, question answering), TinyBERT and DistilBERT have none.
     """
     h, i = config.hidden_size, config.intermediate_size
-    specs = [
-        VariableSpec("bert/embeddings/word_embeddings", (config.vocab_size, h),
-                     "embeddings.word_embeddings.weight"),
-        VariableSpec("bert/embeddings/token_type_embeddings", (config.type_vocab_size, h),
-                     "embeddings.token_type_embeddings.weight"),
-        VariableSpec("bert/embeddings/position_embeddings", (config.max_position_embeddings, h),
-                     "embeddings.position_embeddings.weight"),
-        *_layer_norm("bert/embeddings/LayerNorm", "embeddings.LayerNorm", h),
-    ]
+    specs = embedding_specs(config, "bert/embeddings")
     for n in range(config.num_hidden_layers):
         g, f = ENCODER_LAYER_PREFIX.format(n), f"encoder.layer.{n}."
         specs += [
-            *_dense(g + "attention/self/query", f + "attention.self.query", h, h),
-            *_dense(g + "attention/self/key", f + "attention.self.key", h, h),
-            *_dense(g + "attention/self/value", f + "attention.self.value", h, h),
-            *_dense(g + "attention/output/dense", f + "attention.output.dense", h, h),
-            *_layer_norm(g + "attention/output/LayerNorm", f + "attention.output.LayerNorm", h),
-            *_dense(g + "intermediate/dense", f + "intermediate.dense", h, i),
-            *_dense(g + "output/dense", f + "output.dense", i, h),
-            *_layer_norm(g + "output/LayerNorm", f + "output.LayerNorm", h),
+            *dense_specs(g + "attention/self/query", f + "attention.self.query", h, h),
+            *dense_specs(g + "attention/self/key", f + "attention.self.key", h, h),
+            *dense_specs(g + "attention/self/value", f + "attention.self.value", h, h),
+            *dense_specs(g + "attention/output/dense", f + "attention.output.dense", h, h),
+            *layer_norm_specs(g + "attention/output/LayerNorm",
+                              f + "attention.output.LayerNorm", h),
+            *dense_specs(g + "intermediate/dense", f + "intermediate.dense", h, i),
+            *dense_specs(g + "output/dense", f + "output.dense", i, h),
+            *layer_norm_specs(g + "output/LayerNorm", f + "output.LayerNorm", h),
         ]
     if pooler:
-        specs += _dense(POOLER_PREFIX + "dense", "pooler.dense", h, h)
+        specs += dense_specs(POOLER_PREFIX + "dense", "pooler.dense", h, h)
     return specs
 
 
@@ -79,8 +86,9 @@ _LEFT_OUT_GROUPS = (
 )
 
 
-def left_out_group(name: str) -> str | None:
-    """The group a checkpoint variable outside the encoder belongs to; None for `bert/*`.
+def left_out_group(name: str, scope: str = MODEL_SCOPE) -> str | None:
+    """The group a checkpoint variable outside the encoder belongs to; None for `scope`
+    (`bert/*`; ELECTRA's discriminator: `electra/*`).
 
     Export keeps only BERT's encoder and pooler; everything else in a checkpoint (the
     pre-training heads of Google's releases, a `run_classifier.py` head, optimizer state)
@@ -90,6 +98,6 @@ def left_out_group(name: str) -> str | None:
     for matches, label in _LEFT_OUT_GROUPS:
         if matches(name):
             return label or "/".join(name.split("/")[:2]) + "/*"
-    if name.startswith(MODEL_SCOPE):
+    if name.startswith(scope):
         return None
     return name.split("/")[0] + ("/*" if "/" in name else "")

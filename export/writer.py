@@ -20,10 +20,11 @@ import numpy as np
 import tensorflow as tf
 
 from bert_layer.contract import INFERENCE_TAGS, TRAIN_TAGS
+from bert_layer.export import families
 from bert_layer.export.checkpoint import CONFIG_FILE, BertCheckpoint, load_checkpoint
 from bert_layer.export.module_fn import INIT_OP_COLLECTION, ModuleOptions, Signature, module_fn
 from bert_layer.outputs import atomic_output, check_output_free
-from bert_layer.text import SAVABLE_TOKENIZERS
+from bert_layer.text import SAVABLE_TOKENIZERS, sentencepiece
 from bert_layer.text.packing import check_max_seq_length
 from bert_layer.text.vocab import read_vocab_lines
 
@@ -98,6 +99,8 @@ class ExportResult:
     has_pooler: bool
     left_out: str  # One line naming the variable groups left out; "" when none were.
     checkpoint_choice: str = ""  # Which of several checkpoints was read ("" when one).
+    family: str = "bert"  # bert_layer.export.families
+    notes: tuple[str, ...] = ()  # What was inferred from the checkpoint, one line each.
 
 
 def resolve_do_lower_case(checkpoint: BertCheckpoint, do_lower_case: bool | None) -> bool:
@@ -107,14 +110,20 @@ def resolve_do_lower_case(checkpoint: BertCheckpoint, do_lower_case: bool | None
         return do_lower_case
     if checkpoint.do_lower_case is not None:
         return checkpoint.do_lower_case
+    if checkpoint.sentencepiece:
+        return sentencepiece.infer_do_lower_case(checkpoint.vocab_file)
     return infer_do_lower_case(checkpoint.vocab_file)
 
 
 def write_module_config(directory: str, checkpoint: BertCheckpoint, do_lower_case: bool) -> str:
-    """Writes the module's own bert_config.json (sizes, casing, pooler) into `directory`."""
+    """Writes the module's own bert_config.json (sizes, casing, pooler; the family and
+    accents for ELECTRA and ALBERT) into `directory`."""
     path = os.path.join(directory, CONFIG_FILE)
+    extra = {} if checkpoint.family == "bert" else {"model_type": checkpoint.family}
+    if checkpoint.sentencepiece:
+        extra["keep_accents"] = bool(checkpoint.keep_accents)
     checkpoint.config.to_json_file(path, do_lower_case=do_lower_case,
-                                   has_pooler=checkpoint.has_pooler)
+                                   has_pooler=checkpoint.has_pooler, **extra)
     return path
 
 
@@ -143,6 +152,10 @@ def export_checkpoint(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathL
     inputs = [checkpoint_dir]
     check_output_free(out_dir, overwrite, kind="module", inputs=inputs)  # Before the slow work.
     checkpoint = load_checkpoint(checkpoint_dir)
+    if checkpoint.sentencepiece and tokenizer == "core":
+        raise ValueError(f"{os.fspath(checkpoint_dir)} is an {checkpoint.family.upper()} "
+                         f"checkpoint (a SentencePiece vocabulary): "
+                         f"{sentencepiece.CORE_REFUSAL}.")
     check_max_seq_length(max_seq_length, checkpoint.config.max_position_embeddings,
                          source=f"the checkpoint {os.fspath(checkpoint_dir)}")
     do_lower_case = resolve_do_lower_case(checkpoint, do_lower_case)
@@ -152,13 +165,16 @@ def export_checkpoint(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathL
             config=checkpoint.config, vocab_file=os.path.abspath(checkpoint.vocab_file),
             config_file=write_module_config(config_dir, checkpoint, do_lower_case),
             do_lower_case=do_lower_case, max_seq_length=max_seq_length,
-            has_pooler=checkpoint.has_pooler, tokenizer=tokenizer)
+            has_pooler=checkpoint.has_pooler, tokenizer=tokenizer,
+            architecture=families.family(checkpoint.family).architecture,
+            sentencepiece=checkpoint.sentencepiece, keep_accents=bool(checkpoint.keep_accents))
         # The builder refuses an existing folder; `tmp` exists but is empty.
         os.rmdir(tmp)
         write_saved_model(tmp, checkpoint, options)
     return ExportResult(module_dir=os.fspath(out_dir), do_lower_case=do_lower_case,
                         has_pooler=checkpoint.has_pooler, left_out=checkpoint.left_out_summary(),
-                        checkpoint_choice=checkpoint.choice)
+                        checkpoint_choice=checkpoint.choice, family=checkpoint.family,
+                        notes=checkpoint.notes)
 
 
 def export_module(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike, *,

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from bert_layer.export.config import BertConfig
-from bert_layer.export.module_fn import bert_model
+from bert_layer.export.module_fn import BERT, Architecture, bert_model
 
 tf1 = tf.compat.v1
 
@@ -26,14 +26,15 @@ INFERENCE_ONLY = ((frozenset(), False),)
 
 
 def _tokens_signature(config: BertConfig, is_training: bool, pooler: bool,
-                      ignored_input: str | None):
+                      ignored_input: str | None, architecture: Architecture = BERT):
     inputs = {name: tf1.placeholder(tf.int32, [None, None], name=name)
               for name in ("input_ids", "input_mask", "segment_ids")}
     used = {name: (tf.zeros_like(t) if name == ignored_input else t)
             for name, t in inputs.items()}
     # TF 1.x's default: reference variables (VariableV2 + `<name>/read`).
     with tf1.variable_scope(tf1.get_variable_scope(), use_resource=False):
-        outputs = bert_model(config, **used, is_training=is_training)
+        outputs = bert_model(config, **used, is_training=is_training, has_pooler=pooler,
+                             architecture=architecture)
     if not pooler:  # As a checkpoint without pooler weights: the first token's state.
         outputs = {"sequence_output": outputs["sequence_output"],
                    "pooled_output": tf.identity(outputs["sequence_output"][:, 0])}
@@ -58,7 +59,8 @@ def _variables_for_pooler(pooler: bool) -> list:
 def write_google_module(directory: str, config: BertConfig, weights: dict[str, np.ndarray],
                         vocab_file: str, *, do_lower_case: bool = True,
                         tag_sets=BOTH_TAG_SETS, pooler: bool = True,
-                        ignored_input: str | None = None) -> str:
+                        ignored_input: str | None = None, architecture: Architecture = BERT,
+                        vocab_output: str = "vocab_file") -> str:
     """Writes a ref-variable TF1 Hub BERT module with `weights` (Google names) to `directory`.
 
     Args:
@@ -66,16 +68,21 @@ def write_google_module(directory: str, config: BertConfig, weights: dict[str, n
       pooler: False leaves out `bert/pooler/*`; `pooled_output` is then the first token's
         sequence output, as in a module made from a checkpoint without a pooler.
       ignored_input: a `tokens` input the graph takes but never reads (fed zeros instead).
+      architecture: the family's variable scopes (ELECTRA's `electra/`, ALBERT's shared
+        layer; see bert_layer.export.families).
+      vocab_output: tokenization_info's name for the vocabulary: "vocab_file", or
+        "sp_model_file" as Google's ALBERT modules give their SentencePiece model.
     """
     builder = tf1.saved_model.Builder(directory)
     for index, (tags, is_training) in enumerate(tag_sets):
         with tf.Graph().as_default():
-            tokens = _tokens_signature(config, is_training, pooler, ignored_input)
-            vocab = tf.constant(vocab_file, name="vocab_file")
+            tokens = _tokens_signature(config, is_training, pooler, ignored_input,
+                                       architecture)
+            vocab = tf.constant(vocab_file, name=vocab_output)
             tf1.add_to_collection(tf1.GraphKeys.ASSET_FILEPATHS, vocab)
             lower = tf.constant(do_lower_case, name="do_lower_case")
             signatures = {"tokens": _signature_def(*tokens), "tokenization_info": _signature_def(
-                {}, {"vocab_file": vocab, "do_lower_case": lower})}
+                {}, {vocab_output: vocab, "do_lower_case": lower})}
             assets = tf1.get_collection(tf1.GraphKeys.ASSET_FILEPATHS)
             variables = _variables_for_pooler(pooler)
             assert all(v.op.type == "VariableV2" for v in variables), "expected ref variables"

@@ -66,9 +66,9 @@ def text_model(model: keras.Model, tokenizer: str | None = None):
     preprocess = bert.preprocess
     if tokenizer not in (None, bert.tokenizer):
         own = bert.preprocessor
-        preprocess = make_preprocessor(make_tokenizer(tokenizer, own.tokenizer.vocab_file,
-                                                      own.tokenizer.do_lower_case),
-                                       own.max_seq_length, bert.stride)
+        preprocess = make_preprocessor(make_tokenizer(
+            tokenizer, own.tokenizer.vocab_file, own.tokenizer.do_lower_case,
+            getattr(own.tokenizer, "keep_accents", False)), own.max_seq_length, bert.stride)
     run = ids_model(model)
 
     def call(text):

@@ -18,13 +18,15 @@ from tensorflow.core.framework import graph_pb2, node_def_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from bert_layer.contract import (
+    KEEP_ACCENTS_OUTPUT,
     SAVED_MODEL_FILE,
+    SP_MODEL_FILE_OUTPUT,
     TOKEN_INPUTS,
     TOKEN_OUTPUTS,
-    TOKENIZATION_INFO_OUTPUTS,
     TOKENIZATION_INFO_SIGNATURE,
     TOKENS_SIGNATURE,
     VARIABLES_PREFIX,
+    VOCAB_FILE_OUTPUT,
     VOCAB_HASH_OUTPUT,
     read_saved_model,
 )
@@ -38,8 +40,10 @@ _REF_VARIABLE_OPS = ("VariableV2", "Variable")
 
 @dataclasses.dataclass(frozen=True)
 class TokenizationInfo:
-    vocab_file: str
+    vocab_file: str  # A WordPiece vocab.txt, or a SentencePiece model (ALBERT's .model).
     do_lower_case: bool
+    keep_accents: bool = False  # SentencePiece only: ALBERT's accent stripping skipped.
+    sentencepiece: bool = False  # The signature gave `sp_model_file` (ALBERT's modules).
 
 
 def _first_line(error: BaseException) -> str:
@@ -70,7 +74,8 @@ class HubModule:
         self.meta_graphs: dict[frozenset, meta_graph_pb2.MetaGraphDef] = {
             frozenset(mg.meta_info_def.tags): mg for mg in saved_model.meta_graphs}
         self._check_signature(TOKENS_SIGNATURE, TOKEN_INPUTS, TOKEN_OUTPUTS)
-        self._check_signature(TOKENIZATION_INFO_SIGNATURE, (), TOKENIZATION_INFO_OUTPUTS)
+        self._check_signature(TOKENIZATION_INFO_SIGNATURE, (), ("do_lower_case",))
+        self._vocab_output()  # BERT's `vocab_file` or ALBERT's `sp_model_file`.
 
     def meta_graph(self, tags: frozenset) -> meta_graph_pb2.MetaGraphDef:
         """The meta graph for `tags`, or the inference graph ({}) if the module lacks them."""
@@ -153,30 +158,55 @@ class HubModule:
         _keep_called_functions(graph_def)
         return graph_def, inputs, outputs
 
+    def _vocab_output(self) -> str:
+        """`vocab_file` (BERT's modules) or `sp_model_file` (ALBERT's), whichever all have."""
+        for name in (VOCAB_FILE_OUTPUT, SP_MODEL_FILE_OUTPUT):
+            if all(name in mg.signature_def[TOKENIZATION_INFO_SIGNATURE].outputs
+                   for mg in self.meta_graphs.values()):
+                return name
+        outputs = sorted(self.meta_graph(frozenset()).signature_def[
+            TOKENIZATION_INFO_SIGNATURE].outputs)
+        raise ValueError(f"{self.path}: signature `{TOKENIZATION_INFO_SIGNATURE}` lacks "
+                         f"['{VOCAB_FILE_OUTPUT}'] (or ALBERT's ['{SP_MODEL_FILE_OUTPUT}']); "
+                         f"it has outputs {outputs}.")
+
     def tokenization_info(self) -> TokenizationInfo:
         """The vocabulary (resolved inside this module's `assets/`) and casing."""
         meta_graph = self.meta_graph(frozenset())
         sig = meta_graph.signature_def[TOKENIZATION_INFO_SIGNATURE]
         nodes = {n.name: n for n in meta_graph.graph_def.node}
         assets = _asset_files(meta_graph)
-        asset = _find_asset(_node_name(sig.outputs["vocab_file"].name), nodes, assets)
+        vocab_output = self._vocab_output()
+        asset = _find_asset(_node_name(sig.outputs[vocab_output].name), nodes, assets)
         if asset is None:
-            raise ValueError(f"{self.path}: tokenization_info's vocab_file is not a bundled "
+            raise ValueError(f"{self.path}: tokenization_info's {vocab_output} is not a bundled "
                              f"asset (assets: {sorted(assets.values())}).")
         vocab_file = os.path.join(self.path, "assets", asset)
         if not os.path.isfile(vocab_file):
             raise FileNotFoundError(f"{self.path}: the vocabulary asset {vocab_file} is missing.")
-        lower = nodes[_node_name(sig.outputs["do_lower_case"].name)]
-        if lower.op != "Const":
-            raise ValueError(f"{self.path}: tokenization_info's do_lower_case must be a "
-                             f"constant; found a {lower.op} op.")
-        do_lower_case = bool(tf.make_ndarray(lower.attr["value"].tensor))
-        self._check_vocab_asset(vocab_file, sig, nodes)
-        return TokenizationInfo(vocab_file=vocab_file, do_lower_case=do_lower_case)
+        sentencepiece = vocab_output == SP_MODEL_FILE_OUTPUT
+        if sentencepiece and not vocab_file.endswith(".model"):
+            raise ValueError(f"{self.path}: tokenization_info's {vocab_output} is {asset}; a "
+                             f"SentencePiece model file ends in .model.")
+        self._check_vocab_asset(vocab_file, sig, nodes, sentencepiece)
+        keep_accents = (KEEP_ACCENTS_OUTPUT in sig.outputs
+                        and self._constant(nodes, sig, KEEP_ACCENTS_OUTPUT))
+        return TokenizationInfo(vocab_file=vocab_file,
+                                do_lower_case=self._constant(nodes, sig, "do_lower_case"),
+                                keep_accents=keep_accents, sentencepiece=sentencepiece)
 
-    def _check_vocab_asset(self, vocab_file: str, sig, nodes: dict) -> None:
+    def _constant(self, nodes: dict, sig, output: str) -> bool:
+        node = nodes[_node_name(sig.outputs[output].name)]
+        if node.op != "Const":
+            raise ValueError(f"{self.path}: tokenization_info's {output} must be a "
+                             f"constant; found a {node.op} op.")
+        return bool(tf.make_ndarray(node.attr["value"].tensor))
+
+    def _check_vocab_asset(self, vocab_file: str, sig, nodes: dict,
+                           sentencepiece: bool = False) -> None:
         """The asset is the vocabulary the module was exported with: the hash recorded at
-        export (modules of bert_layer.export) and, for any module, one line per embedding row.
+        export (modules of bert_layer.export) and, for any WordPiece module, one line per
+        embedding row (a SentencePiece model is a binary file: the hash only).
 
         The embedding rows and the `text` signature's own copy of the vocabulary follow the
         original file; a changed asset would make BertLayer, embed and freeze tokenize
@@ -192,6 +222,8 @@ class HubModule:
                 if file_sha256(vocab_file) != recorded:
                     raise ValueError(changed % f"its sha256 is not the {recorded[:12]}... "
                                               f"recorded in the module")
+        if sentencepiece:
+            return
         has_variables = os.path.isfile(os.path.join(self.path, VARIABLES_PREFIX + ".index"))
         shapes = self.variable_shapes() if has_variables else {}  # A .keras copy has none.
         rows = [shape[0] for name, shape in shapes.items()

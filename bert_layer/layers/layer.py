@@ -93,8 +93,11 @@ class BertLayer(keras.layers.Layer):
       normalize: bool. Scale each pooled vector to unit L2 norm, as embedding models do
         (sentence-transformers' `normalize_embeddings=True`). Needs a pooling.
       n_fine_tune_layers: int. How many of the last encoder layers train; 0 freezes the
-        encoder, -1 trains every weight.
-      tune_embeddings: bool. Also train the embeddings.
+        encoder, -1 trains every weight. ALBERT's layers share one set of weights, applied
+        at every depth: there any value >= 1 trains that shared layer (so every depth
+        changes, the last N alone cannot), 0 freezes it.
+      tune_embeddings: bool. Also train the embeddings (and ELECTRA's and ALBERT's projection
+        of them to the hidden size).
       do_preprocessing: bool. Inputs are strings `[batch]` (pairs written `a ||| b`) when
         True, else the tuple `(input_ids, input_mask, segment_ids)` of int32 `[batch, seq]`.
       tokenizer: "graph" (tensorflow-text's FastWordpiece op, serializable and freezable),
@@ -188,7 +191,8 @@ class BertLayer(keras.layers.Layer):
             if self.do_preprocessing:
                 info = module.tokenization_info()
                 self._preprocessor = make_preprocessor(
-                    make_tokenizer(self.tokenizer, info.vocab_file, info.do_lower_case),
+                    make_tokenizer(self.tokenizer, info.vocab_file, info.do_lower_case,
+                                   info.keep_accents),
                     self.max_seq_length, self.stride)
             self._signatures = {}
 
@@ -203,7 +207,9 @@ class BertLayer(keras.layers.Layer):
         warn_if_untrained_pooler(
             self.pooling, any(contract.POOLER.search(n) for n in shapes),
             source=f"The module {self.module}")
-        if not -1 <= self.n_fine_tune_layers <= self.num_encoder_layers:
+        if self.shares_layers and self.n_fine_tune_layers >= -1:
+            pass  # Any depth trains the one shared layer (see the class docstring).
+        elif not -1 <= self.n_fine_tune_layers <= self.num_encoder_layers:
             raise ValueError(
                 f"n_fine_tune_layers must be -1 (all), 0 (none) or up to the module's "
                 f"{self.num_encoder_layers} encoder layers. Received: {self.n_fine_tune_layers}")
@@ -231,9 +237,18 @@ class BertLayer(keras.layers.Layer):
     # === Weights ===
 
     def _count_encoder_layers(self) -> int:
+        """Encoder layers with weights of their own (`layer_N` scopes); a module whose layers
+        share one set of weights (ALBERT) counts that one."""
         indexes = {int(m.group(1)) for name in self._variable_shapes
                    if (m := contract.LAYER_INDEX.search(name))}
-        return max(indexes) + 1 if indexes else 0
+        if indexes:
+            return max(indexes) + 1
+        return 1 if self.shares_layers else 0
+
+    @property
+    def shares_layers(self) -> bool:
+        """True for a module whose encoder layers share one set of weights (ALBERT)."""
+        return any(contract.SHARED_LAYER_GROUP.search(n) for n in self._variable_shapes)
 
     def _check_max_seq_length(self) -> None:
         """Longer packed rows would index past the position embeddings, failing at run time."""
@@ -245,8 +260,10 @@ class BertLayer(keras.layers.Layer):
     def _is_trainable(self, name: str) -> bool:
         if self.n_fine_tune_layers == -1:
             return True
-        if contract.EMBEDDINGS.search(name):
+        if contract.EMBEDDINGS.search(name) or contract.EMBEDDING_PROJECTION.search(name):
             return self.tune_embeddings
+        if contract.SHARED_LAYER_GROUP.search(name):  # Used at every depth, the last too.
+            return self.n_fine_tune_layers > 0
         if contract.POOLER.search(name):
             return self.pooling == "cls" and self.n_fine_tune_layers > 0
         match = contract.LAYER_INDEX.search(name)

@@ -20,7 +20,7 @@ def _lookup(table: StepTable, code_points: tf.Tensor) -> tf.Tensor:
     return tf.gather(tf.constant(table.labels), index)
 
 
-def _final_sigmas(code_points: tf.Tensor, rows: tf.Tensor, tables: UnicodeTables) -> tf.Tensor:
+def final_sigmas(code_points: tf.Tensor, rows: tf.Tensor, tables: UnicodeTables) -> tf.Tensor:
     """Writes "ς" for each "Σ" that str.lower() would lower to "ς".
 
     Python's rule (Unicode's Final_Sigma): Σ is final when the nearest character before it
@@ -53,15 +53,24 @@ def _final_sigmas(code_points: tf.Tensor, rows: tf.Tensor, tables: UnicodeTables
 def _lower_nfd(code_points: tf.Tensor, per_char: list[tf.Tensor],
                tables: UnicodeTables) -> tuple[tf.Tensor, list[tf.Tensor]]:
     """Maps each code point c to NFD(c.lower()), one to many; `per_char` values repeat along."""
-    keys = tf.constant(tables.lower_nfd_keys)
-    splits = tf.constant(tables.lower_nfd_splits)
+    return map_code_points(code_points, per_char, tables.lower_nfd_keys,
+                           tables.lower_nfd_splits, tables.lower_nfd_values)
+
+
+def map_code_points(code_points: tf.Tensor, per_char: list[tf.Tensor], keys, splits,
+                    values) -> tuple[tf.Tensor, list[tf.Tensor]]:
+    """Maps each code point in the sorted int32 `keys` [K] to its values
+    `values[splits[k]:splits[k + 1]]` (none to many code points); others stay. `per_char`
+    tensors [N] repeat along."""
+    keys = tf.constant(keys)
+    splits = tf.constant(splits)
     index = tf.minimum(tf.searchsorted(keys, code_points, side="left"), tf.size(keys) - 1)
     hit = tf.equal(tf.gather(keys, index), code_points)
     lengths = tf.where(hit, tf.gather(splits[1:] - splits[:-1], index), 1)
     first = tf.where(hit, tf.gather(splits, index), 0)
     offset = (tf.range(tf.reduce_sum(lengths))
               - tf.repeat(tf.cumsum(lengths, exclusive=True), lengths))  # Within each char.
-    mapped = tf.gather(tf.constant(tables.lower_nfd_values), tf.repeat(first, lengths) + offset)
+    mapped = tf.gather(tf.constant(values), tf.repeat(first, lengths) + offset)
     code_points = tf.where(tf.repeat(hit, lengths), mapped, tf.repeat(code_points, lengths))
     return code_points, [tf.repeat(x, lengths) for x in per_char]
 
@@ -128,7 +137,7 @@ def split_words(texts, do_lower_case: bool, tables: UnicodeTables) -> tf.RaggedT
     alone = tf.equal(input_class, ut.CJK)
 
     if do_lower_case:  # token.lower(), then _run_strip_accents.
-        code_points = _final_sigmas(code_points, rows, tables)
+        code_points = final_sigmas(code_points, rows, tables)
         code_points, (rows, alone) = _lower_nfd(code_points, [rows, alone], tables)
         code_points, rows, (alone,) = _canonical_order(code_points, rows, [alone], tables)
         keep = tf.equal(_lookup(tables.nonspacing_mark, code_points), 0)

@@ -33,6 +33,7 @@ import tensorflow as tf
 from bert_layer.text import TOKENIZER_NAMES
 from bert_layer.text.basic_tokenizer import split_words, text_batch
 from bert_layer.text.core_wordpiece import CoreWordpiece
+from bert_layer.text.sentencepiece import is_sp_model_file, make_sentencepiece_tokenizer
 from bert_layer.text.unicode_tables import unicode_tables
 from bert_layer.text.vocab import CLS_TOKEN, SEP_TOKEN, SUFFIX_INDICATOR, UNK_TOKEN, load_vocab
 
@@ -215,9 +216,17 @@ Tokenizer = GraphTokenizer | CoreTokenizer | NumpyTokenizer
 TOKENIZER_KINDS = dict(zip(TOKENIZER_NAMES, (GraphTokenizer, CoreTokenizer, NumpyTokenizer)))
 
 
-def make_tokenizer(kind: str, vocab_file: str, do_lower_case: bool) -> Tokenizer:
-    """The tokenizer of `kind`: "graph", "core" or "numpy" (see the module docstring)."""
+def make_tokenizer(kind: str, vocab_file: str, do_lower_case: bool,
+                   keep_accents: bool = False) -> Tokenizer:
+    """The tokenizer of `kind`: "graph", "core" or "numpy" (see the module docstring).
+
+    A SentencePiece model (`vocab_file` ending in .model: ALBERT's) gets the SentencePiece
+    tokenizer of that kind (bert_layer.text.sentencepiece; "core" refuses it), which alone
+    reads `keep_accents`.
+    """
     if kind not in TOKENIZER_KINDS:
         raise ValueError(f"Unknown tokenizer kind {kind!r}; expected one of "
                          f"{sorted(TOKENIZER_KINDS)}.")
+    if is_sp_model_file(vocab_file):
+        return make_sentencepiece_tokenizer(kind, vocab_file, do_lower_case, keep_accents)
     return TOKENIZER_KINDS[kind](vocab_file, do_lower_case)

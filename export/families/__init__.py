@@ -1,0 +1,97 @@
+"""Model families: BERT and the models Google released the same way (ELECTRA, ALBERT).
+
+A family is a config reader, a table of Google's variable names (with Hugging Face's name
+for each) and the few graph switches of `bert_layer.export.module_fn.Architecture`; the
+maths stays in module_fn. Each family is one module here; `FAMILIES` lists them and
+`family_of_variables` tells which one a checkpoint holds from its variable names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+
+from bert_layer.export.config import BertConfig
+from bert_layer.export.module_fn import Architecture
+from bert_layer.export.names import VariableSpec
+
+WORDPIECE, SENTENCEPIECE = "wordpiece", "sentencepiece"
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """What tells one family's checkpoints from another's, and how to read them.
+
+    Attributes:
+      name: the family, as Hugging Face's `model_type` spells it.
+      architecture: its graph switches (scopes, shared layers, embedding projection).
+      vocabulary: WORDPIECE (vocab.txt) or SENTENCEPIECE (a .model file).
+      vocab_files: the vocabulary's file names in a Google folder, in the order looked for.
+      config_files: config file names in a Google folder, in the order looked for.
+      variable_specs: (config, pooler) -> every variable, Google and Hugging Face names.
+      read_config: (path of the config file found or None, values or None, variable shapes)
+        -> (BertConfig, notes): the family's keys checked, sizes inferred where allowed.
+      hf_prefix: the body's prefix in Hugging Face task models ("electra.", "albert.").
+      hf_pooler_tensors: Hugging Face names whose presence means the folder has a pooler.
+      hf_config_values: Hugging Face config.json values -> BertConfig's.
+      has_pooler_scope: the scope of the pooler's variables in Google's names.
+    """
+
+    name: str
+    architecture: Architecture
+    vocabulary: str
+    vocab_files: tuple[str, ...]
+    config_files: tuple[str, ...]
+    variable_specs: Callable[[BertConfig, bool], list[VariableSpec]]
+    read_config: Callable[[str | None, dict | None, dict], tuple[BertConfig, tuple[str, ...]]]
+    hf_prefix: str
+    hf_pooler_tensors: tuple[str, ...]
+    hf_config_values: Callable[[dict, str], dict]
+    pooler_scope: str | None
+
+    @property
+    def scope(self) -> str:
+        return self.architecture.scope + "/"
+
+
+def _families() -> dict[str, Family]:
+    from bert_layer.export.families import albert, bert, electra
+    return {f.name: f for f in (bert.FAMILY, electra.FAMILY, albert.FAMILY)}
+
+
+def family(name: str) -> Family:
+    """The family called `name` ("bert", "electra", "albert")."""
+    families = _families()
+    if name not in families:
+        raise ValueError(f"Unknown model family {name!r}; expected one of {sorted(families)}.")
+    return families[name]
+
+
+def family_of_variables(names) -> Family:
+    """The family whose variables a checkpoint holds: ELECTRA's discriminator lives under
+    `electra/`, ALBERT's shared layer under `bert/encoder/transformer/`; else BERT."""
+    names = list(names)
+    if any(n.startswith("electra/") for n in names):
+        return family("electra")
+    if any(n.startswith("bert/encoder/transformer/") for n in names):
+        return family("albert")
+    return family("bert")
+
+
+def hf_weights(specs: list[VariableSpec], tensors: dict[str, np.ndarray],
+               source: str) -> dict[str, np.ndarray]:
+    """Hugging Face tensors renamed and transposed to Google's names, checked against `specs`."""
+    weights = {}
+    for spec in specs:
+        if spec.hf_name not in tensors:
+            raise ValueError(f"{source}: tensor {spec.hf_name} (for {spec.name}) is missing.")
+        value = tensors[spec.hf_name].astype(np.float32)
+        value = value.T if spec.transpose else value
+        if tuple(value.shape) != spec.shape:
+            raise ValueError(
+                f"{source}: tensor {spec.hf_name} has shape {list(value.shape)} after "
+                f"conversion but {spec.name} needs {list(spec.shape)} for this config.")
+        weights[spec.name] = np.ascontiguousarray(value)
+    return weights
