@@ -160,42 +160,56 @@ def _add_ids_output(graph_def, output) -> None:
     """Adds IDS_OUTPUT: ids -> probabilities, fed at the tokenizer's named outputs.
 
     The output and some encoder nodes wait (control edges) on the tokenizer's ragged-shape
-    assertions, which read the text; fed ids skip the tokenizer. So the nodes between the
-    ids and the output are copied (under `from_ids/`) without their control edges, while the
-    text path keeps its assertions. Nodes without inputs (the weights) are shared, not copied.
+    assertions, which read the text; fed ids skip the tokenizer. Constants between the ids and
+    the output lose their control edges in place (a constant's value depends on none; the
+    weights are among them, so they are not copied), the other nodes that wait, and those
+    after them, are copied under `from_ids/` without the waits. The text path keeps its
+    assertions: its output still waits on them.
     """
     nodes = {n.name: n for n in graph_def.node}
-    fed = set(TOKEN_INPUTS)
 
     def source(name: str) -> str:
         return name.split(":")[0]
 
-    copied, stack = [], [source(i) for i in output.input if not i.startswith("^")]
+    def data_inputs(node) -> list[str]:
+        return [i for i in node.input if not i.startswith("^")]
+
+    closure, stack = [], [source(i) for i in data_inputs(output)]
     seen = set(stack)
-    while stack:
+    while stack:  # Between the fed ids and the output, by data edges.
         node = nodes[stack.pop()]
         if node.name == TEXT_INPUT:
             raise ValueError("the frozen graph's output reads the text past its tokenizer's "
                              "outputs: it cannot be fed ids.")
-        if node.name in fed or not node.input:
+        if node.name in TOKEN_INPUTS:
             continue
-        copied.append(node)
-        for name in node.input:
-            if not name.startswith("^") and source(name) not in seen:
+        closure.append(node)
+        for name in data_inputs(node):
+            if source(name) not in seen:
                 seen.add(source(name))
                 stack.append(source(name))
-    renamed = {n.name for n in copied}
-
-    def rewire(inputs) -> list[str]:
-        data = [i for i in inputs if not i.startswith("^")]
-        return [_IDS_SCOPE + i if source(i) in renamed else i for i in data]
-
-    for original in [*copied, output]:
+    for node in closure:
+        if node.op == "Const" and len(data_inputs(node)) != len(node.input):
+            inputs = data_inputs(node)
+            del node.input[:]
+            node.input.extend(inputs)
+    copied: set[str] = set()
+    changed = True
+    while changed:  # A node waits, or reads one that is copied: copy it (to a fixed point).
+        changed = False
+        for node in closure:
+            if node.name not in copied and (
+                    len(data_inputs(node)) != len(node.input)
+                    or any(source(i) in copied for i in data_inputs(node))):
+                copied.add(node.name)
+                changed = True
+    for original in [n for n in closure if n.name in copied] + [output]:
         node = graph_def.node.add()
         node.CopyFrom(original)
         node.name = IDS_OUTPUT if original is output else _IDS_SCOPE + original.name
         del node.input[:]
-        node.input.extend(rewire(original.input))
+        node.input.extend(_IDS_SCOPE + i if source(i) in copied else i
+                          for i in data_inputs(original))
 
 
 def _without_session_preamble(message: str) -> str:
@@ -214,6 +228,9 @@ def _session_config():
     config = tf.compat.v1.ConfigProto()
     config.graph_options.rewrite_options.disable_meta_optimizer = True
     config.graph_options.optimizer_options.opt_level = tf.compat.v1.OptimizerOptions.L0
+    # The graph is complete before the first run: the session may drop its copy of the
+    # GraphDef once it has built its own.
+    config.experimental.optimize_for_static_graph = True
     return config
 
 
