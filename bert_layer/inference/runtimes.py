@@ -73,6 +73,12 @@ class FrozenClassifier:
     A graph frozen with the numpy tokenizer takes ids: its vocabulary travels in the graph,
     and FullTokenizer runs here, outside it.
 
+    The graph is imported once and run by a TF1 `Session` with Grappler off: `bert-layer
+    freeze` applied Grappler's inference passes already, and a second pass over the constants
+    at the first call costs seconds and a copy of every weight. (The graph wrapped as TF2
+    functions, one per entry point, held up to four copies of the weights and took 12 s to
+    the first prediction with all-MiniLM-L6-v2; see scripts/bench_cold_start.py.)
+
     Args:
       path: the `.pb` file.
       precision: None, or the precision ("fp32", "bf16") the graph must compute in (a
@@ -83,16 +89,16 @@ class FrozenClassifier:
         self.path = os.fspath(path)
         graph_def = read_graph_def(self.path)
         register_ops_for(graph_op_types(graph_def), self.path)  # e.g. tensorflow_text's.
-        self._constants = {n.name: n for n in graph_def.node if n.op == "Const"}
-        nodes = {n.name for n in graph_def.node}
+        nodes = {n.name: n for n in graph_def.node}
         self.output = SCORE_OUTPUT if SCORE_OUTPUT in nodes else OUTPUT
         self.task = "regress" if self.output == SCORE_OUTPUT else "classify"
         missing = [n for n in (self.output, CLASS_NAMES, MULTI_LABEL) if n not in nodes]
         if missing:
             raise ValueError(f"{self.path} is not a graph written by `bert-layer freeze`: "
                              f"nodes {missing} are missing.")
-        self.class_names = [c.decode() for c in self._constant(CLASS_NAMES)]
-        self.multi_label = bool(self._constant(MULTI_LABEL))
+        constant = lambda name: tf.make_ndarray(nodes[name].attr["value"].tensor)  # noqa: E731
+        self.class_names = [c.decode() for c in constant(CLASS_NAMES)]
+        self.multi_label = bool(constant(MULTI_LABEL))
         self.precision = graph_precision(graph_def)
         if precision is not None and precision != self.precision:
             raise ValueError(f"{self.path} was frozen to compute in {self.precision}, not "
@@ -100,74 +106,145 @@ class FrozenClassifier:
                              f"--precision {precision}`.")
         self.takes_text = TEXT_INPUT in nodes
         self.inputs = (TEXT_INPUT,) if self.takes_text else TOKEN_INPUTS
-        self._preprocessor = None if self.takes_text else self._numpy_preprocessor()
-        wrapped = tf.compat.v1.wrap_function(
-            lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
-        tensor = lambda name: wrapped.graph.get_tensor_by_name(f"{name}:0")  # noqa: E731
-        self._run = wrapped.prune(feeds=[tensor(n) for n in self.inputs],
-                                  fetches=tensor(self.output))
-        self._run_ids = self._run
+        self._preprocessor = None if self.takes_text else self._numpy_preprocessor(constant)
         # Graphs frozen since the tokenizer's outputs were named tokenize and encode apart.
         # Not those of windowed models: their rows of ids are windows, not texts.
-        self.tokenizes_apart = (all(n in nodes for n in TOKEN_INPUTS)
+        self.tokenizes_apart = (self.takes_text and all(n in nodes for n in TOKEN_INPUTS)
                                 and WINDOW_STRIDE not in nodes)
-        if self.takes_text and self.tokenizes_apart:
-            self._tokenize = wrapped.prune(feeds=[tensor(TEXT_INPUT)],
-                                           fetches=[tensor(n) for n in TOKEN_INPUTS])
-            self._run_ids = _ids_function(graph_def, self.output)
+        if self.tokenizes_apart:
+            _add_ids_output(graph_def, nodes[self.output])
+        self._graph = tf.Graph()
+        with self._graph.as_default():
+            tf.compat.v1.import_graph_def(graph_def, name="")
+        self._session = tf.compat.v1.Session(graph=self._graph, config=_session_config())
 
-    def _constant(self, name: str) -> np.ndarray:
-        return tf.make_ndarray(self._constants[name].attr["value"].tensor)
+    def _tensor(self, name: str) -> tf.Tensor:
+        return self._graph.get_tensor_by_name(f"{name}:0")
 
-    def _numpy_preprocessor(self):
+    def _numpy_preprocessor(self, constant):
         from bert_layer.text.packing import Preprocessor
         from bert_layer.text.tokenizer import NumpyTokenizer
 
-        vocab = [token.decode() for token in self._constant(VOCAB)]
+        vocab = [token.decode() for token in constant(VOCAB)]
         self._vocab_dir = tempfile.TemporaryDirectory(prefix="bert_layer_vocab_")
         vocab_file = os.path.join(self._vocab_dir.name, "vocab.txt")
         with open(vocab_file, "w", encoding="utf-8") as f:
             f.writelines(token + "\n" for token in vocab)
-        tokenizer = NumpyTokenizer(vocab_file, bool(self._constant(DO_LOWER_CASE)))
-        return Preprocessor(tokenizer, int(self._constant(MAX_SEQ_LENGTH)))
+        tokenizer = NumpyTokenizer(vocab_file, bool(constant(DO_LOWER_CASE)))
+        return Preprocessor(tokenizer, int(constant(MAX_SEQ_LENGTH)))
+
+    def _run(self, fetches, feeds: dict[str, np.ndarray]):
+        try:
+            return self._session.run(fetches, {self._tensor(n): v for n, v in feeds.items()})
+        except tf.errors.OpError as e:  # The op's own message first, as TF2 functions give it.
+            raise type(e)(e.node_def, e.op, _without_session_preamble(e.message)) from None
 
     def __call__(self, texts) -> np.ndarray:
         """Class probabilities [batch, n_classes] for a batch of strings."""
-        texts = tf.constant(texts, dtype=tf.string)
         if self.takes_text:
-            return self._run(texts).numpy()
-        features = self._preprocessor(texts)
-        return self._run(*[features[n] for n in TOKEN_INPUTS]).numpy()
+            return self._run(self._tensor(self.output), {TEXT_INPUT: _strings(texts)})
+        return self.run_ids(self.tokenize(texts))
 
     def tokenize(self, texts) -> dict[str, np.ndarray]:
         """int32 `input_ids`, `input_mask`, `segment_ids` [n, seq] for a list of strings."""
-        texts = tf.constant(texts, dtype=tf.string)
         if self.takes_text:
-            return {n: t.numpy() for n, t in zip(TOKEN_INPUTS, self._tokenize(texts))}
-        return {n: t.numpy() for n, t in self._preprocessor(texts).items()}
+            fetches = {n: self._tensor(n) for n in TOKEN_INPUTS}
+            return self._run(fetches, {TEXT_INPUT: _strings(texts)})
+        features = self._preprocessor(tf.constant(texts, dtype=tf.string))
+        return {n: np.asarray(features[n]) for n in TOKEN_INPUTS}
 
     def run_ids(self, features: dict[str, np.ndarray]) -> np.ndarray:
         """Class probabilities [batch, n_classes] for `tokenize`'s features (or a slice)."""
-        return self._run_ids(*[tf.constant(features[n]) for n in TOKEN_INPUTS]).numpy()
+        output = IDS_OUTPUT if self.tokenizes_apart else self.output
+        return self._run(self._tensor(output), {n: features[n] for n in TOKEN_INPUTS})
 
 
-def _ids_function(graph_def, output: str = OUTPUT):
-    """ids -> probabilities of a text graph, fed at its tokenizer's named outputs.
+# The output fed at the tokenizer's named outputs (added at load, not stored in the file), and
+# the scope of the nodes it runs.
+IDS_OUTPUT = "probabilities_from_ids"
+_IDS_SCOPE = "from_ids/"
 
-    The output waits (control edges) on the tokenizer's ragged-shape assertions, which
-    read the text; fed ids skip the tokenizer, so a copy without control edges runs them.
+
+def _add_ids_output(graph_def, output) -> None:
+    """Adds IDS_OUTPUT: ids -> probabilities, fed at the tokenizer's named outputs.
+
+    The output and some encoder nodes wait (control edges) on the tokenizer's ragged-shape
+    assertions, which read the text; fed ids skip the tokenizer. Constants between the ids and
+    the output lose their control edges in place (a constant's value depends on none; the
+    weights are among them, so they are not copied), the other nodes that wait, and those
+    after them, are copied under `from_ids/` without the waits. The text path keeps its
+    assertions: its output still waits on them.
     """
-    ids_graph = type(graph_def)()
-    ids_graph.CopyFrom(graph_def)
-    for node in ids_graph.node:
-        data_inputs = [i for i in node.input if not i.startswith("^")]
+    nodes = {n.name: n for n in graph_def.node}
+
+    def source(name: str) -> str:
+        return name.split(":")[0]
+
+    def data_inputs(node) -> list[str]:
+        return [i for i in node.input if not i.startswith("^")]
+
+    closure, stack = [], [source(i) for i in data_inputs(output)]
+    seen = set(stack)
+    while stack:  # Between the fed ids and the output, by data edges.
+        node = nodes[stack.pop()]
+        if node.name == TEXT_INPUT:
+            raise ValueError("the frozen graph's output reads the text past its tokenizer's "
+                             "outputs: it cannot be fed ids.")
+        if node.name in TOKEN_INPUTS:
+            continue
+        closure.append(node)
+        for name in data_inputs(node):
+            if source(name) not in seen:
+                seen.add(source(name))
+                stack.append(source(name))
+    for node in closure:
+        if node.op == "Const" and len(data_inputs(node)) != len(node.input):
+            inputs = data_inputs(node)
+            del node.input[:]
+            node.input.extend(inputs)
+    copied: set[str] = set()
+    changed = True
+    while changed:  # A node waits, or reads one that is copied: copy it (to a fixed point).
+        changed = False
+        for node in closure:
+            if node.name not in copied and (
+                    len(data_inputs(node)) != len(node.input)
+                    or any(source(i) in copied for i in data_inputs(node))):
+                copied.add(node.name)
+                changed = True
+    for original in [n for n in closure if n.name in copied] + [output]:
+        node = graph_def.node.add()
+        node.CopyFrom(original)
+        node.name = IDS_OUTPUT if original is output else _IDS_SCOPE + original.name
         del node.input[:]
-        node.input.extend(data_inputs)
-    wrapped = tf.compat.v1.wrap_function(
-        lambda: tf.compat.v1.import_graph_def(ids_graph, name=""), [])
-    return wrapped.prune(
-        feeds=[wrapped.graph.get_tensor_by_name(f"{n}:0") for n in TOKEN_INPUTS],
-        fetches=wrapped.graph.get_tensor_by_name(f"{output}:0"))
+        node.input.extend(_IDS_SCOPE + i if source(i) in copied else i
+                          for i in data_inputs(original))
+
+
+def _without_session_preamble(message: str) -> str:
+    """A Session's error message from the failing op's own words on: the session puts
+    'Graph execution error:', 'Detected at node ...' and 'Node: ...' lines before them."""
+    lines = message.splitlines()
+    node_lines = [i for i, line in enumerate(lines) if line.startswith("Node: ")]
+    if lines and lines[0].startswith("Graph execution error") and node_lines:
+        return "\n".join(lines[node_lines[0] + 1:]) or message
+    return message
+
+
+def _session_config():
+    """Grappler off (the graph was optimized when frozen), as is the classic optimizer's
+    constant folding, which would copy the weights at the first run."""
+    config = tf.compat.v1.ConfigProto()
+    config.graph_options.rewrite_options.disable_meta_optimizer = True
+    config.graph_options.optimizer_options.opt_level = tf.compat.v1.OptimizerOptions.L0
+    # The graph is complete before the first run: the session may drop its copy of the
+    # GraphDef once it has built its own.
+    config.experimental.optimize_for_static_graph = True
+    return config
+
+
+def _strings(texts) -> np.ndarray:
+    return np.asarray(list(texts) if not isinstance(texts, np.ndarray) else texts, dtype=object)
 
 
 def graph_precision(graph_def) -> str:

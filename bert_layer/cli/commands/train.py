@@ -155,7 +155,7 @@ def _print_training_summary(report: dict, out: str) -> None:
           f"replica(s) of {distribution['workers']} worker(s) ({distribution['strategy']}).")
     best = epochs[report["best_epoch"] - 1]
     if report["dev_examples"]:
-        values = "  ".join(f"{k} {v:.4f}" for k, v in report["best"].items())
+        values = "  ".join(f"{k} {v:.4f}" for k, v in scores(report["best"]).items())
         by = report["training_options"]["best_epoch_by"]
         kept = f"Kept epoch {best['epoch']} of {len(epochs)} (best {by}): {values}."
     else:
