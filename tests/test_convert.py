@@ -16,6 +16,7 @@ from bert_layer.export.checkpoint import load_checkpoint
 from bert_layer.export.config import BertConfig, ConfigKeyWarning
 from bert_layer.export.convert import convert_hf_to_google
 from bert_layer.export.names import variable_specs
+from bert_layer.outputs import OutputError
 
 INTERMEDIATE_KERNEL = "bert/encoder/layer_2/intermediate/dense/kernel"
 INTERMEDIATE_WEIGHT = "encoder.layer.2.intermediate.dense.weight"
@@ -187,12 +188,16 @@ def test_existing_output_is_kept_without_overwrite(hf_dir, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["google", "hf"]  # No temporary folder left.
 
 
-def test_overwrite_replaces_the_output(hf_dir, tiny_weights, tmp_path):
+def test_overwrite_replaces_the_output_but_not_files_others_put_there(hf_dir, tiny_weights,
+                                                                       tmp_path):
     out_dir = tmp_path / "google"
     convert_hf_to_google(hf_dir, str(out_dir))  # A folder bert-layer wrote (it has the marker).
-    (out_dir / "stale.txt").write_text("old", encoding="utf-8")
+    (out_dir / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(OutputError, match=r"1 entries .* \(notes.txt\)"):
+        convert_hf_to_google(hf_dir, str(out_dir), overwrite=True)
+    assert (out_dir / "notes.txt").read_text(encoding="utf-8") == "mine"
+    os.remove(out_dir / "notes.txt")
     convert_hf_to_google(hf_dir, str(out_dir), overwrite=True)
-    assert "stale.txt" not in os.listdir(out_dir)
     np.testing.assert_array_equal(load_checkpoint(out_dir).weights[INTERMEDIATE_KERNEL],
                                   tiny_weights[INTERMEDIATE_KERNEL])
     assert sorted(os.listdir(tmp_path)) == ["google", "hf"]
