@@ -22,7 +22,7 @@ EXPORT_MAY_IMPORT = ("bert_layer.text", "bert_layer.contract", "bert_layer.outpu
                      "bert_layer.choices",
                      "bert_layer.export")
 # Only the command line stands above both sides.
-CLI_MODULES = ("bert_layer.cli.main", "bert_layer.cli.commands")
+CLI_MODULES = ("bert_layer.cli.main", "bert_layer.cli.commands", "bert_layer.cli.preflight")
 
 
 def _modules() -> dict[str, str]:
