@@ -226,7 +226,8 @@ def test_embed_command_names_a_missing_module(texts_file, tmp_path, capsys):
     code = main(["embed", "--module", str(tmp_path / "nope"), "--pooling", "mean",
                  "--input", texts_file, "--output", str(tmp_path / "out.npy")])
     assert code == 2
-    assert f"Hub module folder not found: {tmp_path / 'nope'}" in capsys.readouterr().err
+    assert (f"--module {tmp_path / 'nope'}: not found; expected a hub module folder"
+            in capsys.readouterr().err)
 
 
 # === The real default model against sentence-transformers ===
