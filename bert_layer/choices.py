@@ -24,3 +24,9 @@ DEFAULT_MAX_SEQ_LENGTH = 128
 MULTI_LABEL_THRESHOLD = 0.5
 # A classifier (single-label) needs at least this many classes.
 MIN_CLASSES = 2
+# Precisions of a model written for inference only (`freeze`, `predict`): the training ones,
+# and int8 (int8 weights, activations quantized per batch), which only the `.tflite` format
+# (`freeze --format tflite`, run by LiteRT) computes in; see README "Precision".
+INT8 = "int8"
+INFERENCE_PRECISIONS = (*PRECISIONS, INT8)
+TFLITE_PRECISIONS = ("fp32", INT8)

@@ -71,6 +71,8 @@ def check_model_file(path: str, suffixes: tuple[str, ...] = (KERAS_SUFFIX, FROZE
     if suffix == KERAS_SUFFIX and not zipfile.is_zipfile(path):
         raise ValueError(f"{path} is not a readable .keras file: it is not a zip archive "
                          f"(truncated or corrupt?); expected {_WHAT[KERAS_SUFFIX]}.")
+    if suffix == TFLITE_SUFFIX:
+        read_tflite(path)  # Its one-line errors, before any interpreter parses the file.
     return suffix
 
 

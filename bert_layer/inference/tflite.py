@@ -18,6 +18,7 @@ import dataclasses
 import io
 import json
 import os
+import re
 import zipfile
 from collections.abc import Iterable, Sequence
 
@@ -76,8 +77,12 @@ def _frozen_ids_function(model: keras.Model):
     return convert_variables_to_constants_v2(function)
 
 
-def convert(model: keras.Model, precision: str = "fp32") -> bytes:
+def convert(model: keras.Model, precision: str = "fp32",
+            calibration: Iterable[dict[str, np.ndarray]] | None = None) -> bytes:
     """The TFLite flatbuffer (no metadata) of `model`'s ids -> probabilities function.
+
+    int8 is dynamic-range, or with `calibration` (features of single texts: TOKEN_INPUTS ->
+    int32 [1, T]) full integer: activations' ranges fixed from those samples.
 
     Raises:
       NotConvertibleError: the graph holds ops outside TFLite's builtins (a model whose
@@ -90,17 +95,21 @@ def convert(model: keras.Model, precision: str = "fp32") -> bytes:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # No Flex.
     if precision == "int8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]  # Dynamic range (no dataset).
+        if calibration is not None:
+            samples = list(calibration)
+            converter.representative_dataset = lambda: ([s[n] for n in TOKEN_INPUTS]
+                                                        for s in samples)
     try:
         return converter.convert()
     except Exception as e:  # The converter raises ConverterError, with MLIR's dump.
         if "neither a custom op nor a flex op" not in str(e):
             raise
-        ops = sorted({line.split(":", 1)[1].strip() for line in str(e).splitlines()
-                      if line.startswith("TF Select ops:")})
+        ops = sorted(set(re.findall(r"'tf\.(\w+)' op is neither a custom op", str(e))))
         raise NotConvertibleError(
-            f"the model's graph holds ops TFLite's builtins lack ({', '.join(ops)}): its hub "
-            f"module was exported by an earlier bert_layer; export the checkpoint again "
-            f"(bert-layer export) and train on that module.") from None
+            f"the model's graph holds ops TFLite's builtins lack ({', '.join(ops)}): in a "
+            f"model whose hub module an earlier bert_layer exported (its attention mask is "
+            f"such a StridedSlice), export the checkpoint again (bert-layer export) and train "
+            f"on that module; in layers of your own, replace those ops.") from None
 
 
 def _strings(builder: flatbuffers.Builder, values: Iterable[str]) -> list[int]:
@@ -245,22 +254,35 @@ def model_ops(model: bytes) -> tuple[str, ...]:
                          for code in model_t.operatorCodes}))
 
 
+def calibration_samples(model: keras.Model, texts: Sequence[str]) -> list[dict]:
+    """Each text tokenized alone by the model's own tokenizer: TOKEN_INPUTS -> int32 [1, T]."""
+    preprocess = find_bert_layer(model).preprocess
+    return [{n: v.numpy() for n, v in preprocess(tf.constant([t])).items()
+             if n in TOKEN_INPUTS} for t in texts]
+
+
 def write_tflite(model: keras.Model, out_path: str | os.PathLike, *, class_names: list[str],
                  multi_label: bool = False, precision: str = "fp32", overwrite: bool = False,
-                 inputs: Sequence[str] = ()) -> TFLiteReport:
+                 inputs: Sequence[str] = (),
+                 calibration_texts: Sequence[str] | None = None) -> TFLiteReport:
     """Writes `model` as a `.tflite` (ids -> probabilities) with its tokenizer's metadata.
 
     `inputs`: files the caller read (the model's), which the output must not replace.
+    `calibration_texts`: with int8, full-integer quantization calibrated on them.
     """
     writing = dict(overwrite=overwrite, is_dir=False, inputs=inputs, suffixes=(TFLITE_SUFFIX,))
     check_output_free(out_path, **writing)
     check_convertible(model)
     bert = find_bert_layer(model)
     tokenizer = bert.preprocessor.tokenizer
-    flatbuffer = convert(model, precision)
+    static = precision == "int8" and calibration_texts is not None
+    flatbuffer = convert(model, precision,
+                         calibration_samples(model, calibration_texts) if static else None)
     settings = {"do_lower_case": tokenizer.do_lower_case,
                 "max_seq_length": int(bert.max_seq_length), "multi_label": bool(multi_label),
-                "precision": precision, "class_names": list(class_names)}
+                "precision": precision, "class_names": list(class_names),
+                "int8_activations": ("static" if static else "dynamic")
+                if precision == "int8" else None}
     files = {TFLITE_VOCAB_FILE: "".join(t + "\n" for t in tokenizer.vocab).encode("utf-8"),
              TFLITE_LABELS_FILE: "".join(c + "\n" for c in class_names).encode("utf-8"),
              TFLITE_SETTINGS_FILE: json.dumps(settings, indent=1).encode("utf-8")}

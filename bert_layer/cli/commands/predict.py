@@ -7,6 +7,7 @@ import functools
 import sys
 import time
 
+from bert_layer.choices import INT8
 from bert_layer.cli.columns import add_data_columns, read_input_texts
 from bert_layer.cli.precision_flag import add_precision_argument
 
@@ -31,13 +32,18 @@ def check(args: argparse.Namespace) -> None:
         FROZEN_SUFFIX,
         KERAS_SUFFIX,
         SAVED_MODEL,
+        TFLITE_SUFFIX,
         check_model_file,
     )
     from bert_layer.outputs import check_output_free
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1; received {args.batch_size}.")
-    check_model_file(args.model, (FROZEN_SUFFIX, SAVED_MODEL, KERAS_SUFFIX), command="predict")
+    kind = check_model_file(args.model, (FROZEN_SUFFIX, SAVED_MODEL, TFLITE_SUFFIX, KERAS_SUFFIX),
+                            command="predict")
+    if args.precision == INT8 and kind != TFLITE_SUFFIX:
+        raise ValueError(f"--precision int8 runs .tflite models only: convert {args.model} with "
+                         f"`bert-layer freeze --format tflite --precision int8`.")
     if args.runner == "beam" and args.output in (None, "-"):  # Before reading standard input.
         raise ValueError("--runner beam writes a file: pass --output FILE (.csv or .jsonl).")
     if args.runner == "beam" and args.precision is not None:
@@ -62,6 +68,12 @@ def run(args: argparse.Namespace) -> None:
         _run_on_beam(args, texts)
         return
     classifier = load_classifier(args.model, precision=args.precision)
+    if getattr(classifier, "precision", None) == INT8:
+        from bert_layer.inference.cpu import int8_note
+
+        note = int8_note()
+        if note:
+            print(f"bert-layer predict: {note}", file=sys.stderr)
     start = time.perf_counter()
     bar = progress.bar(len(texts), "predict", unit="text")
     try:
@@ -108,14 +120,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "standard input) in length-grouped batches and writes label and "
                        "probabilities per text, in input order, as CSV or JSON lines.")
     p.add_argument("--model", required=True,
-                   help="frozen graph (.pb), serving SavedModel folder or saved model (.keras)")
+                   help="frozen graph (.pb), serving SavedModel folder, .tflite or saved model "
+                   "(.keras)")
     p.add_argument("--input", help="TSV/CSV file with a header, or a .txt file of one text "
                    "per line; default: lines on stdin")
     p.add_argument("--output", help="output file (.csv or .jsonl); default: stdout")
     p.add_argument("--format", choices=("csv", "jsonl"), help="default: from --output, else csv")
     add_data_columns(p, labels=False)
     p.add_argument("--batch-size", type=int, default=32)
-    add_precision_argument(p, default=None)
+    add_precision_argument(p, default=None, inference=True)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--runner", choices=("local", "beam"), default="local",
                    help="local: this process; beam: an Apache Beam pipeline (RunInference), "
