@@ -192,6 +192,8 @@ class TFLiteClassifier:
         self._inputs = [inputs[n] for n in TOKEN_INPUTS]
         self._output = self._interpreter.get_output_details()[0]["index"]
         self._shape = None
+        # Plans the graph now (LiteRT applies XNNPACK and says so on stderr here, not later).
+        self.run_ids({n: np.zeros([1, 1], np.int32) for n in TOKEN_INPUTS})
 
     def tokenize(self, texts) -> dict[str, np.ndarray]:
         """int32 `input_ids`, `input_mask`, `segment_ids` [n, seq] for a list of strings."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import sys
 import time
@@ -59,6 +60,7 @@ def check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from bert_layer.cli import progress
+    from bert_layer.cli.quiet import stderr_captured
     from bert_layer.inference.predict import predict_probabilities, write_predictions
     from bert_layer.inference.runtimes import load_classifier
     from bert_layer.outputs import atomic_output
@@ -67,7 +69,9 @@ def run(args: argparse.Namespace) -> None:
     if args.runner == "beam":
         _run_on_beam(args, texts)
         return
-    classifier = load_classifier(args.model, precision=args.precision)
+    quiet = contextlib.nullcontext() if args.verbose else stderr_captured()
+    with quiet:  # LiteRT's C++ notes ("Created TensorFlow Lite XNNPACK delegate for CPU").
+        classifier = load_classifier(args.model, precision=args.precision)
     if getattr(classifier, "precision", None) == INT8:
         from bert_layer.inference.cpu import int8_note
 
