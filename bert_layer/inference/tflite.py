@@ -30,6 +30,7 @@ from tensorflow.python.framework.convert_to_constants import (
     convert_variables_to_constants_v2,
 )
 
+from bert_layer.choices import TFLITE_PRECISIONS
 from bert_layer.contract import TOKEN_INPUTS
 from bert_layer.inference.formats import (
     TFLITE_IDS,
@@ -44,7 +45,6 @@ from bert_layer.inference.formats import (
 from bert_layer.inference.graphs import find_bert_layer, ids_model
 from bert_layer.outputs import atomic_output, check_output_free
 
-TFLITE_PRECISIONS = ("fp32", "int8")
 _METADATA_NAME = "TFLITE_METADATA"  # The model's metadata entry that the Task Library reads.
 # Each TOKEN_INPUTS name's metadata name (BertNLClassifier finds the inputs by these).
 _METADATA_NAMES = dict(zip(TOKEN_INPUTS, (TFLITE_IDS, TFLITE_MASK, TFLITE_SEGMENT_IDS)))
@@ -110,10 +110,6 @@ def convert(model: keras.Model, precision: str = "fp32",
             f"model whose hub module an earlier bert_layer exported (its attention mask is "
             f"such a StridedSlice), export the checkpoint again (bert-layer export) and train "
             f"on that module; in layers of your own, replace those ops.") from None
-
-
-def _strings(builder: flatbuffers.Builder, values: Iterable[str]) -> list[int]:
-    return [builder.CreateString(v) for v in values]
 
 
 def _vector(builder: flatbuffers.Builder, offsets: Sequence[int]) -> int:
