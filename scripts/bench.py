@@ -533,7 +533,9 @@ def format_table(summary: dict[str, object], header: str) -> str:
              + "".join(f"{'/' + p:>19}" for p in peers)]
     for label, rate in summary["rates"].items():
         ratios = summary["ratios"].get(label, {})
-        lines.append(f"{label:<24}{rate:>9.1f}{summary['fraction_of_ceiling'].get(label, 0):>9.0%}"
+        fraction = summary["fraction_of_ceiling"].get(label)  # None: no int8 ceiling.
+        lines.append(f"{label:<24}{rate:>9.1f}"
+                     f"{'-' if fraction is None else format(fraction, '.0%'):>9}"
                      "  " + "".join(f"{ratios[p]:>18.2f}x" if p in ratios else f"{'':>19}"
                                     for p in peers))
     lines.append("ceiling = the rate a GEMM at the measured matmul rate ("
