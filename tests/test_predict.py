@@ -97,7 +97,7 @@ def test_keras_classifier_takes_class_names_from_the_model(keras_file, tmp_path)
 
 def test_load_classifier_rejects_unknown_and_missing_files(tmp_path):
     with pytest.raises(ValueError, match=r"Unknown model file .*model.onnx: expected a frozen "
-                       r"graph \(.pb\) .* or a Keras model \(.keras\)"):
+                       r"graph \(.pb\), a .tflite .* or a Keras model \(.keras\)"):
         load_classifier(str(tmp_path / "model.onnx"))
     with pytest.raises(FileNotFoundError, match="Model file not found: .*gone.keras"):
         load_classifier(str(tmp_path / "gone.keras"))

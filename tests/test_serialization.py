@@ -20,6 +20,7 @@ import tensorflow as tf
 
 import bert_layer  # noqa: F401  (registers the classes when keras loads)
 from bert_layer.layers.layer import BertLayer
+from bert_layer.layers.window_pooling import WindowPooling
 from bert_layer.training.classifier import (
     ClassifierHead,
     F1Score,
@@ -50,6 +51,12 @@ def _words():
     return tf.constant([["hello", "world", ""], ["the", "quick", "fox"]])
 
 
+def _windows():
+    """Outputs of 4 windows [4, 3] of 2 documents (windows 0-2 of the first, 3 of the second)."""
+    values = np.random.default_rng(0).uniform(size=(4, 3)).astype("float32")
+    return values, np.array([0, 0, 0, 1], dtype="int32")
+
+
 def _word_states():
     states = np.random.default_rng(0).normal(size=(2, 3, 8)).astype("float32")
     return states, np.array([[True, True, False], [True, False, True]])
@@ -64,6 +71,7 @@ CASES: dict[str, Case] = {
         old_module="bert_layer.classifier"),
     "bert_layer>F1Score": Case(lambda module: F1Score(3, threshold=0.5),
                                old_module="bert_layer.classifier"),
+    "bert_layer>WindowPooling": Case(lambda module: WindowPooling("max"), _windows),
     "bert_layer>RegressionHead": Case(lambda module: RegressionHead(["valence", "arousal"]),
                                       _features),
     "bert_layer>PositiveWeightedBinaryCrossentropy": Case(

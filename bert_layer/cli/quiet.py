@@ -25,7 +25,7 @@ def silence_environment() -> None:
 
 
 @contextlib.contextmanager
-def _stderr_captured() -> Iterator[None]:
+def stderr_captured() -> Iterator[None]:
     """Points file descriptor 2 (C++ logging) at a temporary file; replays it on error."""
     sys.stderr.flush()
     saved = os.dup(2)
@@ -53,7 +53,7 @@ def load_tensorflow_quietly(set_up_devices: bool = True) -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"keras(\.|$)")
     warnings.filterwarnings("ignore", category=FutureWarning)
-    with _stderr_captured():
+    with stderr_captured():
         import keras  # noqa: F401
         import tensorflow as tf
         try:  # Its log noise here; core-tokenizer models run without it.

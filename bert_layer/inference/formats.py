@@ -1,12 +1,14 @@
 """The inference formats' names, and what a `--model` path must be, checked without
 TensorFlow (so errors answer at once). Readers of frozen graphs import this, never the writer.
 
-`bert-layer train` writes a `.keras` file (a zip archive); `bert-layer freeze` a `.pb`, or
-with `--format saved_model` a SavedModel folder.
+`bert-layer train` writes a `.keras` file (a zip archive); `bert-layer freeze` a `.pb`, with
+`--format saved_model` a SavedModel folder, or with `--format tflite` a `.tflite` file.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import os
 import re
@@ -48,9 +50,25 @@ SAVED_MODEL = "saved_model"  # Not a suffix: a folder holding saved_model.pb.
 HUB_MODULE_FILE = "tfhub_module.pb"  # Marks a TF1 Hub module (bert-layer export), no model.
 # A .keras model bert-layer trained holds a BertLayer (or a subclass, e.g. a tagger's).
 _BERT_LAYER = re.compile(r"^bert_layer>\w*BertLayer$")
+TFLITE_SUFFIX = ".tflite"
 _WHAT = {KERAS_SUFFIX: "a Keras model (.keras) written by `bert-layer train`",
          FROZEN_SUFFIX: "a frozen graph (.pb) written by `bert-layer freeze`",
-         SAVED_MODEL: "a SavedModel folder written by `bert-layer freeze --format saved_model`"}
+         SAVED_MODEL: "a SavedModel folder written by `bert-layer freeze --format saved_model`",
+         TFLITE_SUFFIX: "a TFLite model (.tflite) written by `bert-layer freeze --format "
+                        "tflite`"}
+
+# === The .tflite file (bert_layer.inference.tflite writes it) ===
+# Its tensors' names in the TFLite metadata, as the Task Library's BertNLClassifier looks
+# them up; the model's own input tensors are named as contract.TOKEN_INPUTS.
+TFLITE_IDS, TFLITE_MASK, TFLITE_SEGMENT_IDS = "ids", "mask", "segment_ids"
+TFLITE_OUTPUT = "probability"
+# Associated files, zipped after the flatbuffer as the TFLite metadata format has them.
+TFLITE_VOCAB_FILE = "vocab.txt"  # The BertTokenizer process unit's VOCABULARY.
+TFLITE_LABELS_FILE = "labels.txt"  # The output's TENSOR_AXIS_LABELS: one class a line.
+# What the metadata schema has no field for (casing, max length, multi-label, precision),
+# for bert_layer's reader and any app; a model-level associated file.
+TFLITE_SETTINGS_FILE = "bert_layer.json"
+_TFLITE_IDENTIFIER = b"TFL3"  # Bytes 4-8 of every TFLite flatbuffer.
 
 
 def check_model_file(path: str, suffixes: tuple[str, ...] = (KERAS_SUFFIX, FROZEN_SUFFIX),
@@ -84,6 +102,8 @@ def check_model_file(path: str, suffixes: tuple[str, ...] = (KERAS_SUFFIX, FROZE
                          f"(truncated or corrupt?); expected {_WHAT[KERAS_SUFFIX]}.")
     if suffix == KERAS_SUFFIX:
         check_bert_layer_model(path)
+    if suffix == TFLITE_SUFFIX:
+        read_tflite(path)  # Its one-line errors, before any interpreter parses the file.
     return suffix
 
 
@@ -143,3 +163,49 @@ def read_graph_def(path: str):
     if not graph_def.node:
         raise ValueError(f"{path} is not a frozen graph: it holds no nodes.")
     return graph_def
+
+
+@dataclasses.dataclass(frozen=True)
+class TFLiteFile:
+    """A `.tflite` written by `bert-layer freeze --format tflite`: the flatbuffer and what its
+    metadata's associated files say."""
+
+    path: str
+    model: bytes  # The whole file (the interpreter ignores the zip after the flatbuffer).
+    vocab: list[str]
+    do_lower_case: bool
+    max_seq_length: int
+    class_names: list[str]
+    multi_label: bool
+    precision: str  # "fp32" or "int8"
+
+
+def read_tflite(path: str) -> TFLiteFile:
+    """The model and settings of a `.tflite` from `bert-layer freeze --format tflite`;
+    one-line errors for a missing, truncated or foreign file (checked before any
+    interpreter parses it)."""
+    expected = _WHAT[TFLITE_SUFFIX]
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"TFLite model not found: {path}") from None
+    if data[4:8] != _TFLITE_IDENTIFIER:
+        raise ValueError(f"{path} is not a TFLite model (no TFL3 identifier); expected "
+                         f"{expected}.")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            files = {name: archive.read(name) for name in archive.namelist()}
+    except (zipfile.BadZipFile, OSError, EOFError):
+        files = None
+    needed = (TFLITE_VOCAB_FILE, TFLITE_LABELS_FILE, TFLITE_SETTINGS_FILE)
+    if files is None or any(name not in files for name in needed):
+        raise ValueError(f"{path} is truncated, or a TFLite model without bert_layer's "
+                         f"metadata ({', '.join(needed)}); expected {expected}.")
+    settings = json.loads(files[TFLITE_SETTINGS_FILE].decode("utf-8"))
+    return TFLiteFile(
+        path=path, model=data, vocab=files[TFLITE_VOCAB_FILE].decode("utf-8").splitlines(),
+        do_lower_case=bool(settings["do_lower_case"]),
+        max_seq_length=int(settings["max_seq_length"]),
+        class_names=files[TFLITE_LABELS_FILE].decode("utf-8").splitlines(),
+        multi_label=bool(settings["multi_label"]), precision=settings["precision"])

@@ -11,12 +11,13 @@ import dataclasses
 import math
 import os
 
+import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2, tensor_shape_pb2
 
 from bert_layer.contract import SAVED_MODEL_FILE, VARIABLES_PREFIX, read_saved_model
 from bert_layer.inference.custom_ops import audit_ops, graph_op_types
-from bert_layer.inference.formats import read_graph_def
+from bert_layer.inference.formats import TFLITE_SUFFIX, read_graph_def, read_tflite
 
 HUB_MODULE_FILE = "tfhub_module.pb"
 _OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"  # The TF2 checkpoint's own bookkeeping.
@@ -46,6 +47,7 @@ class Inspection:
     parameters: int
     variable_bytes: int
     non_core_ops: dict[str, str | None]  # Op type -> pip package (None: unknown).
+    notes: tuple[str, ...] = ()  # Further lines (a .tflite's ops, precision, class names).
 
     def text(self) -> str:
         lines = [f"{self.path}: {self.kind}"]
@@ -62,7 +64,7 @@ class Inspection:
         ops = [f"{op} ({package or 'unknown package'})"
                for op, package in sorted(self.non_core_ops.items())]
         lines.append(f"ops not in core TensorFlow: {', '.join(ops) if ops else 'none'}")
-        return "\n".join(lines)
+        return "\n".join(lines + list(self.notes))
 
 
 def _shape(shape: tensor_shape_pb2.TensorShapeProto) -> str:
@@ -131,6 +133,58 @@ def _inspect_frozen_graph(path: str) -> Inspection:
                       non_core_ops=audit_ops(graph_op_types(graph_def)))
 
 
+def _inspect_tflite(path: str) -> Inspection:
+    """A .tflite: its inputs and outputs, builtin and custom ops, weights, and bert_layer's
+    metadata when it has it."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+        subgraph = model.subgraphs[0]
+    except Exception:  # noqa: BLE001 (the flatbuffer reader raises anything on bad bytes)
+        raise ValueError(f"{path} is not a readable TFLite model (truncated or "
+                         f"corrupt).") from None
+    types = {v: k.lower() for k, v in vars(flatbuffer_utils.schema_fb.TensorType).items()
+             if not k.startswith("_")}
+
+    def spec(index: int) -> TensorSpecInfo:
+        tensor = subgraph.tensors[index]
+        dims = tensor.shapeSignature if tensor.shapeSignature is not None else tensor.shape
+        shape = "[" + ", ".join("?" if d < 0 else str(d) for d in dims) + "]"
+        name = tensor.name.decode()
+        return TensorSpecInfo(name, name, types.get(tensor.type, "?"), shape)
+
+    operators = {v: k for k, v in vars(flatbuffer_utils.schema_fb.BuiltinOperator).items()
+                 if not k.startswith("_")}
+    builtin, custom = set(), {}
+    for code in model.operatorCodes:
+        if code.customCode:
+            custom[code.customCode.decode()] = None
+        else:
+            builtin.add(operators.get(max(code.builtinCode, code.deprecatedBuiltinCode), "?"))
+    constant = [t for t in subgraph.tensors if model.buffers[t.buffer].data is not None]
+    values = sum(int(np.prod(t.shape)) for t in constant if t.shape is not None)
+    size = sum(len(model.buffers[t.buffer].data) for t in constant)
+    notes = [f"builtin ops: {', '.join(sorted(builtin))}",
+             f"custom ops (Flex included): {', '.join(sorted(custom)) or 'none'}"]
+    try:
+        bundle = read_tflite(path)
+        notes += [f"precision: {bundle.precision}",
+                  f"class names: {', '.join(bundle.class_names)}",
+                  f"tokenizer (outside the model): {len(bundle.vocab)} wordpieces, "
+                  f"{'lower-cased' if bundle.do_lower_case else 'cased'}, max length "
+                  f"{bundle.max_seq_length}; metadata for the TFLite Task Library's "
+                  f"BertNLClassifier"]
+    except ValueError:
+        notes.append("metadata: none from bert-layer freeze")
+    signature = SignatureInfo("(model)", tuple(spec(i) for i in subgraph.inputs),
+                              tuple(spec(i) for i in subgraph.outputs))
+    return Inspection(path, "TFLite model (LiteRT)", {"(none: a TFLite model)": (signature,)},
+                      len(constant), values, size, non_core_ops=custom, notes=tuple(notes))
+
+
 def inspect_path(path: str | os.PathLike) -> Inspection:
     """Inspects a hub module or SavedModel folder, or a frozen graph (.pb file)."""
     path = os.fspath(path)
@@ -143,5 +197,7 @@ def inspect_path(path: str | os.PathLike) -> Inspection:
         return _inspect_saved_model(os.path.dirname(path) or ".")
     if not os.path.exists(path):
         raise FileNotFoundError(f"Nothing to inspect at {path}: expected a hub module or "
-                                f"SavedModel folder, or a frozen graph (.pb) file.")
+                                f"SavedModel folder, a frozen graph (.pb) or a .tflite file.")
+    if path.lower().endswith(TFLITE_SUFFIX):
+        return _inspect_tflite(path)
     return _inspect_frozen_graph(path)

@@ -2,7 +2,8 @@
 regressor, `task == "regress"`: scores out, one column per name in `class_names`).
 
 `FrozenClassifier` runs a graph written by `bert-layer freeze`, `SavedModelClassifier` a
-serving SavedModel (`freeze --format saved_model`), `KerasClassifier` a saved `.keras` model.
+serving SavedModel (`freeze --format saved_model`), `TFLiteClassifier` a `.tflite` (`freeze
+--format tflite`, on LiteRT), `KerasClassifier` a saved `.keras` model.
 All satisfy `Classifier`, which `bert_layer.inference.predict` relies on.
 """
 
@@ -34,10 +35,12 @@ from bert_layer.inference.formats import (
     OUTPUT,
     SCORE_OUTPUT,
     TEXT_INPUT,
+    TFLITE_SUFFIX,
     VOCAB,
     WINDOW_STRIDE,
     check_model_file,
     read_graph_def,
+    read_tflite,
 )
 from bert_layer.outputs import REPORT_FILE
 
@@ -122,16 +125,10 @@ class FrozenClassifier:
         return self._graph.get_tensor_by_name(f"{name}:0")
 
     def _numpy_preprocessor(self, constant):
-        from bert_layer.text.packing import Preprocessor
-        from bert_layer.text.tokenizer import NumpyTokenizer
-
         vocab = [token.decode() for token in constant(VOCAB)]
-        self._vocab_dir = tempfile.TemporaryDirectory(prefix="bert_layer_vocab_")
-        vocab_file = os.path.join(self._vocab_dir.name, "vocab.txt")
-        with open(vocab_file, "w", encoding="utf-8") as f:
-            f.writelines(token + "\n" for token in vocab)
-        tokenizer = NumpyTokenizer(vocab_file, bool(constant(DO_LOWER_CASE)))
-        return Preprocessor(tokenizer, int(constant(MAX_SEQ_LENGTH)))
+        self._vocab_dir, preprocessor = numpy_preprocessor(
+            vocab, bool(constant(DO_LOWER_CASE)), int(constant(MAX_SEQ_LENGTH)))
+        return preprocessor
 
     def _run(self, fetches, feeds: dict[str, np.ndarray]):
         try:
@@ -157,6 +154,85 @@ class FrozenClassifier:
         """Class probabilities [batch, n_classes] for `tokenize`'s features (or a slice)."""
         output = IDS_OUTPUT if self.tokenizes_apart else self.output
         return self._run(self._tensor(output), {n: features[n] for n in TOKEN_INPUTS})
+
+
+def numpy_preprocessor(vocab: list[str], do_lower_case: bool, max_seq_length: int):
+    """(temporary folder holding the vocabulary, FullTokenizer's Preprocessor): strings ->
+    int32 ids, mask, segments, for models whose tokenizer runs outside them. Keep the folder
+    as long as the preprocessor."""
+    from bert_layer.text.packing import Preprocessor
+    from bert_layer.text.tokenizer import NumpyTokenizer
+
+    folder = tempfile.TemporaryDirectory(prefix="bert_layer_vocab_")
+    vocab_file = os.path.join(folder.name, "vocab.txt")
+    with open(vocab_file, "w", encoding="utf-8") as f:
+        f.writelines(token + "\n" for token in vocab)
+    return folder, Preprocessor(NumpyTokenizer(vocab_file, do_lower_case), max_seq_length)
+
+
+class TFLiteClassifier:
+    """Runs a `.tflite` written by `bert-layer freeze --format tflite` on LiteRT (XNNPACK):
+    FullTokenizer here, from the vocabulary and casing in the file's metadata, then ids ->
+    probabilities in the interpreter.
+
+    Args:
+      path: the `.tflite` file.
+      precision: None, or the precision ("fp32", "int8") the file must compute in.
+      threads: the interpreter's threads (default: the CPUs this process may use).
+    """
+
+    tokenizes_apart = True
+
+    def __init__(self, path: str | os.PathLike, precision: str | None = None,
+                 threads: int | None = None):
+        self.path = os.fspath(path)
+        bundle = read_tflite(self.path)
+        if precision is not None and precision != bundle.precision:
+            raise ValueError(f"{self.path} was converted to compute in {bundle.precision}, not "
+                             f"{precision}: convert the model again with `bert-layer freeze "
+                             f"--format tflite --precision {precision}`.")
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as e:
+            raise ValueError(f"Running {self.path} needs LiteRT ({e}); install it with "
+                             f"pip install \"bert_layer[tflite]\".") from None
+        self.class_names, self.multi_label = bundle.class_names, bundle.multi_label
+        self.precision = bundle.precision
+        self._vocab_dir, self._preprocessor = numpy_preprocessor(
+            bundle.vocab, bundle.do_lower_case, bundle.max_seq_length)
+        threads = threads or len(os.sched_getaffinity(0))
+        self._interpreter = Interpreter(model_content=bundle.model, num_threads=threads)
+        inputs = {d["name"]: d["index"] for d in self._interpreter.get_input_details()}
+        if sorted(inputs) != sorted(TOKEN_INPUTS):
+            raise ValueError(f"{self.path} takes {sorted(inputs)}, not {list(TOKEN_INPUTS)}: "
+                             f"it was not written by `bert-layer freeze --format tflite`.")
+        self._inputs = [inputs[n] for n in TOKEN_INPUTS]
+        self._output = self._interpreter.get_output_details()[0]["index"]
+        self._shape = None
+        # Plans the graph now (LiteRT applies XNNPACK and says so on stderr here, not later).
+        self.run_ids({n: np.zeros([1, 1], np.int32) for n in TOKEN_INPUTS})
+
+    def tokenize(self, texts) -> dict[str, np.ndarray]:
+        """int32 `input_ids`, `input_mask`, `segment_ids` [n, seq] for a list of strings."""
+        features = self._preprocessor(tf.constant(texts, dtype=tf.string))
+        return {n: t.numpy() for n, t in features.items()}
+
+    def run_ids(self, features: dict[str, np.ndarray]) -> np.ndarray:
+        """Class probabilities [batch, n_classes] for `tokenize`'s features (or a slice)."""
+        values = [np.ascontiguousarray(features[n], dtype=np.int32) for n in TOKEN_INPUTS]
+        if values[0].shape != self._shape:  # Resizing re-plans the interpreter: only then.
+            for index, value in zip(self._inputs, values):
+                self._interpreter.resize_tensor_input(index, value.shape, strict=True)
+            self._interpreter.allocate_tensors()
+            self._shape = values[0].shape
+        for index, value in zip(self._inputs, values):
+            self._interpreter.set_tensor(index, value)
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._output).copy()
+
+    def __call__(self, texts) -> np.ndarray:
+        """Class probabilities [batch, n_classes] for a batch of strings."""
+        return self.run_ids(self.tokenize(texts))
 
 
 # The output fed at the tokenizer's named outputs (added at load, not stored in the file), and
@@ -375,9 +451,9 @@ def _class_names(model_path: str, model) -> tuple[list[str], bool, str]:
 
 
 def load_classifier(path: str | os.PathLike, precision: str | None = None) -> Classifier:
-    """A frozen graph (`.pb`), a serving SavedModel folder or a saved Keras model (`.keras`), as
-    texts -> probabilities, computing in `precision` ("fp32", "bf16"; None: as trained or
-    frozen)."""
+    """A frozen graph (`.pb`), a serving SavedModel folder, a `.tflite` or a saved Keras model
+    (`.keras`), as texts -> probabilities, computing in `precision` ("fp32", "bf16", "int8";
+    None: as trained or frozen)."""
     path = os.fspath(path)
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, SAVED_MODEL_FILE)):
         if precision is not None:
@@ -387,8 +463,10 @@ def load_classifier(path: str | os.PathLike, precision: str | None = None) -> Cl
         return SavedModelClassifier(path)
     if path.endswith(FROZEN_SUFFIX):
         return FrozenClassifier(path, precision)
+    if path.lower().endswith(TFLITE_SUFFIX):
+        return TFLiteClassifier(path, precision)
     if path.endswith(KERAS_SUFFIX):
         return KerasClassifier(path, precision)
-    raise ValueError(f"Unknown model file {path}: expected a frozen graph (.pb) or a "
-                     f"SavedModel folder from `bert-layer freeze`, or a Keras model (.keras) "
+    raise ValueError(f"Unknown model file {path}: expected a frozen graph (.pb), a .tflite or "
+                     f"a SavedModel folder from `bert-layer freeze`, or a Keras model (.keras) "
                      f"from `bert-layer train`.")

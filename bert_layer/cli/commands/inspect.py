@@ -1,4 +1,5 @@
-"""`bert-layer inspect`: what a hub module, SavedModel or frozen graph holds and needs."""
+"""`bert-layer inspect`: what a hub module, SavedModel, frozen graph or .tflite holds and
+needs."""
 
 from __future__ import annotations
 
@@ -25,11 +26,12 @@ def run(args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="tag sets, signatures, variables and non-core ops.",
-                       description="Prints, for a hub module, a SavedModel or a frozen graph: "
+                       description="Prints, for a hub module, a SavedModel, a frozen graph or "
+                       "a .tflite: "
                        "its tag sets, signatures with input and output names, dtypes and "
                        "shapes, the variables' total size, and every op type that core "
                        "TensorFlow does not register, with the package that provides it "
                        "(checked in a fresh Python that imports TensorFlow alone).")
-    p.add_argument("path", help="module or SavedModel folder, or frozen graph (.pb)")
+    p.add_argument("path", help="module or SavedModel folder, frozen graph (.pb) or .tflite")
     p.add_argument("--json", action="store_true", help="print the inspection as JSON")
     p.set_defaults(run=run, check=check)

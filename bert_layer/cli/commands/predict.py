@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import sys
 import time
 
+from bert_layer.choices import INT8
 from bert_layer.cli import tagging
 from bert_layer.cli.columns import add_data_columns, positive_int, read_input_texts
 from bert_layer.cli.precision_flag import add_precision_argument
@@ -28,12 +30,16 @@ def check(args: argparse.Namespace) -> None:
         FROZEN_SUFFIX,
         KERAS_SUFFIX,
         SAVED_MODEL,
+        TFLITE_SUFFIX,
         check_model_file,
     )
     from bert_layer.outputs import check_output_free
 
-    kind = check_model_file(args.model, (FROZEN_SUFFIX, SAVED_MODEL, KERAS_SUFFIX),
+    kind = check_model_file(args.model, (FROZEN_SUFFIX, SAVED_MODEL, TFLITE_SUFFIX, KERAS_SUFFIX),
                             command="predict")
+    if args.precision == INT8 and kind != TFLITE_SUFFIX:
+        raise ValueError(f"--precision int8 runs .tflite models only: convert {args.model} with "
+                         f"`bert-layer freeze --format tflite --precision int8`.")
     if kind == FROZEN_SUFFIX:
         from bert_layer.cli.preflight import check_frozen_graph_file
         check_frozen_graph_file(args.model)
@@ -58,6 +64,7 @@ def check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from bert_layer.cli import progress
+    from bert_layer.cli.quiet import stderr_captured
     from bert_layer.inference.predict import predict_probabilities, write_predictions
     from bert_layer.inference.runtimes import load_classifier
     from bert_layer.outputs import atomic_output
@@ -68,7 +75,15 @@ def run(args: argparse.Namespace) -> None:
     if args.runner == "beam":
         _run_on_beam(args, texts)
         return
-    classifier = load_classifier(args.model, precision=args.precision)
+    quiet = contextlib.nullcontext() if args.verbose else stderr_captured()
+    with quiet:  # LiteRT's C++ notes ("Created TensorFlow Lite XNNPACK delegate for CPU").
+        classifier = load_classifier(args.model, precision=args.precision)
+    if getattr(classifier, "precision", None) == INT8:
+        from bert_layer.inference.cpu import int8_note
+
+        note = int8_note()
+        if note:
+            print(f"bert-layer predict: {note}", file=sys.stderr)
     start = time.perf_counter()
     bar = progress.bar(len(texts), "predict", unit="text")
     try:
@@ -116,8 +131,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "standard input) in length-grouped batches and writes label and "
                        "probabilities per text, in input order, as CSV or JSON lines.")
     p.add_argument("--model", required=True,
-                   help="frozen graph (.pb), serving SavedModel folder or saved model (.keras)"
-                   "; a classifier or a tagger")
+                   help="frozen graph (.pb), serving SavedModel folder, .tflite or saved model "
+                   "(.keras); a classifier or a tagger")
     p.add_argument("--input", help="TSV/CSV file with a header, or a .txt file of one text "
                    "per line; default: lines on stdin. Taggers: text lines (-> JSON lines of "
                    "entities), or a CoNLL file (.conll: -> the file with a predicted-tag "
@@ -130,7 +145,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="taggers: texts longer than the model's max_seq_length wordpieces are "
                    "tagged in windows sharing this many pieces (default: 32, at most half "
                    "a window)")
-    add_precision_argument(p, default=None)
+    add_precision_argument(p, default=None, inference=True)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--runner", choices=("local", "beam"), default="local",
                    help="local: this process; beam: an Apache Beam pipeline (RunInference), "
