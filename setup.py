@@ -47,6 +47,9 @@ setup(
         # Entity-level scores of taggers (train --task tag, predict on CoNLL files). A source
         # distribution whose build needs `pip install --use-pep517` (see the README).
         "seqeval==1.2.2",
+        # `train --task regress` (Pearson, Spearman) and `bert-layer evaluate` (the reports).
+        "scipy>=1.11,<2",
+        "scikit-learn>=1.3,<2",
     ],
     extras_require={
         # Kept so `pip install -e ".[default-model]"` still resolves; empty on purpose (see above).
