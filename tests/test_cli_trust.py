@@ -282,10 +282,11 @@ def _check_train(argv: list[str]) -> None:
     args.check(args)
 
 
-def test_train_prints_counts_and_warns_about_labels_and_empty_texts(tmp_path, capsys):
+def test_train_prints_counts_and_warns_about_labels_and_empty_texts(tiny_module_dir, tmp_path,
+                                                                     capsys):
     train = write_rows(tmp_path / "case.tsv", [("a", "Positive"), ("b", "positive"),
                                                 ("", "negative"), ("d", "Positive")])
-    _check_train(["--module", "m", "--train", train, "--out", str(tmp_path / "run")])
+    _check_train(["--module", tiny_module_dir, "--train", train, "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert (f"{train}: 4 examples; 3 classes {{'Positive': 2, 'negative': 1, 'positive': 1}}"
             in err)
