@@ -24,3 +24,6 @@ DEFAULT_MAX_SEQ_LENGTH = 128
 MULTI_LABEL_THRESHOLD = 0.5
 # A classifier (single-label) needs at least this many classes.
 MIN_CLASSES = 2
+# Models `bert-layer convert --default NAME` converts from installed PyPI packages; the first
+# is `--default` alone (bert_layer.export.convert.default_model_folder).
+DEFAULT_MODELS = ("all-minilm-l6-v2", "all-mpnet-base-v2")

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from bert_layer.export.config import BertConfig, read_do_lower_case, read_json_object
+from bert_layer.export.families import BERT, model_type_entry, read_model_type
 from bert_layer.export.names import POOLER_PREFIX, left_out_group, variable_specs
 from bert_layer.text.vocab import read_vocab_lines
 
@@ -33,6 +34,8 @@ class BertCheckpoint:
     do_lower_case: bool | None = None
     # (group, number of variables) the checkpoint holds beyond the encoder, left out.
     left_out: tuple[tuple[str, int], ...] = ()
+    # The family bert_config.json records (bert_layer.export.families): its special tokens.
+    model_type: str = BERT
 
     @property
     def has_pooler(self) -> bool:
@@ -144,7 +147,7 @@ def load_checkpoint(directory: str | os.PathLike) -> BertCheckpoint:
     weights = check_weights(encoder_values, config, source=prefix)
     return BertCheckpoint(config=config, vocab_file=vocab_file, weights=weights,
                           do_lower_case=read_do_lower_case(values, config_file),
-                          left_out=left_out)
+                          left_out=left_out, model_type=read_model_type(values, config_file))
 
 
 def write_checkpoint(weights: dict[str, np.ndarray], prefix: str) -> None:
@@ -156,7 +159,8 @@ def write_checkpoint(weights: dict[str, np.ndarray], prefix: str) -> None:
 
 def write_checkpoint_folder(directory: str, config: BertConfig, vocab_tokens: list[str],
                             weights: dict[str, np.ndarray], *,
-                            do_lower_case: bool | None = None) -> None:
+                            do_lower_case: bool | None = None,
+                            model_type: str = BERT) -> None:
     """Writes a complete Google-format folder (config, vocab, checkpoint) in `directory`.
 
     Google's format has no field for the casing, so a known `do_lower_case` is written into
@@ -168,6 +172,7 @@ def write_checkpoint_folder(directory: str, config: BertConfig, vocab_tokens: li
         raise ValueError(f"{len(vocab_tokens)} vocab tokens but vocab_size={config.vocab_size}.")
     os.makedirs(directory, exist_ok=True)
     extra = {} if do_lower_case is None else {"do_lower_case": do_lower_case}
+    extra.update(model_type_entry(model_type))
     config.to_json_file(os.path.join(directory, CONFIG_FILE), **extra)
     with open(os.path.join(directory, VOCAB_FILE), "w", encoding="utf-8") as f:
         f.writelines(token + "\n" for token in vocab_tokens)

@@ -16,6 +16,8 @@ import os
 import warnings
 
 _ACTIVATIONS = ("gelu", "relu", "tanh", "gelu_new")
+# 0 (no relative position bias), or MPNet's bucket count (bert_layer.export.families.mpnet).
+_RELATIVE_ATTENTION_BUCKETS = (0, 32)
 
 # Keys that do not change the encoder's maths, with why. Accepted silently.
 _HARMLESS = {
@@ -24,7 +26,7 @@ _HARMLESS = {
                      "pooler_num_fc_layers", "pooler_size_per_head", "pooler_type"),
                     "written by Google's releases, read by no code of Google's modeling.py"),
     # Hugging Face: the wrapper, generation, heads, training and storage, not the encoder.
-    **dict.fromkeys(("_name_or_path", "architectures", "model_type", "transformers_version",
+    **dict.fromkeys(("_name_or_path", "architectures", "transformers_version",
                      "torch_dtype", "dtype", "use_cache", "tie_word_embeddings",
                      "classifier_dropout", "gradient_checkpointing", "pad_token_id",
                      "bos_token_id", "eos_token_id", "id2label", "label2id", "problem_type",
@@ -37,6 +39,10 @@ _HARMLESS = {
                     "a DistilBERT head or initialisation setting; the weights are stored"),
     # Written by `convert` beside the sizes: the vocabulary's casing (read_do_lower_case).
     "do_lower_case": "the tokenizer's casing, read by the exporter",
+    # Hugging Face's, and the family a converted folder records when it is not BERT's
+    # (`bert_layer.export.families.read_model_type`; its graph switches are BertConfig
+    # fields, e.g. `relative_attention_num_buckets`).
+    "model_type": "the model family, read by bert_layer.export.families",
     # Written by the exporter into a module's assets/bert_config.json; a checkpoint's pooler
     # is known from its variables (`bert/pooler/*`), never from this key.
     "has_pooler": "describes a module: whether pooled_output is the tanh pooler",
@@ -112,6 +118,10 @@ class BertConfig:
     initializer_range: float = 0.02
     # Hugging Face configs carry the epsilon; Google's code hard-codes 1e-12.
     layer_norm_eps: float = 1e-12
+    # MPNet's relative position bias (bert_layer.export.families.mpnet): 32 buckets of one
+    # bias per head, shared by all layers, added to the attention logits. 0: none (BERT).
+    # Written to bert_config.json only when set.
+    relative_attention_num_buckets: int = 0
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "hidden_size", "num_hidden_layers",
@@ -129,6 +139,12 @@ class BertConfig:
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"bert_config: `{name}` must be in [0, 1). Received: {value!r}")
+        if self.relative_attention_num_buckets not in _RELATIVE_ATTENTION_BUCKETS:
+            raise ValueError(
+                f"bert_config: `relative_attention_num_buckets` must be one of "
+                f"{_RELATIVE_ATTENTION_BUCKETS} (0: none; transformers' MPNet buckets relative "
+                f"positions into 32 whatever its config says). "
+                f"Received: {self.relative_attention_num_buckets!r}")
         if self.hidden_act not in _ACTIVATIONS:
             raise ValueError(
                 f"bert_config: `hidden_act` must be one of {_ACTIVATIONS}. "
@@ -152,7 +168,11 @@ class BertConfig:
         return cls.from_dict(read_json_object(path, "BERT config"), source=str(path))
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields; the family switches only when set (BERT's configs stay Google's)."""
+        values = dataclasses.asdict(self)
+        if not values["relative_attention_num_buckets"]:
+            del values["relative_attention_num_buckets"]
+        return values
 
     def to_json_file(self, path: str | os.PathLike, **extra) -> None:
         """Writes the fields, plus `extra` keys (e.g. `do_lower_case`) that `KEY_RULES` knows."""

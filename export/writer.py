@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from bert_layer.contract import INFERENCE_TAGS, TRAIN_TAGS
 from bert_layer.export.checkpoint import CONFIG_FILE, BertCheckpoint, load_checkpoint
+from bert_layer.export.families import model_type_entry
 from bert_layer.export.module_fn import INIT_OP_COLLECTION, ModuleOptions, Signature, module_fn
 from bert_layer.outputs import atomic_output, check_output_free
 from bert_layer.text import SAVABLE_TOKENIZERS
@@ -113,7 +114,8 @@ def write_module_config(directory: str, checkpoint: BertCheckpoint, do_lower_cas
     """Writes the module's own bert_config.json (sizes, casing, pooler) into `directory`."""
     path = os.path.join(directory, CONFIG_FILE)
     checkpoint.config.to_json_file(path, do_lower_case=do_lower_case,
-                                   has_pooler=checkpoint.has_pooler)
+                                   has_pooler=checkpoint.has_pooler,
+                                   **model_type_entry(checkpoint.model_type))
     return path
 
 
@@ -151,7 +153,8 @@ def export_checkpoint(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathL
             config=checkpoint.config, vocab_file=os.path.abspath(checkpoint.vocab_file),
             config_file=write_module_config(config_dir, checkpoint, do_lower_case),
             do_lower_case=do_lower_case, max_seq_length=max_seq_length,
-            has_pooler=checkpoint.has_pooler, tokenizer=tokenizer)
+            has_pooler=checkpoint.has_pooler, tokenizer=tokenizer,
+            model_type=checkpoint.model_type)
         # The builder refuses an existing folder; `tmp` exists but is empty.
         os.rmdir(tmp)
         write_saved_model(tmp, checkpoint, options)

@@ -20,6 +20,8 @@ CLASS_NAMES = "class_names"
 MULTI_LABEL = "multi_label"
 # Graphs frozen with the numpy tokenizer take ids; these constants rebuild the tokenizer.
 VOCAB, DO_LOWER_CASE, MAX_SEQ_LENGTH = "vocab", "do_lower_case", "max_seq_length"
+# With them, a family's special tokens other than BERT's: [cls, sep, pad or "", separators].
+SPECIAL_TOKENS = "special_tokens"
 
 SAVED_MODEL = "saved_model"  # Not a suffix: a folder holding saved_model.pb.
 _WHAT = {KERAS_SUFFIX: "a Keras model (.keras) written by `bert-layer train`",

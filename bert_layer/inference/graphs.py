@@ -50,7 +50,8 @@ def text_model(model: keras.Model, tokenizer: str | None = None):
     if tokenizer not in (None, bert.tokenizer):
         own = bert.preprocessor
         preprocess = Preprocessor(make_tokenizer(tokenizer, own.tokenizer.vocab_file,
-                                                 own.tokenizer.do_lower_case),
+                                                 own.tokenizer.do_lower_case,
+                                                 own.tokenizer.special_tokens),
                                   own.max_seq_length)
     run = ids_model(model)
 

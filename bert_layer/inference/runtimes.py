@@ -30,6 +30,7 @@ from bert_layer.inference.formats import (
     MAX_SEQ_LENGTH,
     MULTI_LABEL,
     OUTPUT,
+    SPECIAL_TOKENS,
     TEXT_INPUT,
     VOCAB,
     check_model_file,
@@ -110,6 +111,16 @@ class FrozenClassifier:
     def _constant(self, name: str) -> np.ndarray:
         return tf.make_ndarray(self._constants[name].attr["value"].tensor)
 
+    def _special_tokens(self):
+        """The family's special tokens a numpy-tokenizer graph records (none: BERT's)."""
+        from bert_layer.text.vocab import BERT_SPECIAL_TOKENS, SpecialTokens
+
+        if SPECIAL_TOKENS not in self._constants:
+            return BERT_SPECIAL_TOKENS
+        cls, sep, pad, separators = (v.decode() for v in self._constant(SPECIAL_TOKENS))
+        return SpecialTokens(cls=cls, sep=sep, pad=pad or None,
+                             pair_separators=int(separators))
+
     def _numpy_preprocessor(self):
         from bert_layer.text.packing import Preprocessor
         from bert_layer.text.tokenizer import NumpyTokenizer
@@ -119,7 +130,8 @@ class FrozenClassifier:
         vocab_file = os.path.join(self._vocab_dir.name, "vocab.txt")
         with open(vocab_file, "w", encoding="utf-8") as f:
             f.writelines(token + "\n" for token in vocab)
-        tokenizer = NumpyTokenizer(vocab_file, bool(self._constant(DO_LOWER_CASE)))
+        tokenizer = NumpyTokenizer(vocab_file, bool(self._constant(DO_LOWER_CASE)),
+                                   self._special_tokens())
         return Preprocessor(tokenizer, int(self._constant(MAX_SEQ_LENGTH)))
 
     def __call__(self, texts) -> np.ndarray:

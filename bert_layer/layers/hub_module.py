@@ -10,6 +10,7 @@ signature (`vocab_file`, `do_lower_case`) will do.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -24,10 +25,14 @@ from bert_layer.contract import (
     TOKENIZATION_INFO_SIGNATURE,
     TOKENS_SIGNATURE,
 )
+from bert_layer.text.vocab import BERT_SPECIAL_TOKENS, SPECIAL_TOKENS, SpecialTokens
 
 SAVED_MODEL_FILE = "saved_model.pb"
 VARIABLES_PREFIX = os.path.join("variables", "variables")
 ASSETS_COLLECTION = "saved_model_assets"  # tf.compat.v1.saved_model.ASSETS_KEY
+# The config bert_layer's exporter bundles; its `model_type` names a family other than BERT
+# (whose special tokens the packing uses). Google's modules have none: BERT.
+CONFIG_ASSET = os.path.join("assets", "bert_config.json")
 # Op types that hold a variable; the imported graph reads ours in their place.
 _RESOURCE_VARIABLE_OPS = ("VarHandleOp",)
 _REF_VARIABLE_OPS = ("VariableV2", "Variable")
@@ -37,6 +42,7 @@ _REF_VARIABLE_OPS = ("VariableV2", "Variable")
 class TokenizationInfo:
     vocab_file: str
     do_lower_case: bool
+    special_tokens: SpecialTokens = BERT_SPECIAL_TOKENS
 
 
 def _node_name(tensor_name: str) -> str:
@@ -155,7 +161,24 @@ class HubModule:
             raise ValueError(f"{self.path}: tokenization_info's do_lower_case must be a "
                              f"constant; found a {lower.op} op.")
         do_lower_case = bool(tf.make_ndarray(lower.attr["value"].tensor))
-        return TokenizationInfo(vocab_file=vocab_file, do_lower_case=do_lower_case)
+        return TokenizationInfo(vocab_file=vocab_file, do_lower_case=do_lower_case,
+                                special_tokens=self.special_tokens())
+
+    def special_tokens(self) -> SpecialTokens:
+        """The family's special tokens, by the `model_type` of assets/bert_config.json."""
+        path = os.path.join(self.path, CONFIG_ASSET)
+        if not os.path.isfile(path):
+            return BERT_SPECIAL_TOKENS
+        try:
+            with open(path, encoding="utf-8") as f:
+                model_type = json.load(f).get("model_type", "bert")
+        except (ValueError, AttributeError) as e:
+            raise ValueError(f"{path}: expected the JSON object bert_layer's exporter writes "
+                             f"({e}).") from None
+        if model_type not in SPECIAL_TOKENS:
+            raise ValueError(f"{path}: `model_type` must be one of {sorted(SPECIAL_TOKENS)}. "
+                             f"Received: {model_type!r}")
+        return SPECIAL_TOKENS[model_type]
 
 
 def _called_functions(node: node_def_pb2.NodeDef) -> list[str]:

@@ -168,7 +168,8 @@ class BertLayer(keras.layers.Layer):
             if self.do_preprocessing:
                 info = module.tokenization_info()
                 self._preprocessor = Preprocessor(
-                    make_tokenizer(self.tokenizer, info.vocab_file, info.do_lower_case),
+                    make_tokenizer(self.tokenizer, info.vocab_file, info.do_lower_case,
+                                   info.special_tokens),
                     self.max_seq_length)
             self._signatures = {}
 
