@@ -28,7 +28,8 @@ setup(
     python_requires=">=3.10,<3.13",
     # The exporter lives in the top-level folder export/ but installs as bert_layer.export:
     # no generic top-level name `export` is claimed in site-packages.
-    packages=find_packages(include=["bert_layer", "bert_layer.*"]) + ["bert_layer.export"],
+    packages=find_packages(include=["bert_layer", "bert_layer.*"]) + [
+        "bert_layer.export", "bert_layer.export.families"],
     package_dir={"bert_layer.export": "export"},
     install_requires=[
         "tensorflow>=2.21,<2.22",
