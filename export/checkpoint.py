@@ -57,6 +57,11 @@ class BertCheckpoint:
         return has_pooler(self.weights)
 
     @property
+    def model_type(self) -> str:
+        """The family's name, as Hugging Face's `model_type` spells it ("bert", "mpnet")."""
+        return self.family
+
+    @property
     def sentencepiece(self) -> bool:
         """True when `vocab_file` is a SentencePiece model (ALBERT), not a vocab.txt."""
         return families.family(self.family).vocabulary == SENTENCEPIECE
@@ -265,6 +270,7 @@ def write_checkpoint_folder(directory: str, config: BertConfig, vocab_tokens: li
     extra = {} if do_lower_case is None else {"do_lower_case": do_lower_case}
     if keep_accents is not None:
         extra["keep_accents"] = keep_accents
+    extra.update(families.model_type_entry(family))
     config.to_json_file(os.path.join(directory, CONFIG_FILE), **extra)
     if spec.vocabulary == SENTENCEPIECE:
         vocab_file = os.path.join(directory, SP_MODEL_FILE)

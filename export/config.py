@@ -17,6 +17,8 @@ import os
 import warnings
 
 _ACTIVATIONS = ("gelu", "relu", "tanh", "gelu_new")
+# 0 (no relative position bias), or MPNet's bucket count (bert_layer.export.families.mpnet).
+_RELATIVE_ATTENTION_BUCKETS = (0, 32)
 
 
 def _is_number(value) -> bool:
@@ -37,6 +39,12 @@ FIELD_RULES = {
                     ("a positive integer", _is_positive_int)),
     # ELECTRA's and ALBERT's narrow embeddings (None: as wide as the hidden size).
     "embedding_size": ("a positive integer", lambda v: v is None or _is_positive_int(v)),
+    # MPNet's relative position bias: 0 (none) or the 32 buckets transformers computes.
+    "relative_attention_num_buckets": (f"one of {_RELATIVE_ATTENTION_BUCKETS} (0: none; "
+                                       f"transformers' MPNet buckets relative positions into "
+                                       f"32 whatever its config says)",
+                                       lambda v: isinstance(v, int) and not isinstance(v, bool)
+                                       and v in _RELATIVE_ATTENTION_BUCKETS),
     "hidden_act": (f"one of {_ACTIVATIONS}", lambda v: isinstance(v, str) and v in _ACTIVATIONS),
     **dict.fromkeys(("hidden_dropout_prob", "attention_probs_dropout_prob"),
                     ("in [0, 1)", lambda v: _is_number(v) and 0.0 <= v < 1.0)),
@@ -63,7 +71,7 @@ _HARMLESS = {
                      "pooler_num_fc_layers", "pooler_size_per_head", "pooler_type"),
                     "written by Google's releases, read by no code of Google's modeling.py"),
     # Hugging Face: the wrapper, generation, heads, training and storage, not the encoder.
-    **dict.fromkeys(("_name_or_path", "architectures", "model_type", "transformers_version",
+    **dict.fromkeys(("_name_or_path", "architectures", "transformers_version",
                      "torch_dtype", "dtype", "use_cache", "tie_word_embeddings",
                      "classifier_dropout", "gradient_checkpointing", "pad_token_id",
                      "bos_token_id", "eos_token_id", "id2label", "label2id", "problem_type",
@@ -81,6 +89,10 @@ _HARMLESS = {
     **dict.fromkeys(("summary_type", "summary_use_proj", "summary_activation",
                      "summary_last_dropout", "classifier_dropout_prob"),
                     "a Hugging Face task head setting, not the encoder"),
+    # Hugging Face's, and the family a converted folder records when its special tokens are
+    # not BERT's (MPNet: `bert_layer.export.families.model_type_entry`); the graph switches
+    # are BertConfig fields (e.g. `relative_attention_num_buckets`) and variable names.
+    "model_type": "the model family, read by bert_layer.export.families",
     # Written by the exporter into a module's assets/bert_config.json; a checkpoint's pooler
     # is known from its variables (`bert/pooler/*`), never from this key.
     "has_pooler": "describes a module: whether pooled_output is the tanh pooler",
@@ -167,6 +179,10 @@ class BertConfig:
     # ELECTRA and ALBERT: embeddings narrower than the hidden size, projected to it by a
     # dense layer (bert_layer.export.families). None: as wide as the hidden size (BERT).
     embedding_size: int | None = None
+    # MPNet's relative position bias (bert_layer.export.families.mpnet): 32 buckets of one
+    # bias per head, shared by all layers, added to the attention logits. 0: none (BERT).
+    # Written to bert_config.json only when set.
+    relative_attention_num_buckets: int = 0
 
     def __post_init__(self) -> None:
         check_fields(self.to_dict())
@@ -199,10 +215,13 @@ class BertConfig:
         return cls.from_dict(read_json_object(path, "BERT config"), source=str(path))
 
     def to_dict(self) -> dict:
-        """The fields; `embedding_size` only where it is set (BERT's files never had it)."""
+        """The fields; the family switches (`embedding_size`, `relative_attention_num_buckets`)
+        only where set (BERT's files never had them)."""
         values = dataclasses.asdict(self)
         if values["embedding_size"] is None:
             del values["embedding_size"]
+        if not values["relative_attention_num_buckets"]:
+            del values["relative_attention_num_buckets"]
         return values
 
     def to_json_file(self, path: str | os.PathLike, **extra) -> None:

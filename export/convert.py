@@ -1,8 +1,10 @@
-"""Hugging Face BERT, DistilBERT, ELECTRA and ALBERT folders to Google-format checkpoints.
+"""Hugging Face BERT, DistilBERT, ELECTRA, ALBERT and MPNet folders to Google-format
+checkpoints.
 
 Reading the folder (files, vocabulary, casing, weights) is `bert_layer.export.hf`; the
-DistilBERT names are `bert_layer.export.distilbert`. This module picks the model type,
-checks the pieces agree and writes the Google folder atomically.
+DistilBERT names are `bert_layer.export.distilbert`, MPNet's `bert_layer.export.families.mpnet`.
+This module picks the model type, checks the pieces agree and writes the Google folder
+atomically.
 """
 
 from __future__ import annotations
@@ -25,10 +27,14 @@ from bert_layer.export.config import (
     read_json_object,
     read_keep_accents,
 )
-from bert_layer.export.default_model import default_model_dir  # noqa: F401  (re-exported)
+from bert_layer.export.default_model import (  # noqa: F401  (re-exported)
+    default_model_dir,
+    default_model_folder,
+)
+from bert_layer.export.families import mpnet
 from bert_layer.outputs import atomic_output, check_output_free
 
-MODEL_TYPES = ("bert", "distilbert", "electra", "albert")
+MODEL_TYPES = ("bert", "distilbert", "electra", "albert", mpnet.MODEL_TYPE)
 
 
 def read_hf_config(path: str) -> tuple[str, BertConfig]:
@@ -40,7 +46,7 @@ def read_hf_config(path: str) -> tuple[str, BertConfig]:
                          f"Received: {model_type!r}")
     if model_type == "distilbert":
         values = distilbert.bert_config_values(values, source=path)
-    elif model_type in ("electra", "albert"):
+    elif model_type in ("electra", "albert", mpnet.MODEL_TYPE):
         values = families.family(model_type).hf_config_values(values, path)
     return model_type, BertConfig.from_dict(values, source=path)
 
@@ -57,6 +63,8 @@ def read_hf_weights(hf_dir: str, model_type: str,
         tensors = hf.strip_prefix(tensors, family.hf_prefix)
         pooler = any(name in tensors for name in family.hf_pooler_tensors)
         return families.hf_weights(family.variable_specs(config, pooler), tensors, source)
+    elif model_type == mpnet.MODEL_TYPE:  # BERT's names after renaming, plus the bias.
+        tensors = mpnet.bert_tensors(hf.strip_prefix(tensors, mpnet.PREFIX), config.hidden_size)
     else:
         tensors = hf.strip_prefix(tensors, "bert.")
     return hf.bert_weights(tensors, config, source)
@@ -88,8 +96,9 @@ class ConvertResult:
 
 def convert_folder(hf_dir: str, out_dir: str, *, overwrite: bool = False,
                    do_lower_case: bool | None = None) -> ConvertResult:
-    """Converts a Hugging Face BERT, DistilBERT, ELECTRA or ALBERT folder into a Google-format
-    folder (ELECTRA's and ALBERT's in their Google variable names, see export.families).
+    """Converts a Hugging Face BERT, DistilBERT, ELECTRA, ALBERT or MPNet folder into a
+    Google-format folder (ELECTRA's and ALBERT's in their Google variable names, MPNet's in
+    BERT's plus its relative position bias; see export.families).
 
     Args:
       hf_dir: holds config.json, the weights and vocab.txt or tokenizer.json.

@@ -21,11 +21,12 @@ import tensorflow as tf
 from bert_layer import contract
 from bert_layer.choices import DEFAULT_MAX_SEQ_LENGTH
 from bert_layer.export.config import BertConfig
+from bert_layer.export.relative_position import relative_position_buckets
 
 # Preprocessing is shared with BertLayer so the two tokenize identically; plain string ops.
 from bert_layer.text.packing import Preprocessor
 from bert_layer.text.tokenizer import make_tokenizer
-from bert_layer.text.vocab import file_sha256
+from bert_layer.text.vocab import SPECIAL_TOKENS, file_sha256
 
 tf1 = tf.compat.v1
 
@@ -178,6 +179,26 @@ def _embeddings(config: BertConfig, input_ids: tf.Tensor, segment_ids: tf.Tensor
     return output
 
 
+def _relative_position_bias(config: BertConfig, seq: tf.Tensor) -> tf.Tensor:
+    """MPNet's relative position bias, shared by all layers: [1, N, T, T], float32.
+
+    Entry [0, n, i, j] is head n's `relative_attention_bias` at the bucket of j - i (the
+    buckets are a constant table, `relative_position_buckets`), as transformers'
+    `MPNetEncoder.compute_position_bias` adds it to the attention logits.
+    """
+    with tf1.variable_scope("embeddings"):
+        table = tf1.get_variable(
+            "relative_attention_bias",
+            [config.relative_attention_num_buckets, config.num_attention_heads],
+            dtype=tf.float32)
+    positions = config.max_position_embeddings
+    buckets = tf.constant(relative_position_buckets(positions), name="relative_buckets")
+    index = tf.range(seq)
+    relative = index[tf.newaxis, :] - index[:, tf.newaxis] + (positions - 1)  # [T, T]
+    bias = tf.gather(tf.convert_to_tensor(table), tf.gather(buckets, relative))  # [T, T, N]
+    return tf.transpose(bias, [2, 0, 1])[tf.newaxis]  # [1, N, T, T]
+
+
 def _split_heads(x: tf.Tensor, batch: tf.Tensor, seq: tf.Tensor, config: BertConfig) -> tf.Tensor:
     x = tf.reshape(x, [batch, seq, config.num_attention_heads, config.size_per_head])  # [B,T,N,D]
     return tf.transpose(x, [0, 2, 1, 3])  # [B, N, T, D]
@@ -191,7 +212,8 @@ def _first_rows(x: tf.Tensor, batch: tf.Tensor, seq: tf.Tensor) -> tf.Tensor:
 def _attention(config: BertConfig, x: tf.Tensor, mask_adder: tf.Tensor, batch: tf.Tensor,
                seq: tf.Tensor, is_training: bool, first_only: bool = False,
                input_scale: float = 1.0) -> tf.Tensor:
-    """Multi-head self-attention on x / input_scale, x [B*T, H]; returns the context
+    """Multi-head self-attention on x / input_scale, x [B*T, H], with `mask_adder` added to
+    the logits ([B, 1, 1, T]; MPNet's [B, N, T, T] holds the position bias); returns the context
     [B*T, H] in x's dtype, or with `first_only` the first token's context [B, H] (keys and
     values still read every token; only the queries are cut to the first row).
 
@@ -199,6 +221,8 @@ def _attention(config: BertConfig, x: tf.Tensor, mask_adder: tf.Tensor, batch: t
     probabilities of long rows); the matmuls run in x's dtype.
     """
     rows, query_len = (_first_rows(x, batch, seq), 1) if first_only else (x, seq)
+    if first_only and config.relative_attention_num_buckets:
+        mask_adder = mask_adder[:, :, :1]  # [B, N, 1, T]: the first query's biases.
     with tf1.variable_scope("self"):
         # The query is scaled (in its weights) rather than the logits: no op at all.
         query = _split_heads(_dense(rows, config.hidden_size, "query", input_scale=input_scale,
@@ -278,6 +302,8 @@ def bert_model(config: BertConfig, input_ids: tf.Tensor, input_mask: tf.Tensor,
         # StridedSlice has no new_axis_mask, and `freeze --format tflite` converts this graph.
         mask = tf.cast(tf.reshape(input_mask, [batch, 1, 1, seq]), tf.float32)  # [B, 1, 1, T]
         mask_adder = (1.0 - mask) * _MASK_ADDER
+        if config.relative_attention_num_buckets:  # MPNet: one sum for every layer's logits.
+            mask_adder = mask_adder + _relative_position_bias(config, seq)  # [B, N, T, T]
         layer = lambda x, **kw: _encoder_layer(  # noqa: E731
             config, x, mask_adder, batch, seq, is_training, compute_dtype,
             names=architecture.layer, **kw)
@@ -326,6 +352,8 @@ class ModuleOptions:
     # `sp_model_file`, as Google's ALBERT modules do, and adds `keep_accents`.
     sentencepiece: bool = False
     keep_accents: bool = False
+    # The family's special tokens (bert_layer.text.vocab.SPECIAL_TOKENS; MPNet's `<s>`...).
+    model_type: str = "bert"
 
 
 Signature = tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]  # (inputs, outputs)
@@ -370,7 +398,8 @@ def module_fn(options: ModuleOptions, is_training: bool) -> dict[str, Signature]
 
     text = tf1.placeholder(tf.string, [None], name=contract.TEXT_INPUT)
     tokenizer = make_tokenizer(options.tokenizer, options.vocab_file, options.do_lower_case,
-                               options.keep_accents)
+                               options.keep_accents,
+                               special_tokens=SPECIAL_TOKENS[options.model_type])
     with tf1.name_scope("preprocessing"):
         packed = Preprocessor(tokenizer, options.max_seq_length)(text)
     text_out = dict(model(**packed), **packed)

@@ -15,6 +15,9 @@ from bert_layer.export.config import BertConfig
 ENCODER_LAYER_PREFIX = "bert/encoder/layer_{}/"
 MODEL_SCOPE = "bert/"
 POOLER_PREFIX = "bert/pooler/"
+# MPNet's relative position bias [buckets, N], shared by all layers. Under embeddings/ (no
+# Google name exists): like the embeddings it feeds every layer, so `tune_embeddings` trains it.
+RELATIVE_ATTENTION_BIAS = "bert/embeddings/relative_attention_bias"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +60,11 @@ def variable_specs(config: BertConfig, pooler: bool = True) -> list[VariableSpec
     """
     h, i = config.hidden_size, config.intermediate_size
     specs = embedding_specs(config, "bert/embeddings")
+    if config.relative_attention_num_buckets:  # MPNet: one bias per bucket and head.
+        specs.append(VariableSpec(
+            RELATIVE_ATTENTION_BIAS, (config.relative_attention_num_buckets,
+                                      config.num_attention_heads),
+            "encoder.relative_attention_bias.weight"))
     for n in range(config.num_hidden_layers):
         g, f = ENCODER_LAYER_PREFIX.format(n), f"encoder.layer.{n}."
         specs += [

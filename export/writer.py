@@ -117,7 +117,8 @@ def resolve_do_lower_case(checkpoint: BertCheckpoint, do_lower_case: bool | None
 
 def write_module_config(directory: str, checkpoint: BertCheckpoint, do_lower_case: bool) -> str:
     """Writes the module's own bert_config.json (sizes, casing, pooler; the family and
-    accents for ELECTRA and ALBERT) into `directory`."""
+    accents for ELECTRA, ALBERT and MPNet: the Keras side reads MPNet's special tokens by
+    its `model_type`) into `directory`."""
     path = os.path.join(directory, CONFIG_FILE)
     extra = {} if checkpoint.family == "bert" else {"model_type": checkpoint.family}
     if checkpoint.sentencepiece:
@@ -167,7 +168,8 @@ def export_checkpoint(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathL
             do_lower_case=do_lower_case, max_seq_length=max_seq_length,
             has_pooler=checkpoint.has_pooler, tokenizer=tokenizer,
             architecture=families.family(checkpoint.family).architecture,
-            sentencepiece=checkpoint.sentencepiece, keep_accents=bool(checkpoint.keep_accents))
+            sentencepiece=checkpoint.sentencepiece, keep_accents=bool(checkpoint.keep_accents),
+            model_type=checkpoint.model_type)
         # The builder refuses an existing folder; `tmp` exists but is empty.
         os.rmdir(tmp)
         write_saved_model(tmp, checkpoint, options)

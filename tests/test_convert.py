@@ -142,7 +142,8 @@ def test_vocab_mismatch_is_named(tmp_path, tiny_weights):
 
 @pytest.mark.parametrize("changes, message", [
     ({"model_type": "roberta"},
-     r"config.json: model_type must be one of \['bert', 'distilbert', 'electra', 'albert'\]. "
+     r"config.json: model_type must be one of \['bert', 'distilbert', 'electra', 'albert', "
+     r"'mpnet'\]. "
      r"Received: 'roberta'"),
     ({"position_embedding_type": "relative_key"},
      r"config.json: `position_embedding_type` must be 'absolute' \(.*\). "

@@ -61,14 +61,15 @@ def bad_inputs(tmp_path):
 CASES = {
     "export-no-config": (
         ["export", "--checkpoint", "empty", "--out", "m"],
-        ["--checkpoint empty is not a BERT checkpoint folder", "bert_config.json, vocab.txt"]),
+        ["--checkpoint empty is not a BERT checkpoint folder",
+         "vocab.txt (or a SentencePiece .model), bert_model.ckpt.index"]),
     "export-bad-json": (
         ["export", "--checkpoint", "bad_config", "--out", "m"],
         ["bad_config/bert_config.json: not valid JSON"]),
     "convert-no-weights": (
         ["convert", "hf", "--out", "c"],
         ["hf is not a Hugging Face model folder", "model.safetensors", "vocab.txt or "
-         "tokenizer.json missing"]),
+         "tokenizer.json or spiece.model missing"]),
     "train-not-a-module": (
         ["train", "--module", "empty", "--train", "train.tsv", "--out", "run"],
         ["--module empty is not a hub module: saved_model.pb and variables/variables.index "

@@ -19,7 +19,7 @@ BERT_CONFIG_FILE = "bert_config.json"
 VOCAB_FILE = "vocab.txt"
 HF_CONFIG_FILE = "config.json"
 HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
-HF_TOKENIZER_FILES = ("vocab.txt", "tokenizer.json")
+HF_TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "spiece.model")  # spiece: ALBERT's.
 # A serialized GraphDef starts with its first node (field 1, length-delimited): tag byte 0x0a.
 GRAPH_DEF_FIRST_BYTE = b"\x0a"
 
@@ -43,12 +43,16 @@ def check_module_folder(path: str, flag: str = "--module") -> None:
 
 
 def check_checkpoint_folder(path: str) -> None:
-    """A Google-format checkpoint folder: a valid `bert_config.json`, `vocab.txt`, and a
-    checkpoint (`*.index`)."""
+    """A Google-format checkpoint folder: a vocabulary (`vocab.txt`, or ALBERT's SentencePiece
+    `*.model`), a checkpoint (`*.index`), and a valid `bert_config.json` where there is one
+    (ELECTRA's release has no config and ALBERT's its `albert_config.json`: export reads them
+    by family, bert_layer.export.families)."""
     from bert_layer.export.config import BertConfig, read_json_object  # JSON only: no TF.
 
-    missing = [n for n in (BERT_CONFIG_FILE, VOCAB_FILE)
-               if not os.path.isfile(os.path.join(path, n))]
+    missing = []
+    if not (os.path.isfile(os.path.join(path, VOCAB_FILE))
+            or glob.glob(os.path.join(glob.escape(path), "*.model"))):
+        missing.append(f"{VOCAB_FILE} (or a SentencePiece .model)")
     if not glob.glob(os.path.join(glob.escape(path), "*.index")):
         missing.append("bert_model.ckpt.index (or another checkpoint's .index)")
     if missing:
@@ -56,7 +60,8 @@ def check_checkpoint_folder(path: str) -> None:
                                 f"{', '.join(missing)} missing ({_found(path)}). A Hugging Face "
                                 f"folder needs `bert-layer convert` first.")
     config_file = os.path.join(path, BERT_CONFIG_FILE)
-    BertConfig.from_dict(read_json_object(config_file, "BERT config"), source=config_file)
+    if os.path.isfile(config_file):
+        BertConfig.from_dict(read_json_object(config_file, "BERT config"), source=config_file)
 
 
 def check_hf_folder(path: str) -> None:

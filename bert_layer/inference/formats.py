@@ -40,6 +40,8 @@ WORDS_INPUT, TAG_PROBABILITIES, PIECE_COUNTS, TAG_NAMES = (
 WINDOW_STRIDE = "window_stride"
 # Graphs frozen with the numpy tokenizer take ids; these constants rebuild the tokenizer.
 VOCAB, DO_LOWER_CASE, MAX_SEQ_LENGTH = "vocab", "do_lower_case", "max_seq_length"
+# With them, a family's special tokens other than BERT's: [cls, sep, pad or "", separators].
+SPECIAL_TOKENS = "special_tokens"
 
 # `bert-layer embed`'s outputs by file extension: a float32 [n, H] array, or one JSON object
 # per line.

@@ -32,12 +32,14 @@ from bert_layer.inference.formats import (
     MULTI_LABEL,
     OUTPUT,
     SCORE_OUTPUT,
+    SPECIAL_TOKENS,
     TEXT_INPUT,
     VOCAB,
     WINDOW_STRIDE,
 )
 from bert_layer.inference.graphs import find_bert_layer, ids_model, text_model
 from bert_layer.outputs import atomic_output, check_output_free
+from bert_layer.text.vocab import BERT_SPECIAL_TOKENS
 
 # No "debug_stripper": it removes Assert ops, and the text signature's pair check
 # (bert_layer.text.packing.split_pairs) must stay in the frozen graph. No "remap": its
@@ -141,6 +143,12 @@ def freeze_model(model: keras.Model, out_path: str | os.PathLike, *, class_names
         _add_constant(graph_def, DO_LOWER_CASE, np.array(vocab.do_lower_case))
         _add_constant(graph_def, MAX_SEQ_LENGTH, np.array(bert.max_seq_length, np.int32))
         keep += [VOCAB, DO_LOWER_CASE, MAX_SEQ_LENGTH]
+        special = vocab.special_tokens
+        if special != BERT_SPECIAL_TOKENS:  # Graphs of BERT models stay as they were.
+            _add_constant(graph_def, SPECIAL_TOKENS, np.array(
+                [special.cls, special.sep, special.pad or "", str(special.pair_separators)],
+                dtype=object))
+            keep.append(SPECIAL_TOKENS)
     elif bert.stride is None:  # The tokenizer's outputs, fed directly by run_ids.
         keep += list(TOKEN_INPUTS)
     optimized = optimize_for_inference(graph_def, keep)

@@ -68,7 +68,8 @@ def text_model(model: keras.Model, tokenizer: str | None = None):
         own = bert.preprocessor
         preprocess = make_preprocessor(make_tokenizer(
             tokenizer, own.tokenizer.vocab_file, own.tokenizer.do_lower_case,
-            getattr(own.tokenizer, "keep_accents", False)), own.max_seq_length, bert.stride)
+            getattr(own.tokenizer, "keep_accents", False),
+            special_tokens=own.tokenizer.special_tokens), own.max_seq_length, bert.stride)
     run = ids_model(model)
 
     def call(text):

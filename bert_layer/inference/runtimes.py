@@ -34,6 +34,7 @@ from bert_layer.inference.formats import (
     MULTI_LABEL,
     OUTPUT,
     SCORE_OUTPUT,
+    SPECIAL_TOKENS,
     TEXT_INPUT,
     TFLITE_SUFFIX,
     VOCAB,
@@ -109,7 +110,7 @@ class FrozenClassifier:
                              f"--precision {precision}`.")
         self.takes_text = TEXT_INPUT in nodes
         self.inputs = (TEXT_INPUT,) if self.takes_text else TOKEN_INPUTS
-        self._preprocessor = None if self.takes_text else self._numpy_preprocessor(constant)
+        self._preprocessor = None if self.takes_text else self._numpy_preprocessor(constant, nodes)
         # Graphs frozen since the tokenizer's outputs were named tokenize and encode apart.
         # Not those of windowed models: their rows of ids are windows, not texts.
         self.tokenizes_apart = (self.takes_text and all(n in nodes for n in TOKEN_INPUTS)
@@ -124,10 +125,11 @@ class FrozenClassifier:
     def _tensor(self, name: str) -> tf.Tensor:
         return self._graph.get_tensor_by_name(f"{name}:0")
 
-    def _numpy_preprocessor(self, constant):
+    def _numpy_preprocessor(self, constant, nodes: dict):
         vocab = [token.decode() for token in constant(VOCAB)]
         self._vocab_dir, preprocessor = numpy_preprocessor(
-            vocab, bool(constant(DO_LOWER_CASE)), int(constant(MAX_SEQ_LENGTH)))
+            vocab, bool(constant(DO_LOWER_CASE)), int(constant(MAX_SEQ_LENGTH)),
+            _special_tokens(constant, nodes))
         return preprocessor
 
     def _run(self, fetches, feeds: dict[str, np.ndarray]):
@@ -156,18 +158,31 @@ class FrozenClassifier:
         return self._run(self._tensor(output), {n: features[n] for n in TOKEN_INPUTS})
 
 
-def numpy_preprocessor(vocab: list[str], do_lower_case: bool, max_seq_length: int):
+def _special_tokens(constant, nodes: dict):
+    """The family's special tokens a numpy-tokenizer graph records (none: BERT's)."""
+    from bert_layer.text.vocab import BERT_SPECIAL_TOKENS, SpecialTokens
+
+    if SPECIAL_TOKENS not in nodes:
+        return BERT_SPECIAL_TOKENS
+    cls, sep, pad, separators = (v.decode() for v in constant(SPECIAL_TOKENS))
+    return SpecialTokens(cls=cls, sep=sep, pad=pad or None, pair_separators=int(separators))
+
+
+def numpy_preprocessor(vocab: list[str], do_lower_case: bool, max_seq_length: int,
+                       special_tokens=None):
     """(temporary folder holding the vocabulary, FullTokenizer's Preprocessor): strings ->
-    int32 ids, mask, segments, for models whose tokenizer runs outside them. Keep the folder
-    as long as the preprocessor."""
+    int32 ids, mask, segments, for models whose tokenizer runs outside them, packed with the
+    family's `special_tokens` (None: BERT's). Keep the folder as long as the preprocessor."""
     from bert_layer.text.packing import Preprocessor
     from bert_layer.text.tokenizer import NumpyTokenizer
+    from bert_layer.text.vocab import BERT_SPECIAL_TOKENS
 
     folder = tempfile.TemporaryDirectory(prefix="bert_layer_vocab_")
     vocab_file = os.path.join(folder.name, "vocab.txt")
     with open(vocab_file, "w", encoding="utf-8") as f:
         f.writelines(token + "\n" for token in vocab)
-    return folder, Preprocessor(NumpyTokenizer(vocab_file, do_lower_case), max_seq_length)
+    tokenizer = NumpyTokenizer(vocab_file, do_lower_case, special_tokens or BERT_SPECIAL_TOKENS)
+    return folder, Preprocessor(tokenizer, max_seq_length)
 
 
 class TFLiteClassifier:

@@ -62,7 +62,8 @@ def words_function(model: keras.Model, tokenizer: str | None = None):
         raise ValueError(f"{model.name} is not a tagger: it has no TaggerHead.")
     own = bert.preprocessor.tokenizer
     word_tokenizer = own if tokenizer in (None, bert.tokenizer) else make_tokenizer(
-        tokenizer, own.vocab_file, own.do_lower_case)
+        tokenizer, own.vocab_file, own.do_lower_case, getattr(own, "keep_accents", False),
+        special_tokens=own.special_tokens)
 
     def run(words):
         aligned = bert.align(words, word_tokenizer)

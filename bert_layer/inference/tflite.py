@@ -69,6 +69,14 @@ def check_convertible(model: keras.Model) -> None:
         raise ValueError(f"{model.name} takes ids (do_preprocessing=False): a .tflite carries "
                          f"the vocabulary its tokenizer needs, and this model has none; build "
                          f"the model on text (BertLayer's default) to convert it.")
+    from bert_layer.text.vocab import BERT_SPECIAL_TOKENS
+
+    special = getattr(bert.preprocessor.tokenizer, "special_tokens", BERT_SPECIAL_TOKENS)
+    if special != BERT_SPECIAL_TOKENS:  # MPNet: <s> a </s></s> b </s>, <pad> = 1.
+        raise ValueError(f"{model.name} packs its inputs with {special.cls} and {special.sep} "
+                         f"(not BERT's [CLS] and [SEP]); a .tflite's BertNLClassifier metadata "
+                         f"and TFLiteClassifier tokenize as BERT does. Freeze it with `--format "
+                         f"graph` or `saved_model` instead.")
 
 
 def _frozen_ids_function(model: keras.Model):

@@ -10,6 +10,7 @@ signature (`vocab_file`, `do_lower_case`) will do.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -30,9 +31,17 @@ from bert_layer.contract import (
     VOCAB_HASH_OUTPUT,
     read_saved_model,
 )
-from bert_layer.text.vocab import file_sha256
+from bert_layer.text.vocab import (
+    BERT_SPECIAL_TOKENS,
+    SPECIAL_TOKENS,
+    SpecialTokens,
+    file_sha256,
+)
 
 ASSETS_COLLECTION = "saved_model_assets"  # tf.compat.v1.saved_model.ASSETS_KEY
+# The config bert_layer's exporter bundles; its `model_type` names a family other than BERT
+# (whose special tokens the packing uses). Google's modules have none: BERT.
+CONFIG_ASSET = os.path.join("assets", "bert_config.json")
 # Op types that hold a variable; the imported graph reads ours in their place.
 _RESOURCE_VARIABLE_OPS = ("VarHandleOp",)
 _REF_VARIABLE_OPS = ("VariableV2", "Variable")
@@ -44,6 +53,8 @@ class TokenizationInfo:
     do_lower_case: bool
     keep_accents: bool = False  # SentencePiece only: ALBERT's accent stripping skipped.
     sentencepiece: bool = False  # The signature gave `sp_model_file` (ALBERT's modules).
+    # The family's (assets/bert_config.json's `model_type`; MPNet's `<s>`, `</s>`, `<pad>`).
+    special_tokens: SpecialTokens = BERT_SPECIAL_TOKENS
 
 
 def _first_line(error: BaseException) -> str:
@@ -193,7 +204,8 @@ class HubModule:
                         and self._constant(nodes, sig, KEEP_ACCENTS_OUTPUT))
         return TokenizationInfo(vocab_file=vocab_file,
                                 do_lower_case=self._constant(nodes, sig, "do_lower_case"),
-                                keep_accents=keep_accents, sentencepiece=sentencepiece)
+                                keep_accents=keep_accents, sentencepiece=sentencepiece,
+                                special_tokens=self.special_tokens())
 
     def _constant(self, nodes: dict, sig, output: str) -> bool:
         node = nodes[_node_name(sig.outputs[output].name)]
@@ -233,6 +245,22 @@ class HubModule:
         if len(rows) == 1 and rows[0] != lines:
             raise ValueError(changed % f"{lines} lines for the {rows[0]} rows of the word "
                                       f"embeddings")
+
+    def special_tokens(self) -> SpecialTokens:
+        """The family's special tokens, by the `model_type` of assets/bert_config.json."""
+        path = os.path.join(self.path, CONFIG_ASSET)
+        if not os.path.isfile(path):
+            return BERT_SPECIAL_TOKENS
+        try:
+            with open(path, encoding="utf-8") as f:
+                model_type = json.load(f).get("model_type", "bert")
+        except (ValueError, AttributeError) as e:
+            raise ValueError(f"{path}: expected the JSON object bert_layer's exporter writes "
+                             f"({e}).") from None
+        if model_type not in SPECIAL_TOKENS:
+            raise ValueError(f"{path}: `model_type` must be one of {sorted(SPECIAL_TOKENS)}. "
+                             f"Received: {model_type!r}")
+        return SPECIAL_TOKENS[model_type]
 
 
 def _called_functions(node: node_def_pb2.NodeDef) -> list[str]:

@@ -192,7 +192,7 @@ class BertLayer(keras.layers.Layer):
                 info = module.tokenization_info()
                 self._preprocessor = make_preprocessor(
                     make_tokenizer(self.tokenizer, info.vocab_file, info.do_lower_case,
-                                   info.keep_accents),
+                                   info.keep_accents, special_tokens=info.special_tokens),
                     self.max_seq_length, self.stride)
             self._signatures = {}
 

@@ -129,7 +129,7 @@ def align_words(tokenizer, words, max_seq_length: int) -> dict:
         tf.zeros([0], per_text.dtype), tf.zeros([batch], tf.int64))
     features = pack_inputs(per_text, no_pieces, tf.zeros([batch], tf.bool),
                            max_seq_length=max_seq_length, cls_id=tokenizer.cls_id,
-                           sep_id=tokenizer.sep_id)
+                           sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)
     width = tf.shape(features["input_ids"])[1]
     word_ids = word_of_piece[:, :budget].to_tensor(default_value=-1)
     word_ids = tf.pad(word_ids, [[0, 0], [1, 0]], constant_values=-1)

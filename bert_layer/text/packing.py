@@ -1,4 +1,5 @@
-"""Packing word-piece ids into BERT inputs: `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`.
+"""Packing word-piece ids into BERT inputs: `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`
+(MPNet: `<s> a </s>` or `<s> a </s></s> b </s>`, padded with `<pad>`).
 
 Texts hold one sentence, or a pair written "a ||| b". The packed batch is as wide as its
 longest packed row, capped at `max_seq_length`: never padded further. Truncation is Google's
@@ -47,21 +48,28 @@ def split_pairs(texts) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
 
 
 def check_max_seq_length(max_seq_length: int, positions: int | None = None,
-                         source: str = "the model") -> None:
+                         source: str = "the model", minimum: int = MIN_SEQ_LENGTH) -> None:
     """The one rule: room for [CLS] and two [SEP], and no more than the position embeddings.
 
     Args:
       max_seq_length: the longest packed row asked for.
       positions: the model's `max_position_embeddings` (None: not known here).
       source: what `positions` comes from, for the message.
+      minimum: the specials of an emptied pair (`min_seq_length`; 4 for MPNet's).
     """
     if not isinstance(max_seq_length, int) or isinstance(max_seq_length, bool) \
-            or max_seq_length < MIN_SEQ_LENGTH:
-        raise ValueError(f"max_seq_length must be an integer >= {MIN_SEQ_LENGTH} (room for [CLS] "
-                         f"and two [SEP]). Received: {max_seq_length!r}")
+            or max_seq_length < minimum:
+        raise ValueError(f"max_seq_length must be an integer >= {minimum} (room for the "
+                         f"first token and the separators of a pair). Received: "
+                         f"{max_seq_length!r}")
     if positions is not None and max_seq_length > positions:
         raise ValueError(f"max_seq_length={max_seq_length} exceeds the {positions} position "
                          f"embeddings of {source}; pass max_seq_length <= {positions}.")
+
+
+def min_seq_length(pair_separators: int) -> int:
+    """The specials of a pair with both texts emptied: first token, separators, last."""
+    return 2 + pair_separators
 
 
 def _truncated_lengths(len_a: tf.Tensor, len_b: tf.Tensor,
@@ -86,7 +94,8 @@ def _gather_rows(ids: tf.RaggedTensor, index: tf.Tensor) -> tf.Tensor:
 
 
 def pack_inputs(first_ids: tf.RaggedTensor, second_ids: tf.RaggedTensor, is_pair: tf.Tensor,
-                *, max_seq_length: int, cls_id: int, sep_id: int) -> dict[str, tf.Tensor]:
+                *, max_seq_length: int, cls_id: int, sep_id: int, pad_id: int = 0,
+                pair_separators: int = 1) -> dict[str, tf.Tensor]:
     """Packs word-piece ids into int32 `input_ids`, `input_mask`, `segment_ids` of shape [B, T].
 
     Rows are `[CLS] a [SEP]`, or `[CLS] a [SEP] b [SEP]` where `is_pair` (even with `b`
@@ -98,13 +107,16 @@ def pack_inputs(first_ids: tf.RaggedTensor, second_ids: tf.RaggedTensor, is_pair
       second_ids: int RaggedTensor [B, (b)], the ids of `b` (ignored where not `is_pair`).
       is_pair: bool Tensor [B].
       max_seq_length: int in [3, 512]. T is at most this.
-      cls_id, sep_id: int. Ids of [CLS] and [SEP].
+      cls_id, sep_id: int. Ids of [CLS] and [SEP] (MPNet's `<s>` and `</s>`).
+      pad_id: int. The id of padding positions (0: BERT's [PAD]; MPNet's `<pad>` is 1).
+      pair_separators: int. [SEP]s between a and b: 1 (BERT), 2 (MPNet's
+        `<s> a </s></s> b </s>`, where both separators stay in segment 0).
 
     Note: a pair whose `b` has no tokens ("a |||") keeps its `[SEP] [SEP]`, as in
     tests/reference_packing.py; run_classifier, which tests `if tokens_b:`, would pack it as
     the single text `a`.
     """
-    check_max_seq_length(max_seq_length)
+    check_max_seq_length(max_seq_length, minimum=min_seq_length(pair_separators))
     for name, ids in (("first_ids", first_ids), ("second_ids", second_ids)):
         if not isinstance(ids, tf.RaggedTensor) or ids.shape.rank != 2:
             raise TypeError(f"{name} must be a RaggedTensor of shape [batch, (tokens)]. "
@@ -112,8 +124,9 @@ def pack_inputs(first_ids: tf.RaggedTensor, second_ids: tf.RaggedTensor, is_pair
     pair = tf.cast(is_pair, tf.int64)  # [B]
     len_a = first_ids.row_lengths()
     len_b = second_ids.row_lengths() * pair
-    keep_a, keep_b = _truncated_lengths(len_a, len_b, max_seq_length - 2 - pair)
-    b_start = keep_a + 2  # Position of b's first token (or of padding, for a single text).
+    keep_a, keep_b = _truncated_lengths(len_a, len_b, max_seq_length - 2 - pair * pair_separators)
+    # Position of b's first token (or of padding, for a single text).
+    b_start = keep_a + 2 + pair * (pair_separators - 1)
     length = b_start + pair * (keep_b + 1)  # [B]
 
     # T >= 2, the length of an empty text ([CLS] [SEP]): an empty batch packs to [0, 2], so
@@ -122,7 +135,7 @@ def pack_inputs(first_ids: tf.RaggedTensor, second_ids: tf.RaggedTensor, is_pair
     b_start, keep_a, keep_b, length, pair = (
         x[:, None] for x in (b_start, keep_a, keep_b, length, pair))  # [B, 1] each
     is_cls = tf.equal(position, 0)
-    is_sep = tf.equal(position, keep_a + 1) | (
+    is_sep = ((position > keep_a) & (position < b_start)) | (
         tf.equal(position, b_start + keep_b) & tf.equal(pair, 1))
     in_a = (position >= 1) & (position <= keep_a)
     input_mask = position < length  # [B, T]
@@ -130,7 +143,7 @@ def pack_inputs(first_ids: tf.RaggedTensor, second_ids: tf.RaggedTensor, is_pair
         is_cls, cls_id, tf.where(
             is_sep, sep_id, tf.where(
                 in_a, _gather_rows(first_ids, position - 1),
-                tf.where(input_mask, _gather_rows(second_ids, position - b_start), 0))))
+                tf.where(input_mask, _gather_rows(second_ids, position - b_start), pad_id))))
     segment_ids = input_mask & (position >= b_start)
     return {"input_ids": tf.cast(input_ids, tf.int32),
             "input_mask": tf.cast(input_mask, tf.int32),
@@ -147,7 +160,8 @@ class Preprocessor:
     """
 
     def __init__(self, tokenizer: Tokenizer, max_seq_length: int):
-        check_max_seq_length(max_seq_length)
+        check_max_seq_length(max_seq_length, minimum=min_seq_length(
+            tokenizer.special_tokens.pair_separators))
         self.tokenizer = tokenizer
         self.max_seq_length = max_seq_length
 
@@ -157,4 +171,6 @@ class Preprocessor:
         # One tokenizer call for both halves: half the ops, and one word-piece model constant.
         ids = self.tokenizer.tokenize(tf.concat([first, second], 0))  # [2B, (tokens)]
         return pack_inputs(ids[:batch], ids[batch:], is_pair, max_seq_length=self.max_seq_length,
-                           cls_id=self.tokenizer.cls_id, sep_id=self.tokenizer.sep_id)
+                           cls_id=self.tokenizer.cls_id, sep_id=self.tokenizer.sep_id,
+                           pad_id=self.tokenizer.pad_id,
+                           pair_separators=self.tokenizer.special_tokens.pair_separators)

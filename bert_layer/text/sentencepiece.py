@@ -212,6 +212,10 @@ class _SentencePieceTokenizer:
         self.cls_id = self.sp_model.cls_id
         self.sep_id = self.sp_model.sep_id
         self.unk_id = self.sp_model.unk_id
+        # BERT's packing ([CLS] a [SEP] b [SEP]), padded with id 0 (ALBERT's <pad>).
+        from bert_layer.text.vocab import BERT_SPECIAL_TOKENS  # Here: vocab imports TF.
+        self.special_tokens = BERT_SPECIAL_TOKENS
+        self.pad_id = 0
 
 
 class SentencePieceGraphTokenizer(_SentencePieceTokenizer):

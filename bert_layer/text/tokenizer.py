@@ -35,7 +35,13 @@ from bert_layer.text.basic_tokenizer import split_words, text_batch
 from bert_layer.text.core_wordpiece import CoreWordpiece
 from bert_layer.text.sentencepiece import is_sp_model_file, make_sentencepiece_tokenizer
 from bert_layer.text.unicode_tables import unicode_tables
-from bert_layer.text.vocab import CLS_TOKEN, SEP_TOKEN, SUFFIX_INDICATOR, UNK_TOKEN, load_vocab
+from bert_layer.text.vocab import (
+    BERT_SPECIAL_TOKENS,
+    SUFFIX_INDICATOR,
+    UNK_TOKEN,
+    SpecialTokens,
+    load_vocab,
+)
 
 __all__ = ["GraphTokenizer", "CoreTokenizer", "NumpyTokenizer", "TOKENIZER_KINDS",
            "make_tokenizer", "text_batch"]
@@ -45,22 +51,31 @@ _MAX_BYTES_PER_CHAR = 4  # UTF-8
 
 
 class _VocabTokenizer:
-    """The vocabulary and special ids that every tokenizer shares."""
+    """The vocabulary and special ids that every tokenizer shares.
 
-    def __init__(self, vocab_file: str, do_lower_case: bool):
+    `special_tokens`: the model family's (bert_layer.text.vocab.SPECIAL_TOKENS), which the
+    packing reads as `cls_id`, `sep_id`, `pad_id` and `special_tokens.pair_separators`.
+    """
+
+    def __init__(self, vocab_file: str, do_lower_case: bool,
+                 special_tokens: SpecialTokens = BERT_SPECIAL_TOKENS):
         if not isinstance(do_lower_case, (bool, np.bool_)):
             raise TypeError(f"do_lower_case must be a bool. Received: {do_lower_case!r}")
         self.vocab_file = vocab_file
         self.do_lower_case = bool(do_lower_case)
+        self.special_tokens = special_tokens
         self.vocab = load_vocab(vocab_file)
         ids = {token: i for i, token in enumerate(self.vocab)}
-        missing = [t for t in (CLS_TOKEN, SEP_TOKEN, UNK_TOKEN) if t not in ids]
+        needed = (special_tokens.cls, special_tokens.sep, UNK_TOKEN) + (
+            (special_tokens.pad,) if special_tokens.pad else ())
+        missing = [t for t in needed if t not in ids]
         if missing:
-            raise ValueError(f"{vocab_file}: the vocabulary lacks {', '.join(missing)}; a BERT "
-                             f"vocabulary needs {CLS_TOKEN}, {SEP_TOKEN} and {UNK_TOKEN}.")
-        self.cls_id = ids[CLS_TOKEN]
-        self.sep_id = ids[SEP_TOKEN]
+            raise ValueError(f"{vocab_file}: the vocabulary lacks {', '.join(missing)}; this "
+                             f"model's vocabulary needs {', '.join(needed)}.")
+        self.cls_id = ids[special_tokens.cls]
+        self.sep_id = ids[special_tokens.sep]
         self.unk_id = ids[UNK_TOKEN]
+        self.pad_id = ids[special_tokens.pad] if special_tokens.pad else 0
 
 
 class _InGraphTokenizer(_VocabTokenizer):
@@ -71,8 +86,9 @@ class _InGraphTokenizer(_VocabTokenizer):
     graph keeps that Python's Unicode version (3.11: Unicode 14.0).
     """
 
-    def __init__(self, vocab_file: str, do_lower_case: bool):
-        super().__init__(vocab_file, do_lower_case)
+    def __init__(self, vocab_file: str, do_lower_case: bool,
+                 special_tokens: SpecialTokens = BERT_SPECIAL_TOKENS):
+        super().__init__(vocab_file, do_lower_case, special_tokens)
         self._tables = unicode_tables()
         # Eager calls run as one graph: dispatching its ~80 small ops one by one costs more
         # than the work itself.
@@ -144,8 +160,9 @@ class GraphTokenizer(_InGraphTokenizer):
     bytes (docs/tokenization.md).
     """
 
-    def __init__(self, vocab_file: str, do_lower_case: bool):
-        super().__init__(vocab_file, do_lower_case)
+    def __init__(self, vocab_file: str, do_lower_case: bool,
+                 special_tokens: SpecialTokens = BERT_SPECIAL_TOKENS):
+        super().__init__(vocab_file, do_lower_case, special_tokens)
         self._wordpiece_model = _wordpiece_model(self.vocab)
 
     def _word_pieces(self, words: tf.Tensor) -> tf.RaggedTensor:
@@ -172,8 +189,9 @@ class CoreTokenizer(_InGraphTokenizer):
     the same property tests and data sets); about twice GraphTokenizer's time (see above).
     """
 
-    def __init__(self, vocab_file: str, do_lower_case: bool):
-        super().__init__(vocab_file, do_lower_case)
+    def __init__(self, vocab_file: str, do_lower_case: bool,
+                 special_tokens: SpecialTokens = BERT_SPECIAL_TOKENS):
+        super().__init__(vocab_file, do_lower_case, special_tokens)
         self._wordpiece = CoreWordpiece(self.vocab, self.unk_id)
 
     def _word_pieces(self, words: tf.Tensor) -> tf.RaggedTensor:
@@ -187,8 +205,9 @@ class NumpyTokenizer(_VocabTokenizer):
     cannot be saved, frozen or run outside this process.
     """
 
-    def __init__(self, vocab_file: str, do_lower_case: bool):
-        super().__init__(vocab_file, do_lower_case)
+    def __init__(self, vocab_file: str, do_lower_case: bool,
+                 special_tokens: SpecialTokens = BERT_SPECIAL_TOKENS):
+        super().__init__(vocab_file, do_lower_case, special_tokens)
         from absl import flags
         from bert import tokenization
         if not flags.FLAGS.is_parsed():
@@ -217,16 +236,21 @@ TOKENIZER_KINDS = dict(zip(TOKENIZER_NAMES, (GraphTokenizer, CoreTokenizer, Nump
 
 
 def make_tokenizer(kind: str, vocab_file: str, do_lower_case: bool,
-                   keep_accents: bool = False) -> Tokenizer:
-    """The tokenizer of `kind`: "graph", "core" or "numpy" (see the module docstring).
+                   keep_accents: bool = False, *,
+                   special_tokens: SpecialTokens = BERT_SPECIAL_TOKENS) -> Tokenizer:
+    """The tokenizer of `kind`: "graph", "core" or "numpy" (see the module docstring), with
+    the model family's `special_tokens` (bert_layer.text.vocab.SPECIAL_TOKENS).
 
     A SentencePiece model (`vocab_file` ending in .model: ALBERT's) gets the SentencePiece
     tokenizer of that kind (bert_layer.text.sentencepiece; "core" refuses it), which alone
-    reads `keep_accents`.
+    reads `keep_accents` and packs with BERT's special tokens.
     """
     if kind not in TOKENIZER_KINDS:
         raise ValueError(f"Unknown tokenizer kind {kind!r}; expected one of "
                          f"{sorted(TOKENIZER_KINDS)}.")
     if is_sp_model_file(vocab_file):
+        if special_tokens != BERT_SPECIAL_TOKENS:
+            raise ValueError(f"{vocab_file}: a SentencePiece model packs with BERT's [CLS] and "
+                             f"[SEP]; received special tokens {special_tokens}.")
         return make_sentencepiece_tokenizer(kind, vocab_file, do_lower_case, keep_accents)
-    return TOKENIZER_KINDS[kind](vocab_file, do_lower_case)
+    return TOKENIZER_KINDS[kind](vocab_file, do_lower_case, special_tokens)

@@ -8,6 +8,7 @@ Two semantics, named apart because they differ on repeated lines:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import tensorflow as tf
@@ -16,6 +17,36 @@ UNK_TOKEN = "[UNK]"
 CLS_TOKEN = "[CLS]"
 SEP_TOKEN = "[SEP]"
 SUFFIX_INDICATOR = "##"
+
+
+@dataclasses.dataclass(frozen=True)
+class SpecialTokens:
+    """The tokens a model family packs its inputs with (see bert_layer.text.packing).
+
+    `pad` None pads with id 0 (BERT's [PAD]; vocabularies without "[PAD]" pad with 0 too).
+    `pair_separators` is how many `sep` stand between the two texts of a pair: BERT's
+    `[CLS] a [SEP] b [SEP]` has one, MPNet's `<s> a </s></s> b </s>` two.
+    """
+
+    cls: str = CLS_TOKEN
+    sep: str = SEP_TOKEN
+    pad: str | None = None
+    pair_separators: int = 1
+
+
+# By the `model_type` a converted folder and a module's assets/bert_config.json record
+# (bert_layer.export.families; absent: BERT). MPNet's vocabulary is BERT's uncased one with
+# `<s>`, `<pad>`, `</s>`, `<unk>` in front and `<mask>` at the end: it holds [CLS] and [SEP]
+# too, so only the model type tells which pair the model was trained with. Its unknown token
+# stays [UNK] (transformers' MPNetTokenizer).
+SPECIAL_TOKENS = {
+    "bert": SpecialTokens(),
+    "mpnet": SpecialTokens(cls="<s>", sep="</s>", pad="<pad>", pair_separators=2),
+    # BERT's [CLS]/[SEP] (ALBERT's SentencePiece vocabularies hold them too).
+    "electra": SpecialTokens(),
+    "albert": SpecialTokens(),
+}
+BERT_SPECIAL_TOKENS = SPECIAL_TOKENS["bert"]
 
 
 def load_vocab(vocab_file: str) -> list[str]:

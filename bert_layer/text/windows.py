@@ -66,6 +66,7 @@ def _slices(ids: tf.RaggedTensor, document: tf.Tensor, start: tf.Tensor,
 
 def window_inputs(first_ids: tf.RaggedTensor, second_ids: tf.RaggedTensor, is_pair: tf.Tensor,
                   *, max_seq_length: int, stride: int, cls_id: int, sep_id: int,
+                  pad_id: int = 0, pair_separators: int = 1,
                   texts: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
     """Packed windows of each text: `input_ids`, `input_mask`, `segment_ids` int32 [W, T] and
     WINDOW_DOCUMENT int32 [W] (the text each window comes from).
@@ -76,13 +77,14 @@ def window_inputs(first_ids: tf.RaggedTensor, second_ids: tf.RaggedTensor, is_pa
       max_seq_length: the length of a window, special tokens included.
       stride: the wordpieces a window shares with the previous one (see `check_stride`).
       cls_id, sep_id: ids of [CLS] and [SEP].
+      pad_id, pair_separators: as for `pack_inputs` (MPNet's `<pad>` and `</s></s>`).
       texts: string [B], quoted when a pair leaves its first text no room to move on.
     """
     check_stride(stride, max_seq_length)
     pair = tf.cast(is_pair, tf.int64)
     len_a = first_ids.row_lengths()
     len_b = second_ids.row_lengths() * pair
-    room = max_seq_length - WINDOW_SPECIAL_TOKENS - pair * (len_b + 1)  # [B]
+    room = max_seq_length - WINDOW_SPECIAL_TOKENS - pair * (len_b + pair_separators)  # [B]
     stuck = (len_a > room) & (room - stride < 1)
     message = (f"A pair's second text stays whole in every window of {max_seq_length} "
                f"wordpieces; it must leave the first more than stride={stride} wordpieces of "
@@ -97,7 +99,7 @@ def window_inputs(first_ids: tf.RaggedTensor, second_ids: tf.RaggedTensor, is_pa
     features = pack_inputs(
         _slices(first_ids, document, start, size), tf.gather(second_ids, document),
         tf.gather(is_pair, document), max_seq_length=max_seq_length, cls_id=cls_id,
-        sep_id=sep_id)
+        sep_id=sep_id, pad_id=pad_id, pair_separators=pair_separators)
     features[WINDOW_DOCUMENT] = tf.cast(document, tf.int32)
     return features
 
@@ -124,6 +126,8 @@ class WindowPreprocessor(Preprocessor):
         return window_inputs(ids[:batch], ids[batch:], is_pair,
                              max_seq_length=self.max_seq_length, stride=self.stride,
                              cls_id=self.tokenizer.cls_id, sep_id=self.tokenizer.sep_id,
+                             pad_id=self.tokenizer.pad_id,
+                             pair_separators=self.tokenizer.special_tokens.pair_separators,
                              texts=texts)
 
     def windows_per_text(self, texts) -> tf.Tensor:

@@ -1,23 +1,35 @@
-"""Model families: BERT and the models Google released the same way (ELECTRA, ALBERT).
+"""Model families: BERT, the models Google released the same way (ELECTRA, ALBERT), and
+MPNet (BERT's layout plus a relative position bias, `<s>`-style special tokens).
 
 A family is a config reader, a table of Google's variable names (with Hugging Face's name
 for each) and the few graph switches of `bert_layer.export.module_fn.Architecture`; the
 maths stays in module_fn. Each family is one module here; `FAMILIES` lists them and
 `family_of_variables` tells which one a checkpoint holds from its variable names.
+
+A family whose special tokens are not BERT's (MPNet) is also recorded as `model_type` in a
+converted folder's and a module's `bert_config.json` (`model_type_entry`): the Keras side
+reads its tokens from there (bert_layer.layers.hub_module). This package imports without
+TensorFlow (the command line checks MPNet's installed parts before TensorFlow loads); the
+families' modules, which need module_fn's `Architecture`, load on first use.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bert_layer.export.config import BertConfig
-from bert_layer.export.module_fn import Architecture
-from bert_layer.export.names import VariableSpec
+from bert_layer.export.names import RELATIVE_ATTENTION_BIAS, VariableSpec
+
+if TYPE_CHECKING:  # module_fn imports TensorFlow; the annotations are strings.
+    from bert_layer.export.module_fn import Architecture
 
 WORDPIECE, SENTENCEPIECE = "wordpiece", "sentencepiece"
+MODEL_TYPE_KEY = "model_type"
+BERT = "bert"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,12 +69,12 @@ class Family:
 
 
 def _families() -> dict[str, Family]:
-    from bert_layer.export.families import albert, bert, electra
-    return {f.name: f for f in (bert.FAMILY, electra.FAMILY, albert.FAMILY)}
+    from bert_layer.export.families import albert, bert, electra, mpnet
+    return {f.name: f for f in (bert.FAMILY, electra.FAMILY, albert.FAMILY, mpnet.FAMILY)}
 
 
 def family(name: str) -> Family:
-    """The family called `name` ("bert", "electra", "albert")."""
+    """The family called `name` ("bert", "electra", "albert", "mpnet")."""
     families = _families()
     if name not in families:
         raise ValueError(f"Unknown model family {name!r}; expected one of {sorted(families)}.")
@@ -71,13 +83,25 @@ def family(name: str) -> Family:
 
 def family_of_variables(names) -> Family:
     """The family whose variables a checkpoint holds: ELECTRA's discriminator lives under
-    `electra/`, ALBERT's shared layer under `bert/encoder/transformer/`; else BERT."""
+    `electra/`, ALBERT's shared layer under `bert/encoder/transformer/`, MPNet's relative
+    position bias is `bert/embeddings/relative_attention_bias`; else BERT."""
     names = list(names)
     if any(n.startswith("electra/") for n in names):
         return family("electra")
     if any(n.startswith("bert/encoder/transformer/") for n in names):
         return family("albert")
+    if RELATIVE_ATTENTION_BIAS in names:
+        return family("mpnet")
     return family("bert")
+
+
+def model_type_entry(name: str) -> dict:
+    """The `model_type` key a folder's bert_config.json records for family `name`: only for
+    a family whose special tokens are not BERT's (bert_layer.text.vocab.SPECIAL_TOKENS)."""
+    from bert_layer.text.vocab import BERT_SPECIAL_TOKENS, SPECIAL_TOKENS
+
+    return ({MODEL_TYPE_KEY: name}
+            if SPECIAL_TOKENS.get(name, BERT_SPECIAL_TOKENS) != BERT_SPECIAL_TOKENS else {})
 
 
 def hf_weights(specs: list[VariableSpec], tensors: dict[str, np.ndarray],
