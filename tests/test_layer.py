@@ -236,18 +236,23 @@ def test_each_batch_is_padded_to_its_own_longest(make_layer):
 
 
 def test_vocabulary_is_read_from_the_module_folder_itself(tiny_module_dir, tmp_path):
-    # A moved copy whose vocab.txt swaps "movie" (19) and "film" (20): the ids follow the copy,
-    # not the path the module was exported from.
+    # A moved copy reads its own assets/vocab.txt, not the path the module was exported from;
+    # a copy whose vocab.txt swaps "movie" (19) and "film" (20) is refused (the sha256 recorded
+    # at export), since its embedding rows still follow the original order.
     moved = str(tmp_path / "moved")
     shutil.copytree(tiny_module_dir, moved)
+    layer = BertLayer(moved, max_seq_length=MAX_LEN)
+    features = layer.preprocess(tf.constant(["movie film"]))
+    np.testing.assert_array_equal(features["input_ids"].numpy(), [[2, 19, 20, 3]])
+    assert layer.preprocessor.tokenizer.vocab_file.startswith(moved)
     vocab_file = os.path.join(moved, "assets", "vocab.txt")
     with open(vocab_file, encoding="utf-8") as f:
         tokens = f.read().split("\n")
     tokens[19], tokens[20] = tokens[20], tokens[19]
     with open(vocab_file, "w", encoding="utf-8") as f:
         f.write("\n".join(tokens))
-    features = BertLayer(moved, max_seq_length=MAX_LEN).preprocess(tf.constant(["movie film"]))
-    np.testing.assert_array_equal(features["input_ids"].numpy(), [[2, 20, 19, 3]])
+    with pytest.raises(ValueError, match="was changed after export"):
+        BertLayer(moved, max_seq_length=MAX_LEN).preprocess(tf.constant(["movie film"]))
 
 
 def test_string_column_input_of_shape_batch_by_one(make_layer):
