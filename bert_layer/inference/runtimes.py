@@ -197,6 +197,7 @@ class TFLiteClassifier:
     """
 
     tokenizes_apart = True
+    task = "classify"  # `freeze --format tflite` writes classifiers only.
 
     def __init__(self, path: str | os.PathLike, precision: str | None = None,
                  threads: int | None = None):
