@@ -91,13 +91,19 @@ def check_frozen_graph_file(path: str) -> None:
 
 
 def check_inspect_path(path: str) -> None:
-    """A module or SavedModel folder (or its `saved_model.pb`), or a frozen graph file."""
-    expected = "a hub module or SavedModel folder (with saved_model.pb), or a frozen graph (.pb)"
+    """A module or SavedModel folder (or its `saved_model.pb`), a frozen graph or a `.tflite`
+    file (read by `bert_layer.inference.formats.read_tflite`, without TensorFlow)."""
+    expected = ("a hub module or SavedModel folder (with saved_model.pb), a frozen graph (.pb) "
+                "or a .tflite file")
     if os.path.isdir(path):
         if not os.path.isfile(os.path.join(path, SAVED_MODEL_FILE)):
             raise FileNotFoundError(f"{path}: no {SAVED_MODEL_FILE} in this folder "
                                     f"({_found(path)}); expected {expected}.")
     elif not os.path.isfile(path):
         raise FileNotFoundError(f"Nothing to inspect at {path}: expected {expected}.")
+    elif path.lower().endswith(".tflite"):
+        from bert_layer.inference.formats import read_tflite  # No TensorFlow: flatbuffers.
+
+        read_tflite(path)
     elif os.path.basename(path) != SAVED_MODEL_FILE:
         check_frozen_graph_file(path)
