@@ -186,6 +186,26 @@ def test_no_import_circle():
         visit(module)
 
 
+def _registers_keras_classes(path: str) -> bool:
+    return "register_keras_serializable" in open(path, encoding="utf-8").read()
+
+
+def test_the_registration_chain_names_every_registering_module_in_import_order():
+    """`import bert_layer` registers our Keras classes through a chain of import hooks
+    (bert_layer/__init__.py); a module missing from it fails to import first (a circle
+    through the hooks), and one listed before a module it imports does too."""
+    import bert_layer
+    chain = bert_layer._SERIALIZABLE_MODULES
+    registering = {m for m, path in MODULES.items()
+                   if m != "bert_layer" and _registers_keras_classes(path)}
+    assert registering == set(chain), (
+        f"missing from the chain: {sorted(registering - set(chain))}; "
+        f"listed but registering nothing: {sorted(set(chain) - registering)}")
+    for position, module in enumerate(chain):
+        later = sorted(set(chain[position + 1:]) & _imports(MODULES[module]))
+        assert not later, f"{module} imports {later}, listed after it in the chain"
+
+
 FIRST_IMPORT_SCRIPT = """
 import importlib, os, sys
 from concurrent.futures import ProcessPoolExecutor
