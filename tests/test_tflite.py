@@ -97,6 +97,22 @@ def test_tflite_runs_builtin_ops_only_on_dynamic_batch_and_length(converted):
     assert interpreter.get_output_details()[0]["shape_signature"].tolist() == [-1, 3]
 
 
+@pytest.mark.parametrize("pooling", ["first", "mean", "max"])
+def test_every_pooling_converts_to_builtin_ops_and_equals_the_keras_model(
+        pooling, tiny_module_dir, tmp_path):
+    """The fixture's classifier pools with `cls`; the others take their own ops (a mask
+    column for mean and max, a slice for first) and must convert too."""
+    keras.utils.set_random_seed(0)
+    model = build_classifier(ClassifierSpec(module=tiny_module_dir, class_names=tuple(CLASSES),
+                                            max_seq_length=32, pooling=pooling))
+    _spread_head(model, seed=1)
+    path = str(tmp_path / "model.tflite")
+    report = write_tflite(model, path, class_names=CLASSES)
+    assert "CUSTOM" not in report.ops
+    expected = model.predict(tf.constant(TEXTS), verbose=0)
+    np.testing.assert_allclose(TFLiteClassifier(path)(TEXTS), expected, atol=FP32_ATOL, rtol=0)
+
+
 def test_metadata_carries_vocabulary_casing_length_and_class_names(converted):
     from tensorflow.lite.tools import flatbuffer_utils
 

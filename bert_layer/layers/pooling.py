@@ -43,7 +43,16 @@ def masked_sequence(sequence_output: tf.Tensor, input_mask: tf.Tensor) -> tf.Ten
     """The sequence output [B, T, H] with padding positions set to zero."""
     import tensorflow as tf  # Deferred (here and below): the CLI reads POOLINGS without TF.
 
-    return sequence_output * tf.cast(input_mask, sequence_output.dtype)[:, :, tf.newaxis]
+    return sequence_output * _mask_column(input_mask, sequence_output.dtype)
+
+
+def _mask_column(input_mask: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+    """input_mask [B, T] -> [B, T, 1] of `dtype`. `expand_dims`, not `[:, :, tf.newaxis]`:
+    that is a StridedSlice with a new axis, which TFLite's builtin ops lack (freeze --format
+    tflite converts the pooled graph)."""
+    import tensorflow as tf
+
+    return tf.expand_dims(tf.cast(input_mask, dtype), axis=-1)
 
 
 def pool(pooling: str | None, pooled_output: tf.Tensor, sequence_output: tf.Tensor,
@@ -68,7 +77,7 @@ def _pool(pooling: str | None, pooled_output: tf.Tensor, sequence_output: tf.Ten
         return pooled_output
     if pooling == "first":
         return sequence_output[:, 0]
-    mask = tf.cast(input_mask, sequence_output.dtype)[:, :, tf.newaxis]  # [B, T, 1]
+    mask = _mask_column(input_mask, sequence_output.dtype)
     if pooling == "mean":
         total = tf.reduce_sum(sequence_output * mask, axis=1)
         return total / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
