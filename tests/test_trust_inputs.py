@@ -427,7 +427,7 @@ def test_a_lonely_worker_gives_up_with_one_line(tiny_module_dir, tmp_path):
     result = subprocess.run([*CLI, "train", "--module", tiny_module_dir, "--train", train,
                              "--distribute", "multi-worker", "--out", str(tmp_path / "run")],
                             capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode != 0
+    assert result.returncode == 2, result.stderr[-2000:]
     assert "not every worker of TF_CONFIG (127.0.0.1:23471, 127.0.0.1:23472) connected " \
            "within 5 s" in result.stderr
     assert "Traceback" not in result.stderr

@@ -88,17 +88,20 @@ ready, _, _ = select.select([sys.stdin], [], [], float(sys.argv[2]))
 if not ready:
     sys.stderr.write(sys.argv[3] + "\\n")
     sys.stderr.flush()
-    os.kill(int(sys.argv[1]), signal.SIGKILL)
+    os.kill(int(sys.argv[1]), signal.SIGINT)
 """
 
 
 @contextlib.contextmanager
 def _watchdog(timeout: float, message: str) -> Iterator[None]:
     """Within the block: after `timeout` seconds, `message` on stderr and the process ends
-    (SIGKILL: TensorFlow's wait runs no Python code); SIGINT and SIGTERM take their default
-    action (end the process) instead of a Python handler that could not run.
+    with exit status 2, as for any bad input; SIGTERM takes its default action (end the
+    process) instead of a Python handler that could not run.
 
-    By hand: no library bounds a blocking C++ call that holds the GIL.
+    TensorFlow's wait runs no Python code, so no Python signal handler can end it: SIGINT's
+    handler is libc's `_exit` itself (async-signal-safe; a handler receives the signal's
+    number, and SIGINT's is 2), and the watchdog sends SIGINT. Ctrl-C ends the wait the same
+    way. By hand: no library bounds a blocking C++ call that holds the GIL.
     """
     import subprocess
     import threading
@@ -106,8 +109,9 @@ def _watchdog(timeout: float, message: str) -> Iterator[None]:
     main = threading.current_thread() is threading.main_thread()
     saved = ({number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
              if main else {})
-    for number in saved:
-        signal.signal(number, signal.SIG_DFL)
+    if main:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _exit_on_sigint()
     watcher = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout),
                                 message], stdin=subprocess.PIPE)
     try:
@@ -117,6 +121,18 @@ def _watchdog(timeout: float, message: str) -> Iterator[None]:
         watcher.wait()
         for number, handler in saved.items():
             signal.signal(number, handler)
+
+
+def _exit_on_sigint() -> None:
+    """SIGINT's C handler becomes `_exit(2)` (signal.signal restores Python's handler)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    handler = ctypes.cast(libc._exit, ctypes.c_void_p)
+    libc.signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
+    libc.signal.restype = ctypes.c_void_p
+    assert signal.SIGINT == 2  # The handler's argument is its exit status.
+    libc.signal(signal.SIGINT, handler)
 
 
 def _local_devices() -> list[str]:
