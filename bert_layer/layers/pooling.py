@@ -41,7 +41,6 @@ def warn_if_untrained_pooler(pooling: str | None, has_pooler: bool, source: str)
 
 def masked_sequence(sequence_output: tf.Tensor, input_mask: tf.Tensor) -> tf.Tensor:
     """The sequence output [B, T, H] with padding positions set to zero."""
-    import tensorflow as tf  # Deferred (here and below): the CLI reads POOLINGS without TF.
 
     return sequence_output * _mask_column(input_mask, sequence_output.dtype)
 
