@@ -41,7 +41,6 @@ def warn_if_untrained_pooler(pooling: str | None, has_pooler: bool, source: str)
 
 def masked_sequence(sequence_output: tf.Tensor, input_mask: tf.Tensor) -> tf.Tensor:
     """The sequence output [B, T, H] with padding positions set to zero."""
-
     return sequence_output * _mask_column(input_mask, sequence_output.dtype)
 
 
@@ -49,7 +48,7 @@ def _mask_column(input_mask: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
     """input_mask [B, T] -> [B, T, 1] of `dtype`. `expand_dims`, not `[:, :, tf.newaxis]`:
     that is a StridedSlice with a new axis, which TFLite's builtin ops lack (freeze --format
     tflite converts the pooled graph)."""
-    import tensorflow as tf
+    import tensorflow as tf  # Deferred (here and below): the CLI reads POOLINGS without TF.
 
     return tf.expand_dims(tf.cast(input_mask, dtype), axis=-1)
 
