@@ -11,6 +11,7 @@ __all__ = ["BertLayer"]
 # TaggerHead), in import-dependency order: each imports only modules before it.
 # tests/test_structure.py checks that the list names every such module.
 _SERIALIZABLE_MODULES = ("bert_layer.layers.window_pooling", "bert_layer.layers.layer",
+                         "bert_layer.layers.word_layer",
                          "bert_layer.training.classifier", "bert_layer.training.regressor",
                          "bert_layer.training.train", "bert_layer.training.tagger")
 

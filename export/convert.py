@@ -32,6 +32,7 @@ from bert_layer.export.default_model import (  # noqa: F401  (re-exported)
     default_model_folder,
 )
 from bert_layer.export.families import mpnet
+from bert_layer.export.names import hf_weights
 from bert_layer.outputs import atomic_output, check_output_free
 
 MODEL_TYPES = ("bert", "distilbert", "electra", "albert", mpnet.MODEL_TYPE)
@@ -62,7 +63,7 @@ def read_hf_weights(hf_dir: str, model_type: str,
         family = families.family(model_type)
         tensors = hf.strip_prefix(tensors, family.hf_prefix)
         pooler = any(name in tensors for name in family.hf_pooler_tensors)
-        return families.hf_weights(family.variable_specs(config, pooler), tensors, source)
+        return hf_weights(family.variable_specs(config, pooler), tensors, source)
     elif model_type == mpnet.MODEL_TYPE:  # BERT's names after renaming, plus the bias.
         tensors = mpnet.bert_tensors(hf.strip_prefix(tensors, mpnet.PREFIX), config.hidden_size)
     else:

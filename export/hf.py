@@ -16,7 +16,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
 from bert_layer.export.config import BertConfig, read_json_object
-from bert_layer.export.names import variable_specs
+from bert_layer.export.names import hf_weights, variable_specs
 from bert_layer.text.vocab import SUFFIX_INDICATOR, UNK_TOKEN, read_vocab_lines
 
 CONFIG_FILE = "config.json"
@@ -190,15 +190,4 @@ def bert_weights(tensors: dict[str, np.ndarray], config: BertConfig,
     have none); other tensors beyond the encoder (heads, buffers) are ignored.
     """
     pooler = any(name in tensors for name in POOLER_TENSORS)
-    weights = {}
-    for spec in variable_specs(config, pooler=pooler):
-        if spec.hf_name not in tensors:
-            raise ValueError(f"{source}: tensor {spec.hf_name} (for {spec.name}) is missing.")
-        value = tensors[spec.hf_name].astype(np.float32)
-        value = value.T if spec.transpose else value
-        if tuple(value.shape) != spec.shape:
-            raise ValueError(
-                f"{source}: tensor {spec.hf_name} has shape {list(value.shape)} after "
-                f"conversion but {spec.name} needs {list(spec.shape)} for this config.")
-        weights[spec.name] = np.ascontiguousarray(value)
-    return weights
+    return hf_weights(variable_specs(config, pooler=pooler), tensors, source)

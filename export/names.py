@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from bert_layer.export.config import BertConfig
 
 ENCODER_LAYER_PREFIX = "bert/encoder/layer_{}/"
@@ -109,3 +111,20 @@ def left_out_group(name: str, scope: str = MODEL_SCOPE) -> str | None:
     if name.startswith(scope):
         return None
     return name.split("/")[0] + ("/*" if "/" in name else "")
+
+
+def hf_weights(specs: list[VariableSpec], tensors: dict[str, np.ndarray],
+               source: str) -> dict[str, np.ndarray]:
+    """Hugging Face tensors renamed and transposed to Google's names, checked against `specs`."""
+    weights = {}
+    for spec in specs:
+        if spec.hf_name not in tensors:
+            raise ValueError(f"{source}: tensor {spec.hf_name} (for {spec.name}) is missing.")
+        value = tensors[spec.hf_name].astype(np.float32)
+        value = value.T if spec.transpose else value
+        if tuple(value.shape) != spec.shape:
+            raise ValueError(
+                f"{source}: tensor {spec.hf_name} has shape {list(value.shape)} after "
+                f"conversion but {spec.name} needs {list(spec.shape)} for this config.")
+        weights[spec.name] = np.ascontiguousarray(value)
+    return weights

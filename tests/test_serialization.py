@@ -21,13 +21,14 @@ import tensorflow as tf
 import bert_layer  # noqa: F401  (registers the classes when keras loads)
 from bert_layer.layers.layer import BertLayer
 from bert_layer.layers.window_pooling import WindowPooling
+from bert_layer.layers.word_layer import WordBertLayer
 from bert_layer.training.classifier import (
     ClassifierHead,
     F1Score,
     PositiveWeightedBinaryCrossentropy,
 )
 from bert_layer.training.regressor import RegressionHead
-from bert_layer.training.tagger import TaggerHead, WordBertLayer
+from bert_layer.training.tagger import TaggerHead
 from bert_layer.training.train import WarmupLinearDecay
 
 

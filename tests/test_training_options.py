@@ -75,6 +75,18 @@ def test_balanced_weights_are_scikit_learns_formula():
     assert resolve_class_weights("pos=3", examples) == {"neg": 1.0, "pos": 3.0}
 
 
+def test_balanced_multi_label_weights_are_negatives_over_positives_and_never_zero():
+    labels = np.array([[1, 0, 1], [1, 1, 0], [1, 0, 0], [1, 0, 1]], np.float32)
+    examples = Examples(texts=["a", "b", "c", "d"], labels=labels,
+                        classes=["all", "one", "two"], source="multi.tsv")
+    with pytest.raises(ValueError, match="class 'all' is positive in every example of "
+                                         "multi.tsv.*would be 0"):
+        resolve_class_weights("balanced", examples)
+    examples.labels[3, 0] = 0
+    assert resolve_class_weights("balanced", examples) == pytest.approx(
+        {"all": 1 / 3, "one": 3 / 1, "two": 2 / 2})
+
+
 def test_balanced_weights_scale_the_loss_as_computed_by_hand(still_module_dir, tmp_path):
     """One batch of 8 (6 neg, 2 pos): the epoch's loss is that batch's loss before the
     update, mean_i(w[y_i] * -log p_i[y_i]), with p from the initial model."""

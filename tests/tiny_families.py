@@ -20,6 +20,7 @@ from tiny import TINY_VOCAB
 from bert_layer.export import families
 from bert_layer.export.checkpoint import write_checkpoint
 from bert_layer.export.config import BertConfig
+from bert_layer.export.names import hf_weights
 
 ELECTRA_CONFIG = BertConfig(  # hidden / 64 heads, as the inference from shapes assumes.
     vocab_size=len(TINY_VOCAB), hidden_size=64, num_hidden_layers=2, num_attention_heads=1,
@@ -96,7 +97,7 @@ def google_weights(model_type: str, model, config: BertConfig) -> dict[str, np.n
     """The HF model's weights under Google's names (the family's table)."""
     family = families.family(model_type)
     tensors = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    return families.hf_weights(family.variable_specs(config, family.pooler_scope is not None),
+    return hf_weights(family.variable_specs(config, family.pooler_scope is not None),
                                tensors, "the test's model")
 
 

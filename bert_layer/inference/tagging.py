@@ -147,7 +147,7 @@ def write_conll(out: TextIO, rows: list[list[str]], tags: list[list[str]]) -> No
 # === Runtimes ===
 
 def _load_serialized_layers() -> None:
-    import bert_layer.training.tagger  # noqa: F401  (registers WordBertLayer, TaggerHead)
+    import bert_layer.training.tagger  # noqa: F401  (registers TaggerHead and WordBertLayer)
 
 
 class KerasTagger:

@@ -46,7 +46,8 @@ def resolve_class_weights(setting: str, train: Examples) -> dict[str, float]:
     """One weight per class of `train`, in class order (classes not named weigh 1).
 
     Raises ValueError for a class the data does not have, or "balanced" with a class that has
-    no training example (its weight would be infinite).
+    no training example (its weight would be infinite) or, multi-label, is in every example
+    (its weight would be 0).
     """
     parsed = parse_class_weight(setting)
     if parsed != BALANCED:
@@ -72,6 +73,12 @@ def _balanced(train: Examples) -> list[float]:
                          f"{train.source}, so no balanced weight; name the weights instead "
                          f"(e.g. {train.classes[0]}=1,...).")
     if train.multi_label:
+        everywhere = [c for c, n in zip(train.classes, positives) if n == len(train)]
+        if everywhere:  # Its weight, negatives / positives, would be 0: no loss at all.
+            raise ValueError(f"class_weight {BALANCED!r}: class {everywhere[0]!r} is positive "
+                             f"in every example of {train.source}, so its balanced weight "
+                             f"would be 0 (nothing learnt); name the weights instead "
+                             f"(e.g. {everywhere[0]}=1,...).")
         return [float((len(train) - n) / n) for n in positives]
     weights = compute_class_weight(BALANCED, classes=np.arange(len(train.classes)),
                                    y=train.labels)

@@ -19,8 +19,6 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from bert_layer.export.config import BertConfig
 from bert_layer.export.names import RELATIVE_ATTENTION_BIAS, VariableSpec
 
@@ -102,20 +100,3 @@ def model_type_entry(name: str) -> dict:
 
     return ({MODEL_TYPE_KEY: name}
             if SPECIAL_TOKENS.get(name, BERT_SPECIAL_TOKENS) != BERT_SPECIAL_TOKENS else {})
-
-
-def hf_weights(specs: list[VariableSpec], tensors: dict[str, np.ndarray],
-               source: str) -> dict[str, np.ndarray]:
-    """Hugging Face tensors renamed and transposed to Google's names, checked against `specs`."""
-    weights = {}
-    for spec in specs:
-        if spec.hf_name not in tensors:
-            raise ValueError(f"{source}: tensor {spec.hf_name} (for {spec.name}) is missing.")
-        value = tensors[spec.hf_name].astype(np.float32)
-        value = value.T if spec.transpose else value
-        if tuple(value.shape) != spec.shape:
-            raise ValueError(
-                f"{source}: tensor {spec.hf_name} has shape {list(value.shape)} after "
-                f"conversion but {spec.name} needs {list(spec.shape)} for this config.")
-        weights[spec.name] = np.ascontiguousarray(value)
-    return weights
