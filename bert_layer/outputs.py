@@ -22,7 +22,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 # Files a training run writes into its output folder.
 MODEL_FILE = "model.keras"
@@ -263,25 +263,34 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[str]:
 
 
 @contextlib.contextmanager
-def terminate_raises() -> Iterator[None]:
+def terminate_raises() -> Iterator[Callable[[], None]]:
     """SIGTERM, SIGHUP and SIGQUIT raise SystemExit(128 + signal) in the main thread, so
     `finally` blocks clean up.
 
     Python's default for these kills the process outright (SIGQUIT dumps core); SIGINT
-    already raises. A signal whose handler someone else set is left alone.
+    already raises. A signal whose handler someone else set is left alone. A SystemExit
+    that something swallowed (a signal landing in a `__del__` or a callback whose errors
+    are only printed) is raised again by the yielded check, and when the block ends.
     """
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield lambda: None
         return
     ours = [s for s in TERMINATING_SIGNALS if signal.getsignal(s) is signal.SIG_DFL]
+    received = []
 
     def terminate(signum, frame):
+        received.append(signum)
         raise SystemExit(128 + signum)
+
+    def check() -> None:
+        if received:
+            raise SystemExit(128 + received[0])
 
     for number in ours:
         signal.signal(number, terminate)
     try:
-        yield
+        yield check
+        check()
     finally:
         for number in ours:
             signal.signal(number, signal.SIG_DFL)
@@ -306,7 +315,7 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False, is_dir: b
     parent, base = os.path.split(path)
     os.makedirs(parent, exist_ok=True)
     remove_stale_temporaries(path)
-    with terminate_raises():
+    with terminate_raises() as check_signals:
         tmp_root = tempfile.mkdtemp(prefix=f".{base}{_TMP_INFIX}{os.getpid()}-", dir=parent)
         try:
             # mkdtemp makes the folder private (0700); give it the permissions a new folder gets.
@@ -315,6 +324,7 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False, is_dir: b
             os.chmod(tmp_root, 0o777 & ~umask)
             tmp = tmp_root if is_dir else os.path.join(tmp_root, base)
             yield tmp
+            check_signals()  # A terminating signal whose SystemExit was swallowed.
             if is_dir:
                 _write_marker(tmp, kind)
             _move_in(tmp, path, overwrite, is_dir, kind, suffixes)

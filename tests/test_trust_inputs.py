@@ -401,6 +401,25 @@ def test_export_under_a_file_size_limit_is_one_line(tiny_checkpoint_dir, tmp_pat
 
 # === Signals: SIGHUP and SIGQUIT clean up like SIGTERM ===
 
+def test_a_terminating_signal_whose_exit_was_swallowed_still_ends_the_output(tmp_path):
+    """A signal can land where Python only prints the exception (a `__del__`, a callback):
+    the output is still not written, and the exit status still says which signal."""
+    from bert_layer.outputs import atomic_output
+
+    with pytest.raises(SystemExit) as ended:
+        with atomic_output(tmp_path / "out") as tmp:
+            try:
+                os.kill(os.getpid(), signal.SIGHUP)
+                time.sleep(1)  # The handler runs at the next bytecode; never sleeps long.
+            except SystemExit:
+                pass  # Swallowed, as a __del__ would.
+            with open(os.path.join(tmp, "file.txt"), "w", encoding="utf-8") as f:
+                f.write("half")
+    assert ended.value.code == 128 + signal.SIGHUP
+    assert os.listdir(tmp_path) == []
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
+
+
 @pytest.mark.large
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGQUIT], ids=["SIGHUP", "SIGQUIT"])
 def test_export_killed_by_a_terminal_signal_leaves_nothing(tiny_checkpoint_dir, tmp_path, sig):

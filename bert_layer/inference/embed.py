@@ -43,7 +43,7 @@ def embed_texts(layer: BertLayer, texts: list[str], batch_size: int = 32) -> np.
         layer.build(None)
     # One trace for every batch shape: strings [b] in, [b, H] out, inference graph.
     run = tf.function(lambda t: layer(t, training=False),
-                      input_signature=[tf.TensorSpec([None], tf.string)])
+                      input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
     results = [run(tf.constant([texts[i] for i in batch])).numpy() for batch in batches]
     return restore_order(results, batches).astype(np.float32)
 

@@ -66,12 +66,12 @@ class FreezeReport:
 
 def _text_function(model: keras.Model, tokenizer: str | None):
     spec = tf.TensorSpec([None], tf.string, name=TEXT_INPUT)
-    return tf.function(text_model(model, tokenizer)).get_concrete_function(spec)
+    return tf.function(text_model(model, tokenizer), autograph=False).get_concrete_function(spec)
 
 
 def _ids_function(model: keras.Model):
     specs = [tf.TensorSpec([None, None], tf.int32, name=n) for n in TOKEN_INPUTS]
-    return tf.function(ids_model(model)).get_concrete_function(*specs)
+    return tf.function(ids_model(model), autograph=False).get_concrete_function(*specs)
 
 
 def _add_constant(graph_def: graph_pb2.GraphDef, name: str, value) -> None:

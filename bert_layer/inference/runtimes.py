@@ -395,7 +395,7 @@ class KerasClassifier:
         self.class_names, self.multi_label, self.task = _class_names(self.path, self.model)
         spec = tf.TensorSpec([None], tf.string)
         self._run = tf.function(lambda texts: self.model(texts, training=False),
-                                input_signature=[spec])
+                                input_signature=[spec], autograph=False)
 
     def __call__(self, texts) -> np.ndarray:
         import tensorflow as tf

@@ -96,22 +96,23 @@ def write_serving_model(model: keras.Model, out_dir: str | os.PathLike, *,
         outputs = lambda values: {"score": values}  # noqa: E731
     else:
         outputs = lambda values: _labelled(values, names, multi_label)  # noqa: E731
-    root.serve = tf.function(lambda text: outputs(from_text(text)), input_signature=[text_spec])
+    root.serve = tf.function(lambda text: outputs(from_text(text)), input_signature=[text_spec],
+                             autograph=False)
     if is_windowed(model):
         ids_specs.append(tf.TensorSpec([None], tf.int32, name=WINDOW_DOCUMENT))
         root.serve_ids = tf.function(
             lambda input_ids, input_mask, segment_ids, window_document: outputs(
                 from_ids(input_ids, input_mask, segment_ids, window_document)),
-            input_signature=ids_specs)
+            input_signature=ids_specs, autograph=False)
     else:
         root.serve_ids = tf.function(
             lambda input_ids, input_mask, segment_ids: outputs(
                 from_ids(input_ids, input_mask, segment_ids)),
-            input_signature=ids_specs)
+            input_signature=ids_specs, autograph=False)
     root.metadata = tf.function(
         lambda: {"class_names": tf.identity(names), "multi_label": tf.constant(multi_label),
                  "task": tf.constant(task)},
-        input_signature=[])
+        input_signature=[], autograph=False)
     signatures = {SERVING_SIGNATURE: root.serve, IDS_SIGNATURE: root.serve_ids,
                   METADATA_SIGNATURE: root.metadata}
     with atomic_output(out_dir, **writing) as tmp:

@@ -162,7 +162,8 @@ def freeze_tagger(model: keras.Model, out_path: str | os.PathLike, *, overwrite:
     )
 
     spec = tf.TensorSpec([None, None], tf.string, name=WORDS_INPUT)
-    function = tf.function(words_function(model, tokenizer)).get_concrete_function(spec)
+    function = tf.function(words_function(model, tokenizer),
+                           autograph=False).get_concrete_function(spec)
     frozen = convert_variables_to_constants_v2(function)
     graph_def = frozen.graph.as_graph_def()
     # The frozen function's outputs are the dict's values in tf.nest order (sorted keys).
@@ -211,14 +212,15 @@ def write_serving_tagger(model: keras.Model, out_dir: str | os.PathLike, *,
     root = tf.Module()
     root.weights = [w.value for w in model.weights]
     root.serve = tf.function(text_function(model, tokenizer),
-                             input_signature=[tf.TensorSpec([None], tf.string, name=TEXT_INPUT)])
+                             input_signature=[tf.TensorSpec([None], tf.string, name=TEXT_INPUT)],
+                             autograph=False)
     root.serve_words = tf.function(
         words_function(model, tokenizer),
-        input_signature=[tf.TensorSpec([None, None], tf.string, name=WORDS_INPUT)])
+        input_signature=[tf.TensorSpec([None, None], tf.string, name=WORDS_INPUT)], autograph=False)
     root.tagger_metadata = tf.function(  # The attribute name marks a tagger (is_tagger_file).
         lambda: {"tag_names": tf.identity(tag_names),
                  "max_seq_length": tf.constant(bert.max_seq_length, tf.int32)},
-        input_signature=[])
+        input_signature=[], autograph=False)
     signatures = {SERVING_SIGNATURE: root.serve, WORDS_SIGNATURE: root.serve_words,
                   METADATA_SIGNATURE: root.tagger_metadata}
     with atomic_output(out_dir, **writing) as tmp:

@@ -170,7 +170,8 @@ class KerasTagger:
         self.tag_names = list(head.tag_names)
         self.max_seq_length = self.model.get_layer("bert").max_seq_length
         self._run = tf.function(words_function(self.model),
-                                input_signature=[tf.TensorSpec([None, None], tf.string)])
+                                input_signature=[tf.TensorSpec([None, None], tf.string)],
+                                autograph=False)
 
     def run(self, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import tensorflow as tf

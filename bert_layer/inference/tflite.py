@@ -81,7 +81,7 @@ def check_convertible(model: keras.Model) -> None:
 
 def _frozen_ids_function(model: keras.Model):
     specs = [tf.TensorSpec([None, None], tf.int32, name=n) for n in TOKEN_INPUTS]
-    function = tf.function(ids_model(model)).get_concrete_function(*specs)
+    function = tf.function(ids_model(model), autograph=False).get_concrete_function(*specs)
     return convert_variables_to_constants_v2(function)
 
 

@@ -238,7 +238,7 @@ class SentencePieceGraphTokenizer(_SentencePieceTokenizer):
         self._maps = ((None if self.keep_accents else strip_accents_map()),
                       lower_map() if self.do_lower_case else None)
         self._eager_tokenize = tf.function(
-            self._tokenize, input_signature=[tf.TensorSpec([None], tf.string)])
+            self._tokenize, input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
 
     def tokenize(self, texts):
         """int32 ids `[batch, (tokens)]` of the string tensor `texts` [batch]."""

@@ -93,7 +93,7 @@ class _InGraphTokenizer(_VocabTokenizer):
         # Eager calls run as one graph: dispatching its ~80 small ops one by one costs more
         # than the work itself.
         self._eager_tokenize = tf.function(
-            self._tokenize, input_signature=[tf.TensorSpec([None], tf.string)])
+            self._tokenize, input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
 
     def split_words(self, texts) -> tf.RaggedTensor:
         """FullTokenizer's BasicTokenizer: string words `[batch, (words)]` of `texts` [batch]."""

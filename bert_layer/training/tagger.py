@@ -180,7 +180,7 @@ class EntityF1(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         run = tf.function(lambda w: self.model(w, training=False),
-                          input_signature=[tf.TensorSpec([None, None], tf.string)])
+                          input_signature=[tf.TensorSpec([None, None], tf.string)], autograph=False)
         probabilities = predict_rows(lambda w: run(tf.constant(w)), self.rows, self.batch_size)
         tags = [[self.tag_names[i] for i in p.argmax(-1)] for p in probabilities]
         predicted = merge_rows(tags, self.origins, [len(g) for g in self.gold])
