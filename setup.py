@@ -64,6 +64,8 @@ setup(
         # Beam's tests run in CI too (about 2 minutes of the suite).
         "test": DEFAULT_MODEL + BEAM + TFLITE + [
             "pytest>=8,<10",
+            # Two workers (`-n 2 --dist loadfile`): most tests trace graphs on one core.
+            "pytest-xdist>=3.5,<4",
             # The linter CI runs (ruff.toml).
             "ruff>=0.6,<1",
             "hypothesis>=6.100,<7",

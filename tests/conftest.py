@@ -5,12 +5,14 @@ Helpers live in modules of their own (import them by name, not from conftest):
   real_data.py: DATA_DIR, PROJECT_DIR, read_sst2_dev(), read_mrpc_dev().
   paths.py: assert_paths_agree; harness.py: running the CLI, hashing folders.
 Fixtures (session-scoped, each writes its folder once):
-  tiny_checkpoint_dir, tiny_module_dir, default_model_dir, default_checkpoint_dir,
-  default_module_dir, sst2_dev, mrpc_dev; mpnet_model_dir, mpnet_module_dir (all-mpnet-base-v2,
-  joined from its five installed parts).
+  tiny_checkpoint_dir, tiny_module_dir, trained_run (one tiny classifier trained and frozen
+  through the CLI, for the tests that need any trained model), default_model_dir,
+  default_checkpoint_dir, default_module_dir, sst2_dev, mrpc_dev; mpnet_model_dir,
+  mpnet_module_dir (all-mpnet-base-v2, joined from its five installed parts).
 Tests marked `integration` use the real default model or ../shared/data; tests marked `large`
-(real-model accuracy, multi-worker, Beam, anything over ~20 s) are left out of the default
-tier: `pytest -m "not large"` runs in under 5 minutes, `pytest tests` runs everything.
+(real-model accuracy, multi-worker, Beam, tiny-model tests over ~5 s) are left out of the
+default tier: `pytest -n 2 --dist loadfile -m "not large" tests` runs in under 5 minutes on
+2 cores, `pytest -n 2 --dist loadfile tests` runs everything.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "integration: uses the real default model or ../shared/data")
     config.addinivalue_line(
-        "markers", "large: real-model accuracy, multi-worker, Beam or over ~20 s (not in the "
+        "markers", "large: real-model accuracy, multi-worker, Beam or over ~5 s (not in the "
         "default tier)")
 
 
@@ -62,6 +64,27 @@ def tiny_module_dir(tiny_checkpoint_dir: str, tmp_path_factory: pytest.TempPathF
     from bert_layer.export.writer import export_module
     out_dir = os.path.join(str(tmp_path_factory.mktemp("tiny_module")), "module")
     return export_module(tiny_checkpoint_dir, out_dir, max_seq_length=32)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_module_dir: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`bert-layer train` of a neg/pos sentence classifier on the tiny module (16 rows of
+    test_train.sentiment_rows, 1 epoch), then `bert-layer freeze`: {"train": the .tsv,
+    "run_dir", "keras": its model.keras, "frozen": the .pb}. Read it, never write into it."""
+    from harness import run_cli
+    from test_train import sentiment_rows, write_tsv
+
+    folder = tmp_path_factory.mktemp("trained_run")
+    train = write_tsv(folder / "train.tsv", sentiment_rows(16, seed=1))
+    run_dir, frozen = str(folder / "run"), str(folder / "frozen.pb")
+    code, _, err = run_cli(["train", "--module", tiny_module_dir, "--train", train, "--out",
+                            run_dir, "--epochs", "1", "--batch-size", "8", "--max-seq-length",
+                            "16", "--fine-tune-layers", "1", "--quiet"])
+    assert code == 0, err
+    keras_file = os.path.join(run_dir, "model.keras")
+    code, _, err = run_cli(["freeze", "--model", keras_file, "--out", frozen, "--quiet"])
+    assert code == 0, err
+    return {"train": train, "run_dir": run_dir, "keras": keras_file, "frozen": frozen}
 
 
 @pytest.fixture(scope="session")

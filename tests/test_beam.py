@@ -77,6 +77,7 @@ def models(tiny_module_dir, tmp_path_factory) -> dict[str, str]:
     return {"keras": str(folder / "model.keras"), "frozen": str(folder / "model.pb")}
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("kind", ["keras", "frozen"])
 def test_pipeline_gives_the_probabilities_of_predict_in_input_order(kind, models, tmp_path):
     from bert_layer.inference.predict import predict_probabilities

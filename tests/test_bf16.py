@@ -143,6 +143,7 @@ def bf16_frozen(tiny_module_dir, tmp_path_factory):
     return model, paths
 
 
+@pytest.mark.large
 def test_with_precision_clones_with_the_same_weights(bf16_frozen):
     from bert_layer.layers.precision import with_precision
     model, _ = bf16_frozen
@@ -201,6 +202,7 @@ def test_predict_groups_by_real_token_counts_and_equals_whole_batches(bf16_froze
     np.testing.assert_allclose(batched, expected, atol=1e-5, rtol=0)
 
 
+@pytest.mark.large
 def test_cli_trains_in_bf16_freezes_and_predicts_in_either_precision(tiny_module_dir, tmp_path,
                                                                     capsys):
     import json

@@ -113,6 +113,7 @@ def test_missing_required_argument(capsys):
 
 # === train -> freeze -> predict ===
 
+@pytest.mark.large
 def test_train_writes_model_and_report_and_prints_a_summary(job):
     code, out, err = job["trained"]
     assert code == 0, err
@@ -184,6 +185,7 @@ def test_predict_with_the_keras_model_agrees_with_the_frozen_graph(job, capsys):
                                                            abs=2e-5)
 
 
+@pytest.mark.large
 def test_predict_with_a_core_saved_model_agrees_with_the_frozen_graph(job, capsys):
     saved_model = os.path.join(job["folder"], "serving")
     code, out, err = run(["freeze", "--model", os.path.join(job["run_dir"], "model.keras"),

@@ -35,21 +35,9 @@ def write_rows(path, rows, header=("sentence", "label")) -> str:
 
 
 @pytest.fixture(scope="module")
-def classifier(tiny_module_dir, tmp_path_factory):
-    """A tiny trained run (model.keras) and its frozen graph."""
-    folder = tmp_path_factory.mktemp("trust")
-    train = write_rows(folder / "train.tsv", ROWS)
-    run_dir = folder / "run"
-    code, _, err = run_cli(["train", "--module", tiny_module_dir, "--train", train,
-                            "--out", str(run_dir), "--epochs", "1", "--batch-size", "8",
-                            "--fine-tune-layers", "0", "--max-seq-length", "16"])
-    assert code == 0, err
-    frozen = folder / "frozen.pb"
-    code, _, err = run_cli(["freeze", "--model", str(run_dir / "model.keras"),
-                            "--out", str(frozen)])
-    assert code == 0, err
-    return dict(train=train, train_err=err, run_dir=str(run_dir),
-                keras=str(run_dir / "model.keras"), frozen=str(frozen))
+def classifier(trained_run):
+    """A tiny trained run (model.keras) and its frozen graph (conftest's trained_run)."""
+    return trained_run
 
 
 @pytest.fixture
@@ -389,6 +377,7 @@ def test_corrupt_keras_files_are_named_as_corrupt(classifier, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["random.keras", "trunc.keras", "weights.keras"]
 
 
+@pytest.mark.large
 def test_stdout_closed_early_exits_quietly(classifier, tmp_path):
     lines = tmp_path / "many.txt"
     lines.write_text("a moving , funny film .\n" * 4000)
@@ -477,6 +466,7 @@ def tiny_hf_folder(directory) -> str:
     return str(directory)
 
 
+@pytest.mark.large
 def test_convert_a_transformers_folder_quietly_and_replace_it(tmp_path):
     """`convert` end to end in a fresh process: the weights, the marker, no TF log line."""
     from safetensors.numpy import load_file

@@ -134,6 +134,7 @@ def texts_file(tmp_path_factory) -> str:
     return str(path)
 
 
+@pytest.mark.large
 def test_embed_command_writes_npy_and_jsonl_in_input_order(
         tiny_module_dir, checkpoint, texts_file, tmp_path, capsys):
     npy, jsonl = str(tmp_path / "out.npy"), str(tmp_path / "out.jsonl")
@@ -152,6 +153,7 @@ def test_embed_command_writes_npy_and_jsonl_in_input_order(
     assert sorted(os.listdir(tmp_path)) == ["out.jsonl", "out.npy"]  # No temporary left.
 
 
+@pytest.mark.large
 def test_embed_command_reads_tsv_pairs_and_stdin(tiny_module_dir, checkpoint, tmp_path,
                                                  monkeypatch):
     tsv = tmp_path / "pairs.tsv"

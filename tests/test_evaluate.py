@@ -71,6 +71,7 @@ def test_evaluate_on_mrpc_dev_equals_scikit_learn(mrpc_models, mrpc_dev, kind, t
     assert "confusion matrix" in stdout and "weighted avg" in stdout
 
 
+@pytest.mark.large
 def test_evaluate_multi_label_equals_scikit_learn(tiny_module_dir, tmp_path):
     classes = ["act", "plot", "fun"]
     rows = [("the act was good .", "act"), ("the plot was bad .", "plot"),
@@ -104,15 +105,9 @@ def test_evaluate_multi_label_equals_scikit_learn(tiny_module_dir, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def sentiment_model(tiny_module_dir, tmp_path_factory) -> tuple[str, str]:
-    folder = tmp_path_factory.mktemp("sentiment_eval")
-    data = write_tsv(folder / "train.tsv", sentiment_rows(16, seed=1))
-    out = str(folder / "run")
-    code, _, err = run_cli(["train", "--module", tiny_module_dir, "--train", data, "--out", out,
-                            "--epochs", "1", "--batch-size", "8", "--max-seq-length", "32",
-                            "--quiet"])
-    assert code == 0, err
-    return os.path.join(out, "model.keras"), data
+def sentiment_model(trained_run) -> tuple[str, str]:
+    """conftest's trained neg/pos classifier and its training file."""
+    return trained_run["keras"], trained_run["train"]
 
 
 def test_a_label_the_model_does_not_know_is_one_line(sentiment_model, tmp_path):

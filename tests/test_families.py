@@ -110,6 +110,7 @@ def albert_module(albert, tmp_path_factory) -> str:
 
 # === ELECTRA ===
 
+@pytest.mark.large
 def test_electra_folder_converts_and_exports_to_transformers_outputs(electra, electra_module):
     assert_outputs_match(electra_module, electra[0])
     with open(os.path.join(electra_module, "assets", "bert_config.json")) as f:
@@ -118,6 +119,7 @@ def test_electra_folder_converts_and_exports_to_transformers_outputs(electra, el
     assert module_config["embedding_size"] == 24 != module_config["hidden_size"]
 
 
+@pytest.mark.large
 def test_google_electra_checkpoint_without_config_infers_sizes(electra, tmp_path_factory):
     model = electra[0]
     weights = google_weights("electra", model, ELECTRA_CONFIG)
@@ -161,6 +163,7 @@ def test_google_electra_config_beside_the_checkpoint_is_read(electra, tmp_path_f
 
 # === ALBERT ===
 
+@pytest.mark.large
 def test_albert_folder_converts_and_exports_to_transformers_outputs(albert, albert_module):
     assert_outputs_match(albert_module, albert[0])
     from bert_layer.layers.hub_module import HubModule
@@ -172,6 +175,7 @@ def test_albert_folder_converts_and_exports_to_transformers_outputs(albert, albe
     assert len(shared) == 16 and not any("layer_" in n for n in shapes)  # One layer, once.
 
 
+@pytest.mark.large
 def test_google_albert_checkpoint_reads_albert_config_and_30k_clean(albert, tmp_path_factory,
                                                                    sp_model_file):
     """Google's folder: albert_config.json ("gelu" is Google's tanh approximation there),
@@ -274,6 +278,7 @@ def albert_classifier(albert_module):
     return model, model(tf.constant(TEXTS), training=False).numpy()
 
 
+@pytest.mark.large
 def test_albert_text_is_tokenized_as_the_slow_albert_tokenizer(albert_module, sp_model_file):
     from reference_albert import SlowAlbertTokenizer
 
@@ -300,6 +305,7 @@ def test_albert_text_is_tokenized_as_the_slow_albert_tokenizer(albert_module, sp
         ..., None], from_ids["sequence_output"], atol=1e-5)
 
 
+@pytest.mark.large
 def test_albert_fine_tuning_trains_the_shared_layer_only(albert_module):
     """n_fine_tune_layers=1 (or any N >= 1) trains ALBERT's one shared layer; embeddings and
     their projection stay, as do all weights with 0."""
@@ -325,6 +331,7 @@ def test_albert_fine_tuning_trains_the_shared_layer_only(albert_module):
     assert not frozen.trainable_weights
 
 
+@pytest.mark.large
 def test_albert_classifier_freezes_to_its_keras_probabilities(albert_classifier, tmp_path):
     from bert_layer.inference.freeze import freeze_model
     from bert_layer.inference.runtimes import FrozenClassifier
@@ -335,6 +342,7 @@ def test_albert_classifier_freezes_to_its_keras_probabilities(albert_classifier,
     assert np.ptp(expected, axis=0).max() > 0.1
 
 
+@pytest.mark.large
 def test_albert_classifier_serves_as_a_saved_model(albert_classifier, tmp_path):
     from bert_layer.inference.runtimes import SavedModelClassifier
     from bert_layer.inference.serving import write_serving_model
@@ -348,6 +356,7 @@ def test_albert_classifier_serves_as_a_saved_model(albert_classifier, tmp_path):
     assert not os.path.exists(tmp_path / "core")
 
 
+@pytest.mark.large
 def test_albert_embeddings_and_bf16(albert_module, albert, sp_model_file):
     """embed's mean pooling equals transformers' masked mean; bf16 stays close to it."""
     from reference_albert import SlowAlbertTokenizer
@@ -371,6 +380,7 @@ def test_albert_embeddings_and_bf16(albert_module, albert, sp_model_file):
     np.testing.assert_allclose(got, embeddings, atol=0.1 * np.abs(embeddings).max())
 
 
+@pytest.mark.large
 def test_inspect_says_albert_modules_need_tensorflow_text(albert_module):
     from bert_layer.inference.inspect import inspect_path
     inspection = inspect_path(albert_module)
@@ -378,6 +388,7 @@ def test_inspect_says_albert_modules_need_tensorflow_text(albert_module):
     assert any(op.startswith("Sentencepiece") for op in ops), inspection.non_core_ops
 
 
+@pytest.mark.large
 def test_electra_module_tokenizes_with_both_wordpiece_tokenizers(electra_module, tmp_path,
                                                                  electra):
     """ELECTRA's vocabulary is BERT's WordPiece: the core tokenizer works too."""
@@ -396,6 +407,7 @@ def test_electra_module_tokenizes_with_both_wordpiece_tokenizers(electra_module,
 
 # === The command line ===
 
+@pytest.mark.large
 def test_cli_converts_exports_and_inspects_albert(albert, tmp_path):
     from harness import assert_one_line_error, run_cli, tree_hashes
     checkpoint, module = str(tmp_path / "checkpoint"), str(tmp_path / "module")

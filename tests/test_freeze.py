@@ -79,6 +79,7 @@ def frozen_numpy(tiny_module_dir, tmp_path_factory):
 
 # === The graph tokenizer: strings in ===
 
+@pytest.mark.large
 def test_frozen_probabilities_equal_the_keras_model(frozen):
     probabilities = FrozenClassifier(frozen.path)(TEXTS)
     assert probabilities.shape == (len(TEXTS), 3)

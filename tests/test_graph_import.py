@@ -154,6 +154,7 @@ def test_a_node_reading_a_ref_variable_directly_is_named(google_module_dir, tmp_
 # === BertLayer on a Google module ===
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
 def test_bert_layer_equals_the_layer_on_the_exported_module(google_module_dir, tiny_module_dir,
                                                             pooling):
@@ -179,6 +180,7 @@ def _fit_changes(module_dir: str, **kwargs) -> tuple[set[str], str]:
     return changed, bert.name
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("kwargs, expected", [
     ({"n_fine_tune_layers": 1}, last_layers(1) | POOLER),
     ({"n_fine_tune_layers": 0, "tune_embeddings": True}, EMBEDDINGS),
@@ -190,6 +192,7 @@ def test_fit_moves_exactly_the_selected_weights(google_module_dir, kwargs, expec
         "logits/kernel", "logits/bias"}
 
 
+@pytest.mark.large
 def test_module_with_only_the_inference_graph_trains_without_dropout(make_google_module):
     module_dir = make_google_module(tag_sets=INFERENCE_ONLY)
     layer = BertLayer(module_dir, max_seq_length=MAX_LEN, pooling="mean")
@@ -200,6 +203,7 @@ def test_module_with_only_the_inference_graph_trains_without_dropout(make_google
         "logits/kernel", "logits/bias"}
 
 
+@pytest.mark.large
 def test_a_classifier_on_a_google_module_freezes_to_the_same_probabilities(google_module_dir,
                                                                           tmp_path):
     from bert_layer.inference.freeze import freeze_model

@@ -134,6 +134,7 @@ def test_only_the_selected_weights_are_trainable(make_layer, kwargs, expected):
     assert {w.name for w in layer.non_trainable_weights} == keras_names(ALL_WEIGHTS - expected)
 
 
+@pytest.mark.large
 def test_trainable_weight_counts(make_layer):
     counts = {}
     for kwargs in ({"n_fine_tune_layers": 3, "pooling": "mean"}, {"n_fine_tune_layers": 3},
@@ -176,6 +177,7 @@ def test_outputs_match_the_numpy_reference(make_layer, checkpoint, vocab_file, p
     assert padding.size > 0 and not padding.any()  # exactly zero, not just close
 
 
+@pytest.mark.large
 def test_not_as_dict_returns_the_pooled_tensor(make_layer):
     texts = tf.constant(TEXTS)
     for pooling, shape in (("cls", (3, 32)), ("max", (3, 32)), (None, (3, 10, 32))):
@@ -300,6 +302,7 @@ def test_vector_alone_equals_vector_in_a_batch_of_longer_sentences(make_layer, p
 # === Execution paths ===
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("pooling", ["mean", None])
 def test_every_execution_path_gives_the_eager_outputs(make_layer, pooling):
     layer = make_layer(pooling=pooling)
@@ -351,6 +354,7 @@ def _values(model: keras.Model) -> dict[str, np.ndarray]:
     return {w.path: w.numpy().copy() for w in model.weights}
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("kwargs, expected", [
     ({"n_fine_tune_layers": 1}, last_layers(1) | POOLER),
     ({"n_fine_tune_layers": 0, "tune_embeddings": True}, EMBEDDINGS),
@@ -367,6 +371,7 @@ def test_fit_moves_exactly_the_selected_variables(tiny_module_dir, kwargs, expec
     assert changed == {f"{bert.name}/{n}" for n in keras_names(expected)} | head
 
 
+@pytest.mark.large
 def test_fit_is_stochastic_and_predict_deterministic(tiny_module_dir):
     model, _ = _classifier(tiny_module_dir, pooling="mean")
     _compile(model, learning_rate=0.0)  # The weights stay: only dropout can vary the loss.
@@ -378,6 +383,7 @@ def test_fit_is_stochastic_and_predict_deterministic(tiny_module_dir):
     assert all(np.array_equal(v, w.numpy()) for v, w in zip(before.values(), model.weights))
 
 
+@pytest.mark.large
 def test_two_bert_layers_train_independent_weights(tiny_module_dir, tmp_path):
     text = keras.Input(shape=(), dtype="string")
     first = BertLayer(tiny_module_dir, max_seq_length=MAX_LEN, n_fine_tune_layers=1)
@@ -474,6 +480,7 @@ def _fresh_model() -> keras.Model:
                        tune_embeddings=True)[0]
 
 
+@pytest.mark.large
 def test_save_weights_and_load_weights(trained, tiny_module_dir, monkeypatch, tmp_path):
     model, predictions = trained
     path = str(tmp_path / "model.weights.h5")

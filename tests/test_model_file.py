@@ -78,6 +78,7 @@ BUILD_PATHS = {
 }
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("build", sorted(BUILD_PATHS))
 def test_weights_come_from_the_module_however_the_layer_is_built(
         tiny_module_dir, expected_mean, build):
@@ -85,6 +86,7 @@ def test_weights_come_from_the_module_however_the_layer_is_built(
     np.testing.assert_allclose(outputs, expected_mean, atol=1e-4)
 
 
+@pytest.mark.large
 def test_subclassed_model_trains_from_the_module_weights(tiny_module_dir, tiny_checkpoint_dir):
     model = Subclassed(tiny_module_dir)
     model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
@@ -98,6 +100,7 @@ def test_subclassed_model_trains_from_the_module_weights(tiny_module_dir, tiny_c
 # === Dropout when nothing trains (review D10) ===
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("kwargs, dropout", [
     ({}, True),
     ({"trainable": False}, False),
@@ -162,6 +165,7 @@ def test_keras_file_carries_the_module_graph_and_vocabulary(saved):
         assert archive.read(vocab) == f.read()
 
 
+@pytest.mark.large
 def test_model_alone_predicts_elsewhere_with_its_class_names(saved, tmp_path, monkeypatch):
     module, path, predictions = saved
     os.rename(module, module + ".gone")  # The module folder is no longer there...
@@ -234,6 +238,7 @@ def _as_saved_before(new_path: str, old_path: str, stored_module: str) -> None:
             archive.writestr(name, data)
 
 
+@pytest.mark.large
 def test_old_model_finds_its_module_from_the_model_folder(saved, tmp_path, monkeypatch):
     # Trained from work/ as `--module module --out run`; loaded from work/run/.
     _, path, predictions = saved

@@ -185,6 +185,7 @@ def test_dynamic_padding(kind, tiny_vocab):
     assert {tuple(v.shape) for v in empty.values()} == {(0, 2)}
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_execution_path_matches_the_reference(kind, tiny_vocab):
     expected = reference_features(full_tokenizer(tiny_vocab, True), TEXTS, max_seq_length=9)

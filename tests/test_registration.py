@@ -42,6 +42,7 @@ def _run(code: str) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.large
 def test_import_bert_layer_alone_registers_without_importing_tensorflow(saved_model):
     code = ("import sys, bert_layer\n"
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
@@ -49,6 +50,7 @@ def test_import_bert_layer_alone_registers_without_importing_tensorflow(saved_mo
     assert _run(code) == EXPECTED
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("first", ["bert_layer.layers.layer", "bert_layer.training.classifier",
                                    "bert_layer.training.train"])
 def test_any_module_imported_first_registers_all(first, saved_model):
@@ -56,6 +58,7 @@ def test_any_module_imported_first_registers_all(first, saved_model):
     assert _run(f"import {first}\n" + LOAD.format(path=saved_model)) == EXPECTED
 
 
+@pytest.mark.large
 def test_without_import_bert_layer_loading_fails(saved_model):
     """The reference: what the registration fixes (keras cannot find the classes)."""
     result = subprocess.run([sys.executable, "-c", LOAD.format(path=saved_model)],

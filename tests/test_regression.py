@@ -95,6 +95,7 @@ def test_a_score_that_is_not_a_finite_number_names_file_and_line(tmp_path, value
         read_scores(path, text_column="sentence", score_columns=["score"])
 
 
+@pytest.mark.large
 def test_the_report_has_scipy_metrics_and_the_best_epoch_by_pearson(trained, files):
     out, report = trained
     assert report["classifier"]["task"] == "regress"
@@ -115,6 +116,7 @@ def test_the_report_has_scipy_metrics_and_the_best_epoch_by_pearson(trained, fil
     assert best["val_mse"] == pytest.approx(np.mean((truth - predicted) ** 2), rel=1e-4)
 
 
+@pytest.mark.large
 def test_keras_frozen_and_serving_give_the_same_scores(frozen, files):
     dev = read_scores(files[1], text_column="sentence", score_columns=["score"])
     results = {}
@@ -150,6 +152,7 @@ def test_predict_writes_a_score_column(frozen, files, tmp_path):
     np.testing.assert_allclose([float(r[1]) for r in rows[1:]], expected, atol=1e-5)
 
 
+@pytest.mark.large
 def test_evaluate_gives_scipys_numbers(frozen, files, tmp_path):
     out = str(tmp_path / "eval.json")
     code, stdout, err = run_cli(["evaluate", "--model", frozen["saved_model"], "--input",
@@ -168,6 +171,7 @@ def test_evaluate_gives_scipys_numbers(frozen, files, tmp_path):
     assert "pearson" in stdout and f"{result['pearson']:.4f}" in stdout
 
 
+@pytest.mark.large
 def test_several_label_columns_train_one_output_each(tiny_module_dir, files, tmp_path):
     out = str(tmp_path / "two")
     argv = _train_argv(tiny_module_dir, files, out, "--label-column", "length")

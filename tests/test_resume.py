@@ -78,6 +78,7 @@ def _interrupt_in_epoch(monkeypatch, epoch: int, spec, train, dev, out: str) -> 
             train_classifier(spec, train, dev, out, CONFIG, verbose=0)
 
 
+@pytest.mark.large
 def test_interrupted_run_resumes_after_its_last_finished_epoch(spec, files, tmp_path,
                                                                monkeypatch):
     train, dev = _read(files)
@@ -97,6 +98,7 @@ def test_interrupted_run_resumes_after_its_last_finished_epoch(spec, files, tmp_
     assert _dev_accuracy(out, dev) == pytest.approx(report["best"]["val_accuracy"], abs=1e-6)
 
 
+@pytest.mark.large
 def test_resume_needs_the_same_settings(spec, files, tmp_path, monkeypatch):
     train, dev = _read(files)
     out = str(tmp_path / "run")
@@ -163,6 +165,7 @@ def _kill_after_first_epoch(argv: list[str], out: str, sig: int) -> int:
         return json.load(f)["epoch"]
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_killed_train_resumes_from_its_last_finished_epoch(tiny_module_dir, files, tmp_path,
                                                            sig, capsys):

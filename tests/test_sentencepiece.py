@@ -130,6 +130,7 @@ _texts = st.lists(
         p if isinstance(p, bytes) else p.encode("utf-8") for p in parts))
 
 
+@pytest.mark.large
 @settings(max_examples=300, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(texts=st.lists(_texts, min_size=1, max_size=4), options=st.sampled_from(OPTIONS),

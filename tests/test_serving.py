@@ -75,6 +75,7 @@ def token_ids(tiny_checkpoint_dir) -> dict[str, np.ndarray]:
 # === The SavedModel in this process ===
 
 
+@pytest.mark.large
 def test_saved_model_gives_the_keras_probabilities_and_labels(served):
     classifier = load_classifier(served.saved_model)
     assert isinstance(classifier, SavedModelClassifier)
@@ -120,6 +121,7 @@ def test_serving_model_refuses_the_numpy_tokenizer_and_wrong_class_counts(served
 # === No custom ops, checked by the files and by a Python without tensorflow_text ===
 
 
+@pytest.mark.large
 def test_core_artifacts_hold_no_tensorflow_text_op(served, core_module_dir, tiny_module_dir):
     assert TF_TEXT_OP in saved_model_op_types(tiny_module_dir)  # The default module has it.
     assert TF_TEXT_OP not in saved_model_op_types(core_module_dir)
@@ -144,6 +146,7 @@ def _in_process(module_dir: str, served, token_ids) -> dict[str, np.ndarray]:
             "classifier_saved_model": serving["probabilities"].numpy()}
 
 
+@pytest.mark.large
 def test_everything_runs_with_tensorflow_alone(served, core_module_dir, tiny_module_dir,
                                                token_ids, tmp_path):
     request = tmp_path / "request.json"
@@ -173,6 +176,7 @@ def test_everything_runs_with_tensorflow_alone(served, core_module_dir, tiny_mod
 # === bert-layer inspect ===
 
 
+@pytest.mark.large
 def test_inspect_names_the_tensorflow_text_op_of_a_default_module(tiny_module_dir, capsys):
     assert main(["inspect", tiny_module_dir]) == 0
     out = capsys.readouterr().out
@@ -186,6 +190,7 @@ def test_inspect_names_the_tensorflow_text_op_of_a_default_module(tiny_module_di
     assert f"variables: {len(stored)} tensors, {n_values:,} values" in out
 
 
+@pytest.mark.large
 def test_inspect_finds_no_custom_op_in_core_artifacts(core_module_dir, served, capsys):
     for path in (core_module_dir, served.saved_model, served.frozen):
         assert main(["inspect", path]) == 0

@@ -141,6 +141,7 @@ def test_bad_conll_input_exits_2_with_one_line_and_touches_nothing(case, tiny_mo
     assert tree_hashes(tmp_path) == before
 
 
+@pytest.mark.large
 def test_predict_errors_exit_2_and_leave_files_alone(tagger_dir, conll_files, tmp_path):
     model = os.path.join(tagger_dir, "model.keras")
     _, dev = conll_files
@@ -346,6 +347,7 @@ def frozen_and_served(keras_tagger, tmp_path_factory) -> tuple[str, str]:
     return frozen, served
 
 
+@pytest.mark.large
 def test_frozen_equals_serving_equals_keras(keras_tagger, frozen_and_served):
     import tensorflow as tf
 
@@ -374,6 +376,7 @@ def test_frozen_equals_serving_equals_keras(keras_tagger, frozen_and_served):
         [pytest.approx(e.as_dict(), abs=1e-5) for e in f] for f in python]
 
 
+@pytest.mark.large
 def test_core_artifacts_predict_where_tensorflow_text_cannot_import(frozen_and_served,
                                                                      keras_tagger, tmp_path):
     from bert_layer.inference.tagging import tag_texts
@@ -408,6 +411,7 @@ def test_a_tagger_copied_alone_predicts_the_same_spans(tagger_dir, keras_tagger,
         [e.as_dict() for e in f] for f in tag_texts(keras_tagger, texts)]
 
 
+@pytest.mark.large
 def test_predict_cli_text_lines_and_conll(tagger_dir, keras_tagger, conll_files, tmp_path):
     from bert_layer.inference.tagging import tag_probabilities, tag_texts, tags_of
     from bert_layer.training.tagger import entity_scores
@@ -444,6 +448,7 @@ def test_predict_cli_text_lines_and_conll(tagger_dir, keras_tagger, conll_files,
 
 # === Resuming a killed training ===
 
+@pytest.mark.large
 def test_killed_tagger_training_resumes(tiny_module_dir, conll_files, tmp_path, capsys):
     from bert_layer.cli.main import main
     from bert_layer.training.backup import backup_dir

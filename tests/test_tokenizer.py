@@ -228,6 +228,7 @@ def property_tokenizers(tmp_path_factory):
     return tokenizers
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("kind", IN_GRAPH_KINDS)
 @settings(max_examples=300, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -248,6 +249,7 @@ def test_property_parity_with_full_tokenizer(property_tokenizers, kind, texts, d
 PATH_TEXTS = ["UNwant\u00e9d,running", "", "want \u4e2d wa,un ||| runn\u0130NG", "x" * 250]
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_execution_path_gives_full_tokenizer_ids(kind, google_vocab):
     tokenizer = make_tokenizer(kind, google_vocab, True)

@@ -81,6 +81,7 @@ def trained(spec, data, tmp_path_factory) -> tuple[str, dict]:
 
 # === Outputs and report ===
 
+@pytest.mark.large
 def test_writes_model_and_report_only(trained):
     out, report = trained
     assert sorted(os.listdir(out)) == [".bert_layer", MODEL_FILE, REPORT_FILE]
@@ -140,6 +141,7 @@ def _weights_file_groups(keras_file: str) -> list[str]:
             return sorted(h5.keys())
 
 
+@pytest.mark.large
 def test_saved_model_holds_no_optimizer_state_and_predicts_the_same(trained, data, tmp_path):
     """model.keras has the weights alone: the same model saved compiled, with AdamW's slots
     built, is about 3x the trainable weights' size; both load and predict the same."""
@@ -182,6 +184,7 @@ def test_only_the_last_layer_pooler_and_head_moved(trained):
             np.testing.assert_array_equal(value, original[name], err_msg=name)
 
 
+@pytest.mark.large
 def test_multi_label_trains_with_sigmoids_and_keeps_the_last_epoch(tiny_module_dir, tmp_path):
     classes = ["act", "plot", "fun"]
     texts = ["the act was good .", "the plot was bad .", "fun fun fun !",

@@ -87,6 +87,7 @@ def test_balanced_multi_label_weights_are_negatives_over_positives_and_never_zer
         {"all": 1 / 3, "one": 3 / 1, "two": 2 / 2})
 
 
+@pytest.mark.large
 def test_balanced_weights_scale_the_loss_as_computed_by_hand(still_module_dir, tmp_path):
     """One batch of 8 (6 neg, 2 pos): the epoch's loss is that batch's loss before the
     update, mean_i(w[y_i] * -log p_i[y_i]), with p from the initial model."""
@@ -164,6 +165,7 @@ def _saved_kernel(out: str) -> np.ndarray:
         "score").kernel)
 
 
+@pytest.mark.large
 def test_patience_stops_at_the_right_epoch_and_keeps_the_best(tiny_module_dir, scores,
                                                                scripted_pearson, tmp_path):
     out = str(tmp_path / "run")
@@ -177,6 +179,7 @@ def test_patience_stops_at_the_right_epoch_and_keeps_the_best(tiny_module_dir, s
     np.testing.assert_array_equal(_saved_kernel(out), kernels[2])
 
 
+@pytest.mark.large
 def test_patience_counts_the_epochs_before_a_resume(tiny_module_dir, scores, scripted_pearson,
                                                     tmp_path, monkeypatch):
     """Interrupted as epoch 4 begins (epoch 3 was one without gain), the resumed run stops
@@ -222,6 +225,7 @@ def _first_update(module: str, tmp_path, monkeypatch, batch_size: int,
             report
 
 
+@pytest.mark.large
 def test_accumulating_4_batches_of_8_makes_the_update_of_one_batch_of_32(
         still_module_dir, tmp_path, monkeypatch):
     keras.utils.set_random_seed(2)
@@ -299,6 +303,7 @@ def test_patience_without_dev_is_refused(tiny_module_dir, sentiment_files, tmp_p
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.large
 def test_the_report_and_summary_state_the_options(tiny_module_dir, sentiment_files, tmp_path):
     out = str(tmp_path / "run")
     code, stdout, err = run_cli(["train", "--module", tiny_module_dir, "--train",

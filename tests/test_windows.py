@@ -85,6 +85,7 @@ def test_pairs_keep_the_second_text_whole_in_every_window(vocab_file, hf_tokeniz
     assert_windows_equal_hf(features, expected)
 
 
+@pytest.mark.large
 def test_a_pair_whose_second_text_leaves_no_room_is_refused_naming_it(vocab_file):
     preprocessor = WindowPreprocessor(make_tokenizer("core", vocab_file, True), 10, 2)
     fits = "good ||| the movie"
@@ -185,6 +186,7 @@ def _window_probabilities(model, texts: list[str]) -> tuple[np.ndarray, np.ndarr
     return np.array(windows), features[WINDOW_DOCUMENT].numpy()
 
 
+@pytest.mark.large
 def test_the_document_gets_the_mean_of_its_windows_probabilities(windowed):
     keras_model = load_classifier(windowed["keras"])
     got = keras_model(LONG)
@@ -218,6 +220,7 @@ def _predicted_rows(path: str) -> list[list[str]]:
         return list(csv.reader(f))[1:]
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("kind", ["keras", "graph", "saved_model"])
 def test_predict_writes_one_row_per_document(windowed, kind, tmp_path):
     texts = [t for t in LONG if t]  # A .txt file: one text per line.

@@ -59,6 +59,7 @@ def test_both_tag_sets_have_all_signatures(tiny_module_dir, tags):
         "default", "text", "tokenization_info", "tokens", "tokens_bf16"]
 
 
+@pytest.mark.large
 def test_tokens_signature_matches_numpy_reference(tiny_module_dir, tiny_checkpoint_dir):
     module = hub.load(tiny_module_dir, tags=set())
     features = _features(batch=3, seq=7, vocab_size=TINY_CONFIG.vocab_size, seed=1)
@@ -79,6 +80,7 @@ def test_default_signature_is_tokens(tiny_module_dir):
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.large
 def test_train_graph_applies_dropout_and_inference_graph_is_deterministic(tiny_module_dir):
     features = _features(batch=2, seq=6, vocab_size=TINY_CONFIG.vocab_size, seed=3)
     train = hub.load(tiny_module_dir, tags={"train"})
@@ -130,6 +132,7 @@ def test_module_still_loads_after_the_folder_moves(tiny_module_dir, tmp_path):
     assert _run_tokens(module, features)["pooled_output"].shape == (2, 32)
 
 
+@pytest.mark.large
 def test_hub_keras_layer_runs_the_tokens_signature(tiny_module_dir):
     pytest.importorskip("tf_keras")
     layer = hub.KerasLayer(tiny_module_dir, signature="tokens", signature_outputs_as_dict=True)
@@ -157,6 +160,7 @@ MULTILINGUAL_KEYS = {"directionality": "bidi", "pooler_fc_size": 768,
                      "pooler_size_per_head": 128, "pooler_type": "first_token_transform"}
 
 
+@pytest.mark.large
 def test_released_checkpoint_exports_the_encoder_and_names_what_it_left_out(tmp_path, capsys):
     from bert_layer.cli.main import main
     checkpoint = tmp_path / "multi_cased_L-3_H-32_A-4"
@@ -209,6 +213,7 @@ def _export_fails(checkpoint_dir, out_dir, match, **kwargs):
     assert leftovers == [], f"temporary folders left behind: {leftovers}"
 
 
+@pytest.mark.large
 def test_existing_output_needs_overwrite(tiny_checkpoint_dir, tmp_path):
     out = tmp_path / "module"
     out.mkdir()
