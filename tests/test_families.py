@@ -214,6 +214,7 @@ def test_albert_refuses_other_layer_layouts(albert, tmp_path):
         convert_folder(folder, str(tmp_path / "out"))
 
 
+@pytest.mark.large
 def test_core_tokenizer_refuses_albert_in_one_line(albert_module, albert, tmp_path):
     out = str(tmp_path / "checkpoint")
     convert_folder(albert[1], out)

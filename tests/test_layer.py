@@ -492,6 +492,7 @@ def test_save_weights_and_load_weights(trained, tiny_module_dir, monkeypatch, tm
     np.testing.assert_array_equal(_predict(fresh), predictions)
 
 
+@pytest.mark.large
 def test_to_json_then_load_weights(trained, tiny_module_dir, monkeypatch, tmp_path):
     model, predictions = trained
     path = str(tmp_path / "model.weights.h5")

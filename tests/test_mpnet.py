@@ -148,6 +148,7 @@ def test_mpnet_config_with_other_bucket_count_is_refused(tmp_path):
 
 # === Tokens: MPNet's specials and pair layout ===
 
+@pytest.mark.large
 def test_text_signature_ids_equal_mpnet_tokenizer(tiny_mpnet):
     _, hf_dir, _, exported = tiny_mpnet
     reference = transformers.AutoTokenizer.from_pretrained(hf_dir)

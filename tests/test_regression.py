@@ -130,6 +130,7 @@ def test_keras_frozen_and_serving_give_the_same_scores(frozen, files):
     np.testing.assert_allclose(results["saved_model"], results["keras"], atol=1e-5)
 
 
+@pytest.mark.large
 def test_the_serving_signature_outputs_score(frozen):
     import tensorflow as tf
     loaded = tf.saved_model.load(frozen["saved_model"])

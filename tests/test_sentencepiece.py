@@ -103,6 +103,7 @@ def test_the_digit_comma_rule_fires_on_mrpc(tokenizers, sp_models, mrpc_dev):
     _assert_parity(tokenizers, ("digits", True, False), changed)
 
 
+@pytest.mark.large
 def test_hugging_face_fast_albert_tokenizer_agrees_on_sst2(sp_models, sst2_dev):
     """transformers 5's AlbertTokenizer (tokenizers' Unigram, built from the same model)."""
     transformers = pytest.importorskip("transformers")

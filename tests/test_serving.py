@@ -89,6 +89,7 @@ def test_saved_model_gives_the_keras_probabilities_and_labels(served):
     assert outputs["label_index"].numpy().tolist() == served.expected.argmax(1).tolist()
 
 
+@pytest.mark.large
 def test_ids_signature_on_full_tokenizer_ids_equals_the_text_signature(served, token_ids):
     signatures = tf.saved_model.load(served.saved_model).signatures
     by_ids = signatures["ids"](**{k: tf.constant(v) for k, v in token_ids.items()})

@@ -271,6 +271,7 @@ def test_spans_round_trip_on_adversarial_unicode():
             assert entity.label == "film"
 
 
+@pytest.mark.large
 def test_serving_entities_decode_as_seqeval(keras_tagger):
     import tensorflow as tf
     from seqeval.metrics.sequence_labeling import get_entities

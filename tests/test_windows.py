@@ -196,6 +196,7 @@ def test_the_document_gets_the_mean_of_its_windows_probabilities(windowed):
     np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
+@pytest.mark.large
 def test_frozen_serving_and_keras_agree_on_long_texts(windowed):
     keras_p = load_classifier(windowed["keras"])(LONG)
     frozen = load_classifier(windowed["graph"])
