@@ -34,12 +34,6 @@ def write_rows(path, rows, header=("sentence", "label")) -> str:
     return str(path)
 
 
-@pytest.fixture(scope="module")
-def classifier(trained_run):
-    """A tiny trained run (model.keras) and its frozen graph (conftest's trained_run)."""
-    return trained_run
-
-
 @pytest.fixture
 def victim(tmp_path):
     """A folder of the user's own files."""
@@ -52,20 +46,20 @@ def victim(tmp_path):
 
 # === 1. --overwrite replaces only what bert-layer wrote ===
 
-def test_predict_output_dot_refuses_the_working_folder(classifier, victim, monkeypatch):
+def test_predict_output_dot_refuses_the_working_folder(trained_run, victim, monkeypatch):
     before = tree_hashes(victim.parent)
     monkeypatch.chdir(victim)
-    code, out, err = run_cli(["predict", "--model", classifier["frozen"], "--output", ".",
+    code, out, err = run_cli(["predict", "--model", trained_run["frozen"], "--output", ".",
                               "--overwrite"], stdin="a fine film\n")
     assert code == 2 and out == ""
     assert_one_line_error(err, "predict", "Output path . is the working folder")
     assert tree_hashes(victim.parent) == before
 
 
-def test_output_parent_of_the_working_folder_is_refused(classifier, victim, monkeypatch):
+def test_output_parent_of_the_working_folder_is_refused(trained_run, victim, monkeypatch):
     before = tree_hashes(victim.parent)
     monkeypatch.chdir(victim / "sub")
-    code, _, err = run_cli(["freeze", "--model", classifier["keras"], "--out", "..",
+    code, _, err = run_cli(["freeze", "--model", trained_run["keras"], "--out", "..",
                             "--overwrite"])
     assert code == 2
     assert_one_line_error(err, "freeze", "Output path .. is a parent of the working folder")
@@ -92,9 +86,9 @@ def test_train_out_dot_never_deletes_the_training_file(tiny_module_dir, tmp_path
     assert tree_hashes(tmp_path) == before
 
 
-def test_predict_never_replaces_a_folder_by_a_file(classifier, victim):
+def test_predict_never_replaces_a_folder_by_a_file(trained_run, victim):
     before = tree_hashes(victim.parent)
-    code, _, err = run_cli(["predict", "--model", classifier["frozen"], "--output",
+    code, _, err = run_cli(["predict", "--model", trained_run["frozen"], "--output",
                             str(victim), "--overwrite"], stdin="a fine film\n")
     assert code == 2
     assert_one_line_error(err, "predict", "is a folder, but this command writes a file")
@@ -121,10 +115,10 @@ def test_overwrite_refuses_a_folder_bert_layer_did_not_write(tiny_checkpoint_dir
     assert tree_hashes(victim.parent) == before
 
 
-def test_overwrite_refuses_a_file_of_another_kind(classifier, tmp_path):
+def test_overwrite_refuses_a_file_of_another_kind(trained_run, tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("keep")
-    code, _, err = run_cli(["predict", "--model", classifier["frozen"], "--output",
+    code, _, err = run_cli(["predict", "--model", trained_run["frozen"], "--output",
                             str(notes), "--overwrite"], stdin="a fine film\n")
     assert code == 2
     assert_one_line_error(err, "predict", "does not look like a bert-layer output", ".csv")
@@ -201,10 +195,10 @@ def test_a_temporary_left_by_a_killed_run_is_removed_and_an_unknown_one_named(tm
     assert unknown.exists() and f"{unknown} looks left by an interrupted run" in err
 
 
-def test_an_unwritable_output_is_refused_before_the_work(classifier, tmp_path, monkeypatch):
+def test_an_unwritable_output_is_refused_before_the_work(trained_run, tmp_path, monkeypatch):
     blocker = tmp_path / "file.txt"
     blocker.write_text("keep")
-    code, _, err = run_cli(["predict", "--model", classifier["frozen"], "--output",
+    code, _, err = run_cli(["predict", "--model", trained_run["frozen"], "--output",
                             str(blocker / "sub" / "p.csv")], stdin="a fine film\n")
     assert code == 2
     assert_one_line_error(err, "predict", f"{blocker} is a file, expected a folder")
@@ -212,7 +206,7 @@ def test_an_unwritable_output_is_refused_before_the_work(classifier, tmp_path, m
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda path, mode, **kw:
                         False if mode & os.W_OK else real_access(path, mode, **kw))
-    code, _, err = run_cli(["freeze", "--model", classifier["keras"], "--out",
+    code, _, err = run_cli(["freeze", "--model", trained_run["keras"], "--out",
                             str(tmp_path / "ro" / "f.pb")])
     assert code == 2
     assert_one_line_error(err, "freeze", f"the folder {tmp_path} is not writable")
@@ -233,19 +227,19 @@ def test_train_names_the_file_and_line_of_a_text_with_two_separators(tiny_module
     assert os.listdir(tmp_path) == ["triple.tsv"]
 
 
-def test_predict_names_the_line_of_a_text_with_two_separators(classifier):
-    code, out, err = run_cli(["predict", "--model", classifier["frozen"]],
+def test_predict_names_the_line_of_a_text_with_two_separators(trained_run):
+    code, out, err = run_cli(["predict", "--model", trained_run["frozen"]],
                              stdin="a ||| b\none ||| two ||| three\n")
     assert code == 2 and out == ""
     assert_one_line_error(err, "predict", "<stdin>: line 2: Only one ||| is allowed")
 
 
-def test_frozen_and_keras_models_raise_naming_the_text(classifier):
+def test_frozen_and_keras_models_raise_naming_the_text(trained_run):
     import tensorflow as tf
 
     from bert_layer.inference.runtimes import FrozenClassifier, KerasClassifier
 
-    for model in (FrozenClassifier(classifier["frozen"]), KerasClassifier(classifier["keras"])):
+    for model in (FrozenClassifier(trained_run["frozen"]), KerasClassifier(trained_run["keras"])):
         assert model(["a ||| b", "a"]).shape == (2, 2)
         for text in ("one ||| two ||| three", "one ||| two ||| three ||| four"):
             with pytest.raises(tf.errors.InvalidArgumentError, match="Only one") as info:
@@ -255,11 +249,11 @@ def test_frozen_and_keras_models_raise_naming_the_text(classifier):
 
 # === 6. Data checks ===
 
-def test_an_unterminated_csv_quote_is_an_error_with_its_line(classifier, tmp_path):
+def test_an_unterminated_csv_quote_is_an_error_with_its_line(trained_run, tmp_path):
     data = tmp_path / "q.csv"
     data.write_text('sentence,label\n"good film",1\n"unterminated,1\n"bad film",0\n'
                     '"ok film",1\n')
-    code, out, err = run_cli(["predict", "--model", classifier["frozen"], "--input", str(data)])
+    code, out, err = run_cli(["predict", "--model", trained_run["frozen"], "--input", str(data)])
     assert code == 2 and out == ""
     assert_one_line_error(err, "predict", f"{data}: cannot parse the row starting on line 3",
                           "unterminated quote")
@@ -301,22 +295,22 @@ def test_train_explains_that_a_txt_file_has_no_labels(tiny_module_dir, tmp_path)
     assert_one_line_error(err, "train", "training needs labels", "--label-column")
 
 
-def test_predict_reads_a_txt_file_one_text_per_line(classifier, tmp_path):
+def test_predict_reads_a_txt_file_one_text_per_line(trained_run, tmp_path):
     lines = tmp_path / "lines.txt"
     lines.write_text("great fun\nawful movie\nfine\n")
-    code, out, err = run_cli(["predict", "--model", classifier["frozen"], "--input",
+    code, out, err = run_cli(["predict", "--model", trained_run["frozen"], "--input",
                               str(lines), "--format", "jsonl"])
     assert code == 0, err
     assert [json.loads(line)["text"] for line in out.splitlines()] == [
         "great fun", "awful movie", "fine"]
 
 
-def test_predict_refuses_a_format_its_output_file_name_contradicts(classifier, tmp_path):
+def test_predict_refuses_a_format_its_output_file_name_contradicts(trained_run, tmp_path):
     """JSON lines into a .csv, even with --overwrite: refused before the work, and the
     user's file stays as it was."""
     (tmp_path / "out.csv").write_text("text,label\nmine,0\n")
     before = tree_hashes(tmp_path)
-    code, out, err = run_cli(["predict", "--model", classifier["frozen"], "--output",
+    code, out, err = run_cli(["predict", "--model", trained_run["frozen"], "--output",
                               str(tmp_path / "out.csv"), "--format", "jsonl", "--overwrite"],
                              stdin="a fine film\n")
     assert code == 2 and out == ""
@@ -325,10 +319,10 @@ def test_predict_refuses_a_format_its_output_file_name_contradicts(classifier, t
     assert tree_hashes(tmp_path) == before
 
 
-def test_predict_names_the_byte_of_a_txt_file_that_is_not_utf8(classifier, tmp_path):
+def test_predict_names_the_byte_of_a_txt_file_that_is_not_utf8(trained_run, tmp_path):
     (tmp_path / "lines.txt").write_bytes("great fun\ncaf\xe9\n".encode("latin-1"))
     before = tree_hashes(tmp_path)
-    code, _, err = run_cli(["predict", "--model", classifier["frozen"], "--input",
+    code, _, err = run_cli(["predict", "--model", trained_run["frozen"], "--input",
                             str(tmp_path / "lines.txt"), "--output", str(tmp_path / "p.csv")])
     assert code == 2
     assert_one_line_error(err, "predict", "lines.txt: expected UTF-8 text, found byte 0xe9 "
@@ -355,13 +349,13 @@ def test_export_with_a_missing_or_truncated_checkpoint_shard(tiny_checkpoint_dir
     assert sorted(os.listdir(tmp_path)) == ["missing", "truncated"]
 
 
-def test_corrupt_keras_files_are_named_as_corrupt(classifier, tmp_path):
+def test_corrupt_keras_files_are_named_as_corrupt(trained_run, tmp_path):
     random_bytes = tmp_path / "random.keras"
     random_bytes.write_bytes(np.random.default_rng(0).bytes(5000))
     truncated = tmp_path / "trunc.keras"
-    truncated.write_bytes(open(classifier["keras"], "rb").read()[:3000])
+    truncated.write_bytes(open(trained_run["keras"], "rb").read()[:3000])
     bad_weights = tmp_path / "weights.keras"
-    with zipfile.ZipFile(classifier["keras"]) as source, \
+    with zipfile.ZipFile(trained_run["keras"]) as source, \
             zipfile.ZipFile(bad_weights, "w") as target:
         for item in source.infolist():
             data = source.read(item)
@@ -378,10 +372,10 @@ def test_corrupt_keras_files_are_named_as_corrupt(classifier, tmp_path):
 
 
 @pytest.mark.large
-def test_stdout_closed_early_exits_quietly(classifier, tmp_path):
+def test_stdout_closed_early_exits_quietly(trained_run, tmp_path):
     lines = tmp_path / "many.txt"
     lines.write_text("a moving , funny film .\n" * 4000)
-    command = (f"{PYTHON} -m bert_layer.cli predict --model {classifier['frozen']} "
+    command = (f"{PYTHON} -m bert_layer.cli predict --model {trained_run['frozen']} "
                f"--input {lines} | head -2; exit ${{PIPESTATUS[0]}}")
     result = subprocess.run(["bash", "-c", command], capture_output=True, text=True,
                             timeout=300)
@@ -393,20 +387,20 @@ def test_stdout_closed_early_exits_quietly(classifier, tmp_path):
 
 # === Misleading messages ===
 
-def test_freeze_of_a_frozen_graph_says_what_freeze_takes(classifier, tmp_path):
-    code, _, err = run_cli(["freeze", "--model", classifier["frozen"], "--out",
+def test_freeze_of_a_frozen_graph_says_what_freeze_takes(trained_run, tmp_path):
+    code, _, err = run_cli(["freeze", "--model", trained_run["frozen"], "--out",
                             str(tmp_path / "f.pb")])
     assert code == 2
     assert_one_line_error(err, "freeze", "freeze takes the model.keras from bert-layer train")
     assert "TFSMLayer" not in err
 
 
-def test_a_folder_as_model_is_called_a_folder(classifier, tmp_path):
+def test_a_folder_as_model_is_called_a_folder(trained_run, tmp_path):
     for command, extra in (("freeze", ["--out", str(tmp_path / "f.pb")]), ("predict", [])):
-        code, _, err = run_cli([command, "--model", classifier["run_dir"], *extra],
+        code, _, err = run_cli([command, "--model", trained_run["run_dir"], *extra],
                                stdin="great fun\n")
         assert code == 2
-        assert_one_line_error(err, command, f"{classifier['run_dir']} is a folder")
+        assert_one_line_error(err, command, f"{trained_run['run_dir']} is a folder")
     assert os.listdir(tmp_path) == []
 
 
