@@ -3,6 +3,8 @@
   run_cli(argv, stdin=None)  -> (exit code, stdout, stderr), in this process.
   run_cli_process(argv, ...) -> subprocess.CompletedProcess, in a fresh Python (real stderr,
                                  signals, pipes, start-up time).
+  kill_after_first_epoch(argv, out, sig) -> epochs finished: `bert-layer train` in a fresh
+                                 process, sent `sig` once its backup records epoch 1.
   tree_hashes(folder)        -> {relative path: sha256} of every file and folder below.
   assert_one_line_error(err, command, *fragments): exit-2 message shape.
 """
@@ -12,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import subprocess
 import sys
+import time
 
 from bert_layer.cli.main import main
 
@@ -41,6 +45,39 @@ def run_cli_process(argv: list[str], *, cwd: str | None = None, input: str | Non
     """`bert-layer ARGV` in a new process (text mode), with output captured."""
     return subprocess.run(CLI + argv, cwd=cwd, input=input, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def _finished_epochs(state: str) -> int:
+    """The epoch BackupAndRestore's metadata file records; 0 while it is missing or half
+    written (Keras writes it in place, so it exists before it holds its JSON)."""
+    try:
+        with open(state, encoding="utf-8") as f:
+            return int(json.load(f)["epoch"])
+    except (FileNotFoundError, ValueError, KeyError):
+        return 0
+
+
+def kill_after_first_epoch(argv: list[str], out: str, sig: int, timeout: float = 900) -> int:
+    """Runs `bert-layer ARGV` (a train into `out`), sends `sig` once epoch 1 is backed up;
+    returns the epochs the backup records as finished when the process died."""
+    from bert_layer.training.backup import STATE_DIR, STATE_METADATA, backup_dir
+
+    state = os.path.join(backup_dir(out), STATE_DIR, STATE_METADATA)
+    process = subprocess.Popen(CLI + argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + timeout
+        while _finished_epochs(state) < 1:
+            assert process.poll() is None, process.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "epoch 1 never finished"
+            time.sleep(0.05)
+        process.send_signal(sig)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.stderr.close()
+    assert process.returncode != 0
+    return _finished_epochs(state)
 
 
 def tree_hashes(folder: str | os.PathLike) -> dict[str, str]:

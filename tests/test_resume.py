@@ -5,17 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
+from harness import kill_after_first_epoch
 from test_train import CLASSES, sentiment_rows, write_tsv
 
 from bert_layer.data.examples import read_examples
 from bert_layer.inference.runtimes import KerasClassifier
-from bert_layer.training.backup import backup_dir
 from bert_layer.training.classifier import ClassifierSpec
 from bert_layer.training.train import (
     MODEL_FILE,
@@ -142,29 +139,6 @@ def _train_argv(module: str, files, out: str) -> list[str]:
             "--fine-tune-layers", "1", "--max-seq-length", "32", "--learning-rate", "1e-3"]
 
 
-def _kill_after_first_epoch(argv: list[str], out: str, sig: int) -> int:
-    """Runs `bert-layer` ARGV, sends `sig` once epoch 1 is backed up; returns the epochs
-    finished when it died."""
-    state = os.path.join(backup_dir(out), "state", "training_metadata.json")
-    process = subprocess.Popen([sys.executable, "-m", "bert_layer.cli.main", *argv],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 600
-        while not os.path.exists(state):
-            assert process.poll() is None, process.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "epoch 1 never finished"
-            time.sleep(0.05)
-        process.send_signal(sig)
-        process.wait(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.stderr.close()
-    assert process.returncode != 0
-    with open(state, encoding="utf-8") as f:
-        return json.load(f)["epoch"]
-
-
 @pytest.mark.large
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_killed_train_resumes_from_its_last_finished_epoch(tiny_module_dir, files, tmp_path,
@@ -173,7 +147,7 @@ def test_killed_train_resumes_from_its_last_finished_epoch(tiny_module_dir, file
 
     out = str(tmp_path / "run")
     argv = _train_argv(tiny_module_dir, files, out)
-    finished = _kill_after_first_epoch(argv, out, sig)
+    finished = kill_after_first_epoch(argv, out, sig)
     assert 1 <= finished < 3
     assert not os.path.exists(out)
     assert main(argv + ["--resume"]) == 0

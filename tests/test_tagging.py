@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from harness import assert_one_line_error, run_cli, tree_hashes
+from harness import assert_one_line_error, kill_after_first_epoch, run_cli, tree_hashes
 from real_data import DATA_DIR
 from tiny import TINY_VOCAB
 
@@ -452,29 +452,13 @@ def test_predict_cli_text_lines_and_conll(tagger_dir, keras_tagger, conll_files,
 @pytest.mark.large
 def test_killed_tagger_training_resumes(tiny_module_dir, conll_files, tmp_path, capsys):
     from bert_layer.cli.main import main
-    from bert_layer.training.backup import backup_dir
 
     train, dev = conll_files
     out = str(tmp_path / "run")
     argv = ["train", "--task", "tag", "--module", tiny_module_dir, "--train", train, "--dev",
             dev, "--out", out, "--epochs", "2", "--batch-size", "8", "--fine-tune-layers", "1",
             "--max-seq-length", "32", "--learning-rate", "1e-3", "--quiet"]
-    state = os.path.join(backup_dir(out), "state", "training_metadata.json")
-    process = subprocess.Popen([sys.executable, "-m", "bert_layer.cli.main", *argv],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        import time
-        deadline = time.monotonic() + 900
-        while not os.path.exists(state):
-            assert process.poll() is None, process.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "epoch 1 never finished"
-            time.sleep(0.05)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.stderr.close()
+    assert kill_after_first_epoch(argv, out, signal.SIGKILL) == 1
     assert not os.path.exists(out)
     assert main(argv + ["--resume"]) == 0
     assert "resumed at epoch 2" in capsys.readouterr().out
