@@ -3,8 +3,8 @@ BertForSequenceClassification(num_labels=1), Pearson on VADER's movie-snippet de
 
 Both engines start from the same weights (all-MiniLM-L6-v2: ours through `bert-layer convert
 --default` and `export`, theirs the same safetensors) and follow the same recipe: every encoder
-layer and the pooler train, the embeddings stay as loaded (`bert-layer train` tunes no
-embeddings; Hugging Face's are frozen to match), the pooler's [CLS] vector, dropout 0.1
+layer, the embeddings and the pooler train (`--fine-tune-layers -1` trains every weight, as
+Hugging Face does by default), the pooler's [CLS] vector, dropout 0.1
 before a linear head of one output, MSE loss, AdamW (lr 5e-5, weight decay 0.01 except
 LayerNorm and biases, epsilon 1e-6), the global gradient norm clipped to 1, linear warm-up
 over 10% of the updates then linear decay to 0, batches of 32, 3 epochs, 128 wordpieces at
@@ -111,8 +111,6 @@ def run_huggingface(args: argparse.Namespace) -> dict:
     folder = default_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = BertForSequenceClassification.from_pretrained(folder, num_labels=1)
-    for parameter in model.bert.embeddings.parameters():  # As bert-layer train: not tuned.
-        parameter.requires_grad = False
     texts, labels = _read_tsv(TRAIN)
     if args.max_train_rows:
         texts, labels = texts[:args.max_train_rows], labels[:args.max_train_rows]

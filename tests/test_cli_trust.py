@@ -46,6 +46,7 @@ def victim(tmp_path):
 
 # === 1. --overwrite replaces only what bert-layer wrote ===
 
+@pytest.mark.large
 def test_predict_output_dot_refuses_the_working_folder(trained_run, victim, monkeypatch):
     before = tree_hashes(victim.parent)
     monkeypatch.chdir(victim)

@@ -178,6 +178,7 @@ def _digest(path) -> str:
         return hashlib.sha256(f.read()).hexdigest()
 
 
+@pytest.mark.large
 def test_embed_command_keeps_an_existing_output_unless_told(tiny_module_dir, texts_file,
                                                             tmp_path, capsys):
     output = tmp_path / "taken.npy"

@@ -110,6 +110,7 @@ def sentiment_model(trained_run) -> tuple[str, str]:
     return trained_run["keras"], trained_run["train"]
 
 
+@pytest.mark.large
 def test_a_label_the_model_does_not_know_is_one_line(sentiment_model, tmp_path):
     model, _ = sentiment_model
     rows = sentiment_rows(4, seed=3)

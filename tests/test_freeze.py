@@ -112,6 +112,7 @@ def test_frozen_graph_holds_only_public_ops(frozen):
     assert sorted(op for op in ops if op.startswith("_")) == []
 
 
+@pytest.mark.large
 def test_cls_classifier_runs_the_last_layer_for_the_first_token_only(frozen):
     """The classifier reads pooled_output alone, so its frozen graph runs the module's
     first-token last layer ([B, H] rows) and none of the full one ([B*T, H])."""

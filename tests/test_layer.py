@@ -190,6 +190,7 @@ def test_not_as_dict_returns_the_pooled_tensor(make_layer):
 # === Preprocessing ===
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("texts", [TEXTS, ODD_TEXTS], ids=["plain", "odd"])
 def test_every_tokenizer_gives_the_reference_ids(make_layer, vocab_file, texts):
     expected = reference_features(full_tokenizer(vocab_file, True), texts, MAX_LEN)
@@ -226,6 +227,7 @@ def test_preprocess_golden_ids(make_layer):
     np.testing.assert_array_equal(features["input_mask"].numpy().sum(axis=1), [7, 10, 8])
 
 
+@pytest.mark.large
 def test_each_batch_is_padded_to_its_own_longest(make_layer):
     layer = make_layer(as_dict=True)
     assert layer(tf.constant(["good", "a good film"]))["input_mask"].shape == (2, 5)
@@ -503,6 +505,7 @@ def test_to_json_then_load_weights(trained, tiny_module_dir, monkeypatch, tmp_pa
     np.testing.assert_array_equal(_predict(restored), predictions)
 
 
+@pytest.mark.large
 def test_keras_file_round_trip(trained, tiny_module_dir, monkeypatch, tmp_path):
     model, predictions = trained
     path = str(tmp_path / "model.keras")

@@ -399,6 +399,7 @@ def test_core_artifacts_predict_where_tensorflow_text_cannot_import(frozen_and_s
                 (e.start, e.end, e.label) for e in found]
 
 
+@pytest.mark.large
 def test_a_tagger_copied_alone_predicts_the_same_spans(tagger_dir, keras_tagger, tmp_path):
     from bert_layer.inference.tagging import KerasTagger, tag_texts
 

@@ -206,6 +206,7 @@ def test_frozen_serving_and_keras_agree_on_long_texts(windowed):
                                atol=1e-5)
 
 
+@pytest.mark.large
 def test_the_serving_ids_signature_takes_the_windows_documents(windowed):
     from bert_layer.inference.graphs import find_bert_layer
 
