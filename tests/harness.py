@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import os
 import subprocess
 import sys
@@ -47,26 +46,16 @@ def run_cli_process(argv: list[str], *, cwd: str | None = None, input: str | Non
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
-def _finished_epochs(state: str) -> int:
-    """The epoch BackupAndRestore's metadata file records; 0 while it is missing or half
-    written (Keras writes it in place, so it exists before it holds its JSON)."""
-    try:
-        with open(state, encoding="utf-8") as f:
-            return int(json.load(f)["epoch"])
-    except (FileNotFoundError, ValueError, KeyError):
-        return 0
-
-
 def kill_after_first_epoch(argv: list[str], out: str, sig: int, timeout: float = 900) -> int:
     """Runs `bert-layer ARGV` (a train into `out`), sends `sig` once epoch 1 is backed up;
     returns the epochs the backup records as finished when the process died."""
-    from bert_layer.training.backup import STATE_DIR, STATE_METADATA, backup_dir
+    from bert_layer.training.backup import STATE_DIR, backup_dir, recorded_epochs
 
-    state = os.path.join(backup_dir(out), STATE_DIR, STATE_METADATA)
+    state = os.path.join(backup_dir(out), STATE_DIR)
     process = subprocess.Popen(CLI + argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + timeout
-        while _finished_epochs(state) < 1:
+        while (recorded_epochs(state) or 0) < 1:  # None: Keras is writing its record.
             assert process.poll() is None, process.stderr.read().decode()[-2000:]
             assert time.monotonic() < deadline, "epoch 1 never finished"
             time.sleep(0.05)
@@ -77,7 +66,7 @@ def kill_after_first_epoch(argv: list[str], out: str, sig: int, timeout: float =
             process.kill()
         process.stderr.close()
     assert process.returncode != 0
-    return _finished_epochs(state)
+    return recorded_epochs(state)
 
 
 def tree_hashes(folder: str | os.PathLike) -> dict[str, str]:

@@ -8,7 +8,7 @@ import signal
 
 import numpy as np
 import pytest
-from harness import kill_after_first_epoch
+from harness import assert_one_line_error, kill_after_first_epoch, run_cli, tree_hashes
 from test_train import CLASSES, sentiment_rows, write_tsv
 
 from bert_layer.data.examples import read_examples
@@ -127,6 +127,26 @@ def test_a_folder_that_is_not_a_backup_is_left_alone(spec, files, tmp_path):
         train_classifier(spec, train, None, str(tmp_path / "run"), CONFIG, overwrite=True,
                          verbose=0)
     assert (tmp_path / "run.backup" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("flags", [["--resume"], []], ids=["resume", "no_flag"])
+def test_a_backup_whose_epoch_record_was_cut_is_refused_not_restarted(tiny_module_dir, files,
+                                                                        tmp_path, flags):
+    """Keras writes its record of finished epochs in place: a run killed in that moment leaves
+    it cut. What the run finished is then unknown, so neither --resume nor a plain rerun may
+    start again over it (they once did, silently); --overwrite still does."""
+    out = str(tmp_path / "run")
+    state = tmp_path / "run.backup" / "state"
+    state.mkdir(parents=True)
+    (tmp_path / "run.backup" / "run.json").write_text("{}")
+    (state / "training_metadata.json").write_text('{"epoch": ')
+    (state / "latest.weights.h5").write_bytes(b"weights of epoch 2")
+    before = tree_hashes(tmp_path)
+    code, _, err = run_cli(_train_argv(tiny_module_dir, files, out) + flags)
+    assert code == 2
+    assert_one_line_error(err, "train", "run.backup", "state/training_metadata.json",
+                          "is incomplete", "--overwrite")
+    assert tree_hashes(tmp_path) == before
 
 
 # === The CLI, killed mid-epoch ===

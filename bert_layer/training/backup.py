@@ -42,6 +42,19 @@ def backup_dir(out_dir: str | os.PathLike) -> str:
     return os.path.abspath(os.fspath(out_dir)).rstrip(os.sep) + BACKUP_SUFFIX
 
 
+def recorded_epochs(state_dir: str) -> int | None:
+    """Epochs BackupAndRestore's metadata in `state_dir` records as finished: 0 without a
+    record, None for a record that is there but unreadable (Keras writes it in place, so a
+    run killed in that moment leaves it empty or cut)."""
+    try:
+        with open(os.path.join(state_dir, STATE_METADATA), encoding="utf-8") as f:
+            return int(json.load(f)["epoch"])
+    except FileNotFoundError:
+        return 0
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 @contextlib.contextmanager
 def run_lock(out_dir: str | os.PathLike) -> Iterator[str]:
     """Holds `OUT.lock` (an exclusive flock; the file holds the pid) for the block.
@@ -120,6 +133,12 @@ class TrainingBackup:
         finished = self.finished_epochs()
         if finished == 0 or (overwrite and not resume):
             return 0
+        if finished is None:
+            raise FileExistsError(
+                f"{self.path} holds an interrupted run whose record of finished epochs "
+                f"({STATE_DIR}/{STATE_METADATA}) is incomplete: the run was killed while "
+                f"Keras wrote it, so what it finished is unknown. Pass --overwrite to start "
+                f"again.")
         epochs = f"{finished} of {self.settings['train_config']['epochs']} epochs finished"
         if not resume:
             raise FileExistsError(
@@ -134,13 +153,9 @@ class TrainingBackup:
                              f"pass --overwrite instead of --resume to start again.")
         return finished
 
-    def finished_epochs(self) -> int:
-        """Epochs BackupAndRestore recorded as finished (0 if none)."""
-        try:
-            with open(os.path.join(self.state_dir, STATE_METADATA), encoding="utf-8") as f:
-                return int(json.load(f)["epoch"])
-        except (FileNotFoundError, ValueError, KeyError):
-            return 0
+    def finished_epochs(self) -> int | None:
+        """Epochs BackupAndRestore recorded as finished (see `recorded_epochs`)."""
+        return recorded_epochs(self.state_dir)
 
     def _forget_after(self, finished: int) -> None:
         """Drops what a killed epoch wrote before its state was saved: its history row and
