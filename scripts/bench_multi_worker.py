@@ -22,13 +22,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (  # noqa: E402
     DATA_DIR,
-    DEFAULT_CHECKPOINT,
     PROJECT_ROOT,
+    add_model_arguments,
     format_machine,
     machine_info,
     module_folder,
@@ -100,10 +99,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--learning-rate", type=float, default=2e-4)
     parser.add_argument("--per-replica-batch", type=int, default=8)
-    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
-    parser.add_argument("--module", type=Path, help="hub module folder (default: exported "
-                        "from --checkpoint)")
-    parser.add_argument("--json", type=Path, default=RESULTS)
+    add_model_arguments(parser, RESULTS)
     args = parser.parse_args()
     info = machine_info()
     print(format_machine(info), flush=True)

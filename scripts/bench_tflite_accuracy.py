@@ -29,8 +29,8 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (  # noqa: E402
     DATA_DIR,
-    DEFAULT_CHECKPOINT,
     PROJECT_ROOT,
+    add_model_arguments,
     format_machine,
     machine_info,
     module_folder,
@@ -132,10 +132,7 @@ def main() -> None:
                         default=["sst2", "mrpc"])
     parser.add_argument("--probe-rows", type=int, default=2000,
                         help="training examples the head is fitted on")
-    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
-    parser.add_argument("--module", type=Path, help="hub module folder (default: exported "
-                        "from --checkpoint)")
-    parser.add_argument("--json", type=Path, default=RESULTS)
+    add_model_arguments(parser, RESULTS)
     args = parser.parse_args()
     info = machine_info()
     print(format_machine(info), flush=True)

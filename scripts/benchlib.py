@@ -247,6 +247,15 @@ def write_json(path: Path, report: dict[str, object]) -> None:
         Path(tmp).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
+def add_model_arguments(parser, results: Path) -> None:
+    """--checkpoint, --module (a hub module; default: exported from --checkpoint by
+    `module_folder`) and --json (where the results go)."""
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    parser.add_argument("--module", type=Path, help="hub module folder (default: exported "
+                        "from --checkpoint)")
+    parser.add_argument("--json", type=Path, default=results)
+
+
 @contextmanager
 def module_folder(module: Path | None, checkpoint: Path, max_seq_length: int) -> Iterator[str]:
     """Yields `module`, or a module exported from `checkpoint` into a temporary folder."""
