@@ -10,7 +10,8 @@ Fixtures (session-scoped, each writes its folder once):
   default_checkpoint_dir, default_module_dir, sst2_dev, mrpc_dev; mpnet_model_dir,
   mpnet_module_dir (all-mpnet-base-v2, joined from its five installed parts).
 Tests marked `integration` use the real default model or ../shared/data; tests marked `large`
-(real-model accuracy, multi-worker, Beam, tiny-model tests over ~5 s) are left out of the
+(real-model parity and accuracy, multi-worker mechanics, Beam, tiny-model tests over ~5 s;
+comparisons that take minutes are benchmarks in scripts/) are left out of the
 default tier: `pytest -n 2 --dist loadfile -m "not large" tests` (4:58 to 6:44 measured on
 2 cores, 2026-12-03; the target is 5 minutes), `pytest -n 2 --dist loadfile tests` runs
 everything.
@@ -18,6 +19,7 @@ everything.
 
 from __future__ import annotations
 
+import collections
 import os
 
 import pytest
@@ -25,21 +27,26 @@ from real_data import DEFAULT_CHECKPOINT_DIR, read_mrpc_dev, read_sst2_dev
 from tiny import TINY_CONFIG, TINY_VOCAB, random_weights
 
 # Files holding the suite's longest tests (minutes each here: the README's steps run as
-# written, every module imported first in a fresh interpreter). Collected first, so that
-# `-n 2 --dist loadfile` starts them at once beside the rest instead of alone at the end.
+# written, every module imported first in a fresh interpreter). They are scheduled first, so
+# that `-n 2 --dist loadfile` runs them beside the rest instead of alone at the end; pytest-
+# xdist's own order (files with the most tests first) put the README's 4 tests last.
 LONGEST_FIRST = ("test_readme.py", "test_structure.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Real models and real data sets are the large tier too (tens of seconds each here);
-    the files of LONGEST_FIRST run first (a stable sort: the rest keep their order)."""
+    """Real models and real data sets are the large tier too (tens of seconds each here).
+    Order: the files of LONGEST_FIRST, then the others by their number of tests, most first
+    (xdist's rule, which `pytest_configure` turns off so that this order is the schedule)."""
     for item in items:
         if item.get_closest_marker("integration") and not item.get_closest_marker("large"):
             item.add_marker(pytest.mark.large)
-    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)
+    tests_in = collections.Counter(item.path for item in items)
+    items.sort(key=lambda item: (item.path.name not in LONGEST_FIRST, -tests_in[item.path]))
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist's --no-loadscope-reorder.
+        config.option.loadscopereorder = False
     config.addinivalue_line(
         "markers", "integration: uses the real default model or ../shared/data")
     config.addinivalue_line(
