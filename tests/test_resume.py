@@ -149,6 +149,22 @@ def test_a_backup_whose_epoch_record_was_cut_is_refused_not_restarted(tiny_modul
     assert tree_hashes(tmp_path) == before
 
 
+def test_overwrite_starts_again_over_a_cut_epoch_record(tmp_path):
+    from bert_layer.training.backup import TrainingBackup
+
+    state = tmp_path / "run.backup" / "state"
+    state.mkdir(parents=True)
+    (tmp_path / "run.backup" / "run.json").write_text("{}")
+    (state / "training_metadata.json").write_text('{"epoch": ')
+    settings = {"train_config": {"epochs": 3}}
+    backup = TrainingBackup(tmp_path / "run", settings)
+    with pytest.raises(FileExistsError, match="is incomplete"):
+        backup.start(resume=True, overwrite=False)
+    assert backup.start(resume=False, overwrite=True) == 0
+    assert sorted(os.listdir(tmp_path / "run.backup")) == ["run.json"]  # The cut state is gone.
+    assert json.loads((tmp_path / "run.backup" / "run.json").read_text()) == settings
+
+
 # === The CLI, killed mid-epoch ===
 
 
