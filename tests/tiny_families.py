@@ -44,15 +44,15 @@ def training_lines(count: int = 3000) -> list[str]:
 
 
 def train_sp_model(directory: str, name: str = "spiece", vocab_size: int = 1000,
-                   **options) -> str:
+                   lines: list[str] | None = None, **options) -> str:
     """A unigram SentencePiece model with ALBERT's special pieces and ids (pad 0, unk 1,
-    [CLS] 2, [SEP] 3, [MASK] 4), trained on `training_lines()`."""
+    [CLS] 2, [SEP] 3, [MASK] 4), trained on `lines` (by default `training_lines()`)."""
     import sentencepiece as spm
     os.makedirs(directory, exist_ok=True)
     options = {"user_defined_symbols": "(,),\",-,.,–,£,€",
                "control_symbols": "[CLS],[SEP],[MASK]", **options}
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(training_lines()), model_prefix=os.path.join(directory, name),
+        sentence_iterator=iter(training_lines() if lines is None else lines), model_prefix=os.path.join(directory, name),
         vocab_size=vocab_size, pad_id=0, unk_id=1, bos_id=-1, eos_id=-1,
         model_type="unigram", minloglevel=2, character_coverage=0.99995, **options)
     return os.path.join(directory, name + ".model")

@@ -15,8 +15,9 @@ ids [batch, (tokens)], `cls_id`, `sep_id`):
 
   SentencePieceGraphTokenizer ("graph"): step 1 in core TF ops on code points, with tables
     from this Python's `unicodedata` (exactly Python's NFKD, combining classes and
-    lower-casing, Final_Sigma included), then tensorflow-text's `SentencepieceTokenizer`
-    (a custom op, so graphs need `tensorflow_text` imported) and step 2 on its pieces.
+    lower-casing, Final_Sigma included), then tensorflow-text's `FastSentencepieceTokenizer`
+    (custom ops, so graphs need `tensorflow_text` imported; see `_segmenter` for why not its
+    `SentencepieceTokenizer`) and step 2 on its pieces.
   SentencePieceNumpyTokenizer ("numpy"): the `sentencepiece` library in Python through
     `tf.numpy_function`; not savable.
 
@@ -53,6 +54,7 @@ class SpModel:
     cls_id: int
     sep_id: int
     unk_id: int
+    comma_is_piece: bool  # Decides how the graph tokenizer segments (see _segmenter).
 
 
 def is_sp_model_file(path: str) -> bool:
@@ -79,7 +81,8 @@ def read_sp_model(path: str) -> SpModel:
                          f"models hold {CLS_PIECE} and {SEP_PIECE} (control symbols) for "
                          f"packing.")
     return SpModel(path=path, model=model, piece_count=processor.GetPieceSize(),
-                   cls_id=ids[CLS_PIECE], sep_id=ids[SEP_PIECE], unk_id=processor.unk_id())
+                   cls_id=ids[CLS_PIECE], sep_id=ids[SEP_PIECE], unk_id=processor.unk_id(),
+                   comma_is_piece=processor.IdToPiece(processor.PieceToId(",")) == ",")
 
 
 def infer_do_lower_case(sp_model_file: str) -> bool:
@@ -280,23 +283,56 @@ class SentencePieceGraphTokenizer(_SentencePieceTokenizer):
         import tensorflow as tf
         import tensorflow_text as tf_text
 
+        # The pieces' strings and ids: tensorflow-text's SentencepieceTokenizer (no search).
         sp = tf_text.SentencepieceTokenizer(model=self.sp_model.model, out_type=tf.string)
-        pieces = sp.tokenize(self.preprocess(texts))  # [B, (pieces)]
-        fixed = _split_digit_commas(sp, pieces.flat_values)  # [P, (pieces)]
+        segment = self._segmenter(sp)
+        pieces = segment(self.preprocess(texts))  # [B, (pieces)]
+        fixed = _split_digit_commas(segment, pieces.flat_values)  # [P, (pieces)]
         merged = pieces.with_flat_values(fixed).merge_dims(1, 2)  # [B, (pieces)]
         return merged.with_flat_values(tf.cast(sp.string_to_id(merged.flat_values), tf.int32))
 
+    def _segmenter(self, sp):
+        """strings [N] -> pieces [N, (pieces)] as the `sentencepiece` library segments them.
 
-def _split_digit_commas(sp, pieces):
+        tensorflow-text's `SentencepieceTokenizer` bundles an older SentencePiece whose Viterbi
+        search breaks exact ties the other way ("000" -> "00" "0" where the library, and so
+        ALBERT's tokenizers, give "0" "00": both sums are the same floats), while its
+        `FastSentencepieceTokenizer` breaks them as the library does. The fast op returns ids
+        only, so pieces are named by id and an unknown run becomes "<unk>". That is exact
+        where "," is a piece: no unknown run can then end in a digit and "," (the only surface
+        the digit-comma rule reads). Where "," is no piece, the unknown runs' text is taken
+        from the older op, in order: ties are between paths of known pieces (an unknown run
+        costs the model's lowest score less 10), so both ops find the same runs, and a
+        mismatch would fail loudly in the scatter, not shift pieces.
+        """
+        import tensorflow as tf
+        import tensorflow_text as tf_text
+
+        fast = tf_text.FastSentencepieceTokenizer(self.sp_model.model)
+        unk_id = self.sp_model.unk_id
+
+        def segment(strings):
+            ids = fast.tokenize(strings).with_row_splits_dtype(tf.int64)
+            pieces = sp.id_to_string(ids.flat_values)
+            if not self.sp_model.comma_is_piece:
+                surfaces = sp.tokenize(strings).flat_values
+                unknown = tf.boolean_mask(surfaces, tf.equal(sp.string_to_id(surfaces), unk_id))
+                pieces = tf.tensor_scatter_nd_update(
+                    pieces, tf.where(tf.equal(ids.flat_values, unk_id)), unknown)
+            return ids.with_flat_values(pieces)
+        return segment
+
+
+def _split_digit_commas(segment, pieces):
     """`encode_pieces`' rule on string pieces [P]: [P, (pieces)], each piece [piece] or, for
-    one ending in a digit and ",", its digits re-encoded then ","."""
+    one ending in a digit and ",", its digits re-encoded (`segment`) then ","."""
     import tensorflow as tf
 
     match = tf.strings.regex_full_match(pieces, "(?s).+" + digit_class() + ",")
     index = tf.where(match)[:, 0]  # int64 [M]
     matched = tf.gather(pieces, index)
     prefix = tf.strings.regex_replace(matched, ",$", "")  # The one "," at the end.
-    again = sp.tokenize(tf.strings.regex_replace(prefix, SPIECE_UNDERLINE, ""))  # [M, (k)]
+    again = segment(tf.strings.regex_replace(prefix, SPIECE_UNDERLINE, ""))  # [M, (k)]
     # Where the piece had no leading "▁" but the re-encoding starts with one, drop it (and
     # the piece it was, if it was alone).
     first = again[:, :1].flat_values  # Never empty: the prefix holds a digit.
