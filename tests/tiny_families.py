@@ -52,7 +52,8 @@ def train_sp_model(directory: str, name: str = "spiece", vocab_size: int = 1000,
     options = {"user_defined_symbols": "(,),\",-,.,–,£,€",
                "control_symbols": "[CLS],[SEP],[MASK]", **options}
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(training_lines() if lines is None else lines), model_prefix=os.path.join(directory, name),
+        sentence_iterator=iter(training_lines() if lines is None else lines),
+        model_prefix=os.path.join(directory, name),
         vocab_size=vocab_size, pad_id=0, unk_id=1, bos_id=-1, eos_id=-1,
         model_type="unigram", minloglevel=2, character_coverage=0.99995, **options)
     return os.path.join(directory, name + ".model")
