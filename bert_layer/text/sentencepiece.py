@@ -234,24 +234,17 @@ class SentencePieceGraphTokenizer(_SentencePieceTokenizer):
 
     def __init__(self, sp_model_file: str, do_lower_case: bool, keep_accents: bool = False):
         super().__init__(sp_model_file, do_lower_case, keep_accents)
-        import tensorflow as tf
-
+        from bert_layer.text.basic_tokenizer import traced_tokenize
         from bert_layer.text.unicode_tables import unicode_tables
         self._tables = unicode_tables() if self.do_lower_case else None
         self._maps = ((None if self.keep_accents else strip_accents_map()),
                       lower_map() if self.do_lower_case else None)
-        self._eager_tokenize = tf.function(
-            self._tokenize, input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
+        self._traced = traced_tokenize(self._tokenize)
 
     def tokenize(self, texts):
         """int32 ids `[batch, (tokens)]` of the string tensor `texts` [batch]."""
-        import tensorflow as tf
-
         from bert_layer.text.basic_tokenizer import text_batch
-        texts = text_batch(texts)
-        if tf.executing_eagerly():
-            return self._eager_tokenize(texts)
-        return self._tokenize(texts)
+        return self._traced(text_batch(texts))
 
     def preprocess(self, texts):
         """ALBERT's preprocess_text on a string tensor [batch], in core TF ops."""

@@ -27,11 +27,14 @@ the same ids, so a model trained with one may be exported or frozen with another
 
 from __future__ import annotations
 
+import functools
+import os
+
 import numpy as np
 import tensorflow as tf
 
 from bert_layer.text import TOKENIZER_NAMES
-from bert_layer.text.basic_tokenizer import split_words, text_batch
+from bert_layer.text.basic_tokenizer import split_words, text_batch, traced_tokenize
 from bert_layer.text.core_wordpiece import CoreWordpiece
 from bert_layer.text.sentencepiece import is_sp_model_file, make_sentencepiece_tokenizer
 from bert_layer.text.unicode_tables import unicode_tables
@@ -90,10 +93,7 @@ class _InGraphTokenizer(_VocabTokenizer):
                  special_tokens: SpecialTokens = BERT_SPECIAL_TOKENS):
         super().__init__(vocab_file, do_lower_case, special_tokens)
         self._tables = unicode_tables()
-        # Eager calls run as one graph: dispatching its ~80 small ops one by one costs more
-        # than the work itself.
-        self._eager_tokenize = tf.function(
-            self._tokenize, input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
+        self._traced = traced_tokenize(self._tokenize)
 
     def split_words(self, texts) -> tf.RaggedTensor:
         """FullTokenizer's BasicTokenizer: string words `[batch, (words)]` of `texts` [batch]."""
@@ -101,10 +101,7 @@ class _InGraphTokenizer(_VocabTokenizer):
 
     def tokenize(self, texts) -> tf.RaggedTensor:
         """int32 word-piece ids `[batch, (tokens)]` of the string tensor `texts` [batch]."""
-        texts = text_batch(texts)
-        if tf.executing_eagerly():
-            return self._eager_tokenize(texts)
-        return self._tokenize(texts)
+        return self._traced(text_batch(texts))
 
     def _tokenize(self, texts: tf.Tensor) -> tf.RaggedTensor:
         words = self.split_words(texts)
@@ -244,7 +241,28 @@ def make_tokenizer(kind: str, vocab_file: str, do_lower_case: bool,
     A SentencePiece model (`vocab_file` ending in .model: ALBERT's) gets the SentencePiece
     tokenizer of that kind (bert_layer.text.sentencepiece; "core" refuses it), which alone
     reads `keep_accents` and packs with BERT's special tokens.
+
+    One process shares one tokenizer per kind, options and vocabulary file (as it is on
+    disk now), so its graph is traced once however many layers, models and Keras functions
+    call it.
     """
+    stat = os.stat(vocab_file) if os.path.isfile(vocab_file) else None
+    file_key = (os.path.realpath(vocab_file), stat and stat.st_mtime_ns, stat and stat.st_size)
+    return _shared_tokenizer(kind, vocab_file, file_key, bool(do_lower_case),
+                             bool(keep_accents), special_tokens)
+
+
+@functools.lru_cache(maxsize=32)
+def _shared_tokenizer(kind: str, vocab_file: str, file_key: tuple, do_lower_case: bool,
+                      keep_accents: bool, special_tokens: SpecialTokens) -> Tokenizer:
+    del file_key  # In the cache key only: a vocabulary rewritten in place is read again.
+    return _new_tokenizer(kind, vocab_file, do_lower_case, keep_accents,
+                          special_tokens=special_tokens)
+
+
+def _new_tokenizer(kind: str, vocab_file: str, do_lower_case: bool,
+                   keep_accents: bool = False, *,
+                   special_tokens: SpecialTokens = BERT_SPECIAL_TOKENS) -> Tokenizer:
     if kind not in TOKENIZER_KINDS:
         raise ValueError(f"Unknown tokenizer kind {kind!r}; expected one of "
                          f"{sorted(TOKENIZER_KINDS)}.")
