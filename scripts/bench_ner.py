@@ -18,6 +18,10 @@ train, 1,916-2,155 dev (unused: both keep the last epoch), 2,156-2,394 test (239
 Each engine and seed runs in a process of its own, one after the other. On a shared machine
 run it under the heavy-job lock:
   python scripts/bench_ner.py --seeds 0 1 2
+A seed takes ~15 minutes on 2 cores, so seeds may run on different days: `--keep` keeps the
+other seeds' rows of the results file (same split, epochs, recipe and CPU, or it refuses) and
+prints the table over all of them:
+  python scripts/bench_ner.py --seeds 1 2 --keep
 """
 
 from __future__ import annotations
@@ -264,6 +268,20 @@ def _spread(values: list[float]) -> str:
     return f"{100 * mean:6.2f} ± {100 * spread:4.2f}"
 
 
+def _kept_results(path: Path, epochs: int, machine: dict, seeds: list[int]) -> list[dict]:
+    """The rows of an earlier run in `path` for the seeds not run now; they must come from the
+    same split, epochs, recipe and CPU model, since the table compares them as one run."""
+    earlier = json.loads(path.read_text(encoding="utf-8"))
+    same = {"split": {k: list(v) for k, v in SPLIT.items()}, "epochs": epochs, "recipe": RECIPE}
+    differs = [k for k, v in same.items() if earlier.get(k) != v]
+    if earlier["machine"]["cpu"] != machine["cpu"]:
+        differs.append(f"cpu ({earlier['machine']['cpu']})")
+    if differs:
+        sys.exit(f"{path}: its {', '.join(differs)} differ from this run's; --keep adds seeds "
+                 f"only to a run of the same benchmark on the same CPU.")
+    return [r for r in earlier["results"] if r["seed"] not in seeds]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -271,6 +289,8 @@ def main() -> None:
     parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=list(ENGINES))
     parser.add_argument("--out", type=Path,
                         default=benchlib.PROJECT_ROOT / "scripts" / "results" / "bench_ner.json")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the other seeds' rows of --out (see the module docstring)")
     parser.add_argument("--write-split", metavar="DIR", type=Path,
                         help="only write the split as DIR/{train,dev,test}.conll and exit")
     parser.add_argument("--worker", choices=list(ENGINES), help=argparse.SUPPRESS)
@@ -284,9 +304,11 @@ def main() -> None:
         write_split(args.write_split)
         return
     machine = benchlib.machine_info()
+    kept = _kept_results(args.out, args.epochs, machine, args.seeds) if args.keep else []
     print(benchlib.format_machine(machine), flush=True)
-    print(f"WNUT-16 split (file order): {SPLIT}; {args.epochs} epochs, seeds {args.seeds}",
-          flush=True)
+    print(f"WNUT-16 split (file order): {SPLIT}; {args.epochs} epochs, seeds {args.seeds}"
+          + (f"; kept from {args.out}: seeds {sorted({r['seed'] for r in kept})}"
+             if kept else ""), flush=True)
     results = []
     with tempfile.TemporaryDirectory(prefix="bench_ner_") as work:
         for seed in args.seeds:
@@ -304,6 +326,8 @@ def main() -> None:
                       f"train {result['train_examples_per_second']:.1f} tweets/s, tagging "
                       f"{result['tag_texts_per_second']:.1f} texts/s "
                       f"({result['wall_seconds']:.0f}s)", flush=True)
+    results = kept + results
+    seeds = sorted({r["seed"] for r in results})
     print(f"\n{'engine':10}{'test entity F1 (mean ± sd)':>30}{'train tweets/s':>16}"
           f"{'tag texts/s':>13}")
     for engine in args.engines:
@@ -312,7 +336,9 @@ def main() -> None:
               f"{statistics.mean(r['train_examples_per_second'] for r in rows):>16.1f}"
               f"{statistics.mean(r['tag_texts_per_second'] for r in rows):>13.1f}")
     benchlib.write_json(args.out, {"machine": machine, "split": SPLIT, "epochs": args.epochs,
-                                   "seeds": args.seeds, "recipe": RECIPE, "results": results})
+                                   "seeds": seeds, "recipe": RECIPE, "results": results,
+                                   **({"kept_from_earlier_runs": sorted({r["seed"] for r in kept})}
+                                      if kept else {})})
     print(f"Results in {args.out}")
 
 

@@ -428,3 +428,53 @@ def test_cli_converts_exports_and_inspects_albert(albert, tmp_path):
     assert code == 0 and "SentencepieceOp (tensorflow-text)" in out
     assert "out sp_model_file" in out
     assert tree_hashes(albert[1]) == hashes
+
+
+@pytest.mark.large
+@pytest.mark.parametrize("family", ["electra", "albert"])
+def test_cli_trains_freezes_predicts_and_embeds(family, request, tmp_path):
+    """A user's path through the command line for each family: train a classifier on the
+    module, freeze it to a graph and to a serving SavedModel (ELECTRA's with the core
+    tokenizer: WordPiece; ALBERT's SentencePiece needs tensorflow-text), predict with all
+    three (the same probabilities), and embed (BertLayer's mean pooling on the module)."""
+    from harness import run_cli
+    from test_train import sentiment_rows, write_tsv
+
+    from bert_layer.layers.layer import BertLayer
+    module = request.getfixturevalue(f"{family}_module")
+    train = write_tsv(tmp_path / "train.tsv", sentiment_rows(16, seed=1))
+    run_dir = str(tmp_path / "run")
+    code, _, err = run_cli(["train", "--module", module, "--train", train, "--out", run_dir,
+                            "--epochs", "1", "--batch-size", "8", "--max-seq-length", "16",
+                            "--fine-tune-layers", "1", "--quiet"])
+    assert code == 0, err
+    keras_file = os.path.join(run_dir, "model.keras")
+    frozen, serving = str(tmp_path / "frozen.pb"), str(tmp_path / "serving")
+    core = ["--tokenizer", "core"] if family == "electra" else []
+    for out, extra in ((frozen, []), (serving, ["--format", "saved_model", *core])):
+        code, _, err = run_cli(["freeze", "--model", keras_file, "--out", out, "--quiet",
+                                *extra])
+        assert code == 0, err
+    texts = tmp_path / "texts.txt"
+    texts.write_text("".join(t + "\n" for t in TEXTS), encoding="utf-8")
+    predicted = {}
+    for name, model in (("keras", keras_file), ("frozen", frozen), ("serving", serving)):
+        output = tmp_path / f"{name}.jsonl"
+        code, _, err = run_cli(["predict", "--model", model, "--input", str(texts),
+                                "--output", str(output)])
+        assert code == 0, err
+        records = [json.loads(line) for line in output.read_text("utf-8").splitlines()]
+        assert [r["text"] for r in records] == TEXTS
+        predicted[name] = np.array([list(r["probabilities"].values()) for r in records])
+    assert np.ptp(predicted["keras"][:, 0]) > 1e-4  # The texts get different probabilities.
+    for name in ("frozen", "serving"):
+        np.testing.assert_allclose(predicted[name], predicted["keras"], atol=1e-5)
+
+    npy = str(tmp_path / "embeddings.npy")
+    code, _, err = run_cli(["embed", "--module", module, "--input", str(texts), "--pooling",
+                            "mean", "--max-seq-length", "32", "--output", npy])
+    assert code == 0, err
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        layer = BertLayer(module, max_seq_length=32, pooling="mean", n_fine_tune_layers=0)
+    np.testing.assert_allclose(np.load(npy), np.asarray(layer(tf.constant(TEXTS))), atol=1e-5)

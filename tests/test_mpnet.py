@@ -285,6 +285,23 @@ def test_mpnet_serving_model_with_the_core_tokenizer(mpnet_classifier, tmp_path)
 
 
 @pytest.mark.large
+def test_tflite_refuses_mpnet_in_one_line(mpnet_classifier, tmp_path):
+    """A .tflite's metadata (BertNLClassifier) and TFLiteClassifier pack as BERT does: MPNet's
+    <s> a </s></s> b </s> would be tokenized wrong on a phone, so freeze says so, exit 2."""
+    from harness import assert_one_line_error, run_cli, tree_hashes
+
+    model, _ = mpnet_classifier
+    model.save(str(tmp_path / "model.keras"))
+    hashes = tree_hashes(tmp_path)
+    out = str(tmp_path / "model.tflite")
+    code, _, err = run_cli(["freeze", "--model", str(tmp_path / "model.keras"), "--out", out,
+                            "--format", "tflite"])
+    assert code == 2
+    assert_one_line_error(err, "freeze", "packs its inputs with <s> and </s>", "--format graph")
+    assert tree_hashes(tmp_path) == hashes  # Nothing written, nothing changed.
+
+
+@pytest.mark.large
 def test_inspect_an_mpnet_module(tiny_mpnet, capsys):
     from bert_layer.cli.main import main
 

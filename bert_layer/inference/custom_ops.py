@@ -58,16 +58,27 @@ def saved_model_op_types(folder: str) -> set[str]:
             for op in graph_op_types(meta_graph.graph_def)}
 
 
+# Each op type's answer, once asked: the fresh Python runs this same installation, so the
+# answer holds for the life of this process (and a second inspect needs no TensorFlow start).
+_CORE = "core"
+_AUDITED: dict[str, str | None] = {}
+
+
 def audit_ops(op_types: Iterable[str]) -> dict[str, str | None]:
     """The op types that core TensorFlow does not register -> the pip package providing each
     (None: unknown), asked of a fresh Python that never imports tensorflow_text first."""
-    request = json.dumps([sorted(set(op_types)), CUSTOM_OP_PACKAGES])
-    result = subprocess.run([sys.executable, "-c", _AUDIT_SCRIPT], input=request,
-                            capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    if result.returncode != 0:
-        raise RuntimeError(f"The op audit failed in a fresh Python: {result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    op_types = set(op_types)
+    unasked = sorted(op_types - _AUDITED.keys())
+    if unasked:
+        request = json.dumps([unasked, CUSTOM_OP_PACKAGES])
+        result = subprocess.run([sys.executable, "-c", _AUDIT_SCRIPT], input=request,
+                                capture_output=True, text=True, timeout=300,
+                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        if result.returncode != 0:
+            raise RuntimeError(f"The op audit failed in a fresh Python: {result.stderr[-2000:]}")
+        missing = json.loads(result.stdout.strip().splitlines()[-1])
+        _AUDITED.update({op: missing.get(op, _CORE) for op in unasked})
+    return {op: _AUDITED[op] for op in sorted(op_types) if _AUDITED[op] != _CORE}
 
 
 def register_ops_for(op_types: Iterable[str], source: str) -> None:
