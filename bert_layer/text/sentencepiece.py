@@ -223,8 +223,9 @@ class _SentencePieceTokenizer:
 
 class SentencePieceGraphTokenizer(_SentencePieceTokenizer):
     """ALBERT's tokenization in the graph: core TF ops, then tensorflow-text's
-    SentencepieceTokenizer (see the module docstring). Stateless: the model is an attribute of
-    the op, built in whatever graph calls `tokenize`, so graphs freeze and move.
+    FastSentencepieceTokenizer (see the module docstring and `_segmenter`). Stateless: the
+    model is a constant (and an op attribute) of the traced function, so graphs freeze and
+    move.
 
     Args:
       sp_model_file: str. A SentencePiece model holding [CLS] and [SEP].
