@@ -13,9 +13,10 @@ Tests marked `integration` use the real default model or ../shared/data; tests m
 (real-model parity and accuracy, multi-worker mechanics, Beam, tiny-model tests over ~5 s;
 comparisons that take minutes are benchmarks in scripts/) are left out of the
 default tier: `pytest -n 2 --dist loadfile -m "not large" tests` (3:35 in a fresh clone on
-2 cores, 2026-12-03; earlier runs of a similar tier, on the same machine when it ran slower,
-4:58 to 6:50; the target is 5 minutes), `pytest -n 2 --dist loadfile tests` runs everything
-(20:12 in the same clone; the target is 20 minutes).
+2 cores, 2026-12-03, 3:00 after the tokenizers were traced once; earlier runs of a similar
+tier, on the same machine when it ran slower, 4:58 to 6:50; the target is 5 minutes),
+`pytest -n 2 --dist loadfile tests` runs everything (fresh clones: 20:12, then 19:16 and
+19:53 with the traced tokenizers and the families' CLI tests; the target is 20 minutes).
 """
 
 from __future__ import annotations
