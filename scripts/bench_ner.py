@@ -22,6 +22,7 @@ A seed takes ~15 minutes on 2 cores, so seeds may run on different days: `--keep
 other seeds' rows of the results file (same split, epochs, recipe and CPU, or it refuses) and
 prints the table over all of them:
   python scripts/bench_ner.py --seeds 1 2 --keep
+and `--table` prints the table of the results file again, running nothing.
 """
 
 from __future__ import annotations
@@ -268,6 +269,28 @@ def _spread(values: list[float]) -> str:
     return f"{100 * mean:6.2f} ± {100 * spread:4.2f}"
 
 
+def print_table(results: list[dict], engines: list[str]) -> None:
+    """F1 per engine (mean ± sd over seeds), then, seed by seed, ours against PyTorch: speed
+    is compared within a seed only (both engines ran back to back; kept seeds may come from
+    another day, when the machine ran at another speed)."""
+    print(f"\n{'engine':10}{'test entity F1 (mean ± sd)':>30}")
+    for engine in engines:
+        print(f"{engine:10}{_spread([r['f1'] for r in results if r['engine'] == engine]):>30}")
+    by_seed = {(r["seed"], r["engine"]): r for r in results}
+    seeds = sorted({seed for seed, engine in by_seed if (seed, "pytorch") in by_seed
+                    and (seed, "ours") in by_seed})
+    if not seeds:
+        return
+    print(f"\n{'seed':>4}{'F1 ours':>9}{'F1 pytorch':>12}{'train ours/pytorch':>20}"
+          f"{'tagging ours/pytorch':>22}")
+    for seed in seeds:
+        ours, torch = by_seed[seed, "ours"], by_seed[seed, "pytorch"]
+        train = ours["train_examples_per_second"] / torch["train_examples_per_second"]
+        tag = ours["tag_texts_per_second"] / torch["tag_texts_per_second"]
+        print(f"{seed:>4}{100 * ours['f1']:>9.2f}{100 * torch['f1']:>12.2f}{train:>19.2f}x"
+              f"{tag:>21.2f}x")
+
+
 def _kept_results(path: Path, epochs: int, machine: dict, seeds: list[int]) -> list[dict]:
     """The rows of an earlier run in `path` for the seeds not run now; they must come from the
     same split, epochs, recipe and CPU model, since the table compares them as one run."""
@@ -291,6 +314,8 @@ def main() -> None:
                         default=benchlib.PROJECT_ROOT / "scripts" / "results" / "bench_ner.json")
     parser.add_argument("--keep", action="store_true",
                         help="keep the other seeds' rows of --out (see the module docstring)")
+    parser.add_argument("--table", action="store_true",
+                        help="only print the table of the results in --out")
     parser.add_argument("--write-split", metavar="DIR", type=Path,
                         help="only write the split as DIR/{train,dev,test}.conll and exit")
     parser.add_argument("--worker", choices=list(ENGINES), help=argparse.SUPPRESS)
@@ -302,6 +327,11 @@ def main() -> None:
         return
     if args.write_split:
         write_split(args.write_split)
+        return
+    if args.table:
+        earlier = json.loads(args.out.read_text(encoding="utf-8"))
+        print(benchlib.format_machine(earlier["machine"]))
+        print_table(earlier["results"], args.engines)
         return
     machine = benchlib.machine_info()
     kept = _kept_results(args.out, args.epochs, machine, args.seeds) if args.keep else []
@@ -328,13 +358,7 @@ def main() -> None:
                       f"({result['wall_seconds']:.0f}s)", flush=True)
     results = kept + results
     seeds = sorted({r["seed"] for r in results})
-    print(f"\n{'engine':10}{'test entity F1 (mean ± sd)':>30}{'train tweets/s':>16}"
-          f"{'tag texts/s':>13}")
-    for engine in args.engines:
-        rows = [r for r in results if r["engine"] == engine]
-        print(f"{engine:10}{_spread([r['f1'] for r in rows]):>30}"
-              f"{statistics.mean(r['train_examples_per_second'] for r in rows):>16.1f}"
-              f"{statistics.mean(r['tag_texts_per_second'] for r in rows):>13.1f}")
+    print_table(results, args.engines)
     benchlib.write_json(args.out, {"machine": machine, "split": SPLIT, "epochs": args.epochs,
                                    "seeds": seeds, "recipe": RECIPE, "results": results,
                                    **({"kept_from_earlier_runs": sorted({r["seed"] for r in kept})}
