@@ -436,12 +436,14 @@ def test_cli_trains_freezes_predicts_and_embeds(family, request, tmp_path):
     """A user's path through the command line for each family: train a classifier on the
     module, freeze it to a graph and to a serving SavedModel (ELECTRA's with the core
     tokenizer: WordPiece; ALBERT's SentencePiece needs tensorflow-text), predict with all
-    three (the same probabilities), and embed (BertLayer's mean pooling on the module)."""
-    from harness import run_cli
+    three (the same probabilities), and embed (BertLayer's mean pooling on the module). The
+    module, read by every step, stays as it was."""
+    from harness import run_cli, tree_hashes
     from test_train import sentiment_rows, write_tsv
 
     from bert_layer.layers.layer import BertLayer
     module = request.getfixturevalue(f"{family}_module")
+    module_hashes = tree_hashes(module)
     train = write_tsv(tmp_path / "train.tsv", sentiment_rows(16, seed=1))
     run_dir = str(tmp_path / "run")
     code, _, err = run_cli(["train", "--module", module, "--train", train, "--out", run_dir,
@@ -478,3 +480,4 @@ def test_cli_trains_freezes_predicts_and_embeds(family, request, tmp_path):
         warnings.simplefilter("ignore")
         layer = BertLayer(module, max_seq_length=32, pooling="mean", n_fine_tune_layers=0)
     np.testing.assert_allclose(np.load(npy), np.asarray(layer(tf.constant(TEXTS))), atol=1e-5)
+    assert tree_hashes(module) == module_hashes
