@@ -241,6 +241,9 @@ def main() -> None:
     parser.add_argument("--run-dir", default=os.fspath(PROJECT_ROOT / "runs" / "bench_long_docs"))
     parser.add_argument("--trained", help="no training: read each way with the weights of "
                         "this model.keras (trained one way), e.g. the cut-128 run's")
+    parser.add_argument("--json", type=Path, help="where the results go (default: "
+                        "scripts/results/bench_long_docs.json, or "
+                        "bench_long_docs_inference_only.json beside it with --trained)")
     parser.add_argument("--ways", nargs="+", choices=list(WAYS), default=list(WAYS))
     parser.add_argument("--way", choices=list(WAYS), help=argparse.SUPPRESS)  # A worker.
     parser.add_argument("--module", help=argparse.SUPPRESS)
@@ -259,11 +262,12 @@ def main() -> None:
     if args.trained:
         print(f"(no training here: every way reads the weights of {args.trained})")
     if args.ways == list(WAYS):
-        write_json(RESULTS if not args.trained else RESULTS.with_name(
-            "bench_long_docs_inference_only.json"), {
-                "machine": info, "data": data, "settings": settings, "trained": args.trained,
-                "results": results, "wall_seconds": time.perf_counter() - start})
-        print(f"Wrote {RESULTS}")
+        path = args.json or (RESULTS if not args.trained else RESULTS.with_name(
+            "bench_long_docs_inference_only.json"))
+        write_json(path, {"machine": info, "data": data, "settings": settings,
+                          "trained": args.trained, "results": results,
+                          "wall_seconds": time.perf_counter() - start})
+        print(f"Wrote {path}")
 
 
 if __name__ == "__main__":
