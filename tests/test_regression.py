@@ -47,6 +47,13 @@ def files(tmp_path_factory) -> tuple[str, str]:
             write_rows(folder / "dev.tsv", scored_rows(16, seed=2)))
 
 
+def read_predicted_scores(path: str) -> tuple[list[str], list[str], list[float]]:
+    """`predict`'s CSV of a one-score regressor: (header, texts, scores)."""
+    with open(path, encoding="utf-8", newline="") as f:
+        header, *rows = csv.reader(f)
+    return header, [r[0] for r in rows], [float(r[1]) for r in rows]
+
+
 def _train_argv(module: str, files, out: str, *extra: str) -> list[str]:
     return ["train", "--task", "regress", "--module", module, "--train", files[0],
             "--dev", files[1], "--label-column", "score", "--out", out, "--epochs", "3",
@@ -144,13 +151,12 @@ def test_predict_writes_a_score_column(frozen, files, tmp_path):
     code, _, err = run_cli(["predict", "--model", frozen["graph"], "--input", files[1],
                             "--output", out, "--quiet"])
     assert code == 0, err
-    with open(out, encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f))
-    assert rows[0] == ["text", "score"]
+    header, texts, scores = read_predicted_scores(out)
+    assert header == ["text", "score"]
     dev = read_scores(files[1], text_column="sentence", score_columns=["score"])
     expected = load_classifier(frozen["keras"])(dev.texts)[:, 0]
-    assert [r[0] for r in rows[1:]] == dev.texts
-    np.testing.assert_allclose([float(r[1]) for r in rows[1:]], expected, atol=1e-5)
+    assert texts == dev.texts
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
 
 
 @pytest.mark.large
@@ -217,9 +223,8 @@ def test_predict_on_beam_writes_the_same_scores(frozen, files, tmp_path):
         assert code == 0, err
     # Beam batches rows differently from the local runner, so the last printed digit may differ
     # (seen: -0.081523 vs -0.081524); texts, order and columns must match exactly.
-    with open(local, encoding="utf-8") as a, open(beam, encoding="utf-8") as b:
-        local_rows, beam_rows = list(csv.reader(a)), list(csv.reader(b))
-    assert local_rows[0] == beam_rows[0] == ["text", "score"]
-    assert [r[0] for r in beam_rows] == [r[0] for r in local_rows] and len(local_rows) > 2
-    np.testing.assert_allclose([float(r[1]) for r in beam_rows[1:]],
-                               [float(r[1]) for r in local_rows[1:]], atol=2e-6, rtol=0)
+    local_header, local_texts, local_scores = read_predicted_scores(local)
+    beam_header, beam_texts, beam_scores = read_predicted_scores(beam)
+    assert local_header == beam_header == ["text", "score"]
+    assert beam_texts == local_texts and len(local_texts) > 1
+    np.testing.assert_allclose(beam_scores, local_scores, atol=2e-6, rtol=0)
