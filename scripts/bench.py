@@ -243,7 +243,9 @@ def load_onnxruntime(spec: Spec, precision: str) -> Loaded:
     tokenizer, model = _torch_model(spec, train=False)
     names = ["input_ids", "attention_mask", "token_type_ids"]
     example = _tokenize_hf(tokenizer, spec.batch_texts()[0])
-    path = os.path.join(spec.workdir, "model.onnx")
+    # A file per worker: the fp32 and int8 workers start together, and one reading the
+    # other's half-written export fails ("Protobuf parsing failed").
+    path = os.path.join(spec.workdir, f"model-for-{precision}.onnx")
     # The TorchScript exporter: dynamic batch and length, no extra dependency (onnxscript).
     torch.onnx.export(model, tuple(example[n] for n in names), path, input_names=names,
                       output_names=["logits"], opset_version=17, dynamo=False,
