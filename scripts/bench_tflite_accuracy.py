@@ -54,11 +54,16 @@ COLUMNS = {"sst2": {"text_column": "sentence", "label_column": "label"},
                     "label_column": "Quality"}}
 
 
-def examples(dataset: str, split: str) -> tuple[list[str], np.ndarray]:
+def read_split(dataset: str, split: str):
+    """The split's Examples (texts and 0/1 labels)."""
     from bert_layer.data.examples import read_examples
 
-    found = read_examples(os.fspath(DATA_DIR / dataset / FILES[dataset, split]),
-                          labels=["0", "1"], **COLUMNS[dataset])
+    return read_examples(os.fspath(DATA_DIR / dataset / FILES[dataset, split]),
+                         labels=["0", "1"], **COLUMNS[dataset])
+
+
+def examples(dataset: str, split: str) -> tuple[list[str], np.ndarray]:
+    found = read_split(dataset, split)
     return found.texts, np.asarray(found.labels)
 
 
@@ -89,13 +94,11 @@ def fine_tuned_classifier(module: str, dataset: str, folder: str):
     """Every layer fine-tuned (`train_classifier`, the README's MRPC recipe), the last epoch."""
     import keras
 
-    from bert_layer.data.examples import read_examples
     from bert_layer.training.classifier import ClassifierSpec
     from bert_layer.training.specs import TrainConfig
     from bert_layer.training.train import train_classifier
 
-    train = read_examples(os.fspath(DATA_DIR / dataset / FILES[dataset, "train"]),
-                          labels=["0", "1"], **COLUMNS[dataset])
+    train = read_split(dataset, "train")
     train = train.take(range(FINE_TUNING[dataset]["rows"] or len(train.texts)))
     out = os.path.join(folder, f"{dataset}-run")
     train_classifier(ClassifierSpec(module=module, class_names=("0", "1"), fine_tune_layers=-1),
