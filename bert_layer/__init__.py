@@ -7,8 +7,9 @@ import wrapt  # A TensorFlow dependency; light (no TensorFlow import).
 __all__ = ["BertLayer"]
 
 # Every module that defines classes registered with `keras.saving.register_keras_serializable`
-# (WindowPooling, BertLayer, F1Score, RegressionHead, WarmupLinearDecay, WordBertLayer,
-# TaggerHead), in import-dependency order: each imports only modules before it.
+# (WindowPooling, BertLayer, WordBertLayer, ClassifierHead, F1Score,
+# PositiveWeightedBinaryCrossentropy, RegressionHead, WarmupLinearDecay, RowSummingAdamW,
+# TaggerHead, TagCrossentropy), in import-dependency order: each imports only modules before it.
 # tests/test_structure.py checks that the list names every such module.
 _SERIALIZABLE_MODULES = ("bert_layer.layers.window_pooling", "bert_layer.layers.layer",
                          "bert_layer.layers.word_layer",

@@ -3,7 +3,11 @@
 Both fine-tune the same all-MiniLM-L6-v2 weights on WNUT-16 with the same recipe: every layer
 trained, first-wordpiece labels, AdamW lr 5e-5 (weight decay 0.01, none on LayerNorm and
 biases), 10% linear warm-up then linear decay, gradient norm clipped at 1.0, batch 16,
-`--epochs` epochs (3), the last epoch kept, max_seq_length 128. Then:
+`--epochs` epochs (3), the last epoch kept, max_seq_length 128, and the same batches in the same
+order: ours shuffles with tf.data and records, step by step, which tweets each batch held
+(`--batch-order ours`, the default); PyTorch then trains on exactly those batches, so that
+a seed gives both engines the same data and the difference is the engines' own
+(`--batch-order own`: PyTorch shuffles with numpy, as an earlier version did). Then:
   - entity F1 (seqeval, micro over entities) on the test split, per seed;
   - training examples (tweets) per second, the fit loop alone;
   - tagging raw text: the test tweets joined by spaces, to entity spans with character
@@ -11,6 +15,7 @@ biases), 10% linear warm-up then linear decay, gradient norm clipped at 1.0, bat
     (words split in Python, alignment and model in the graph, spans). PyTorch: the fast
     tokenizer (offsets), the model, word labels from each word's first piece, seqeval's
     entities, character spans. Batches of 32 texts grouped by length, default threads.
+`--precision bf16`: ours trains and tags in mixed bfloat16, PyTorch under CPU autocast.
 
 The split of ../shared/data/wnut16/train.conll (2,394 tweets, file order): tweets 1-1,915
 train, 1,916-2,155 dev (unused: both keep the last epoch), 2,156-2,394 test (239 tweets).
@@ -18,7 +23,8 @@ train, 1,916-2,155 dev (unused: both keep the last epoch), 2,156-2,394 test (239
 Each engine and seed runs in a process of its own, one after the other. On a shared machine
 run it under the heavy-job lock:
   python scripts/bench_ner.py --seeds 0 1 2
-A seed takes ~15 minutes on 2 cores, so seeds may run on different days: `--keep` keeps the
+A seed takes 6-7 minutes on 2 cores of an AVX512 EPYC, ~15 on an AVX2 one, so seeds may run on
+different days: `--keep` keeps the
 other seeds' rows of the results file (same split, epochs, recipe and CPU, or it refuses) and
 prints the table over all of them:
   python scripts/bench_ner.py --seeds 1 2 --keep
@@ -83,7 +89,63 @@ def _rate(run, texts, passes: int = 2) -> float:
 
 # === Ours ===
 
-def run_ours(seed: int, epochs: int, work: str) -> dict:
+def _order_file(work: str, seed: int) -> str:
+    return os.path.join(work, f"batch-order-{seed}.json")
+
+
+def _record_batch_order(record: dict[str, list]) -> None:
+    """Makes our tagger's training data note, for every batch it hands to Keras, the indices
+    of its tweets in the training split (appended to `record["batches"]`). Read where the
+    batches leave tf.data because it cannot be recomputed from the seed: Keras makes dataset
+    iterators that it never reads between epochs, and each one advances
+    `reshuffle_each_iteration`. A tweet that occurs twice, tags and all, is noted by its first
+    index (`record["each_row"]`: that index for every training row)."""
+    import tensorflow as tf
+
+    from bert_layer.training import tagger
+
+    product = tagger.tagging_dataset
+
+    def recording(words, labels, *, batch_size, shuffle, seed):
+        dataset = product(words, labels, batch_size=batch_size, shuffle=shuffle, seed=seed)
+        if not shuffle:
+            return dataset
+        where: dict[tuple, int] = {}
+        for i, key in enumerate(zip(map(tuple, words), map(tuple, labels))):
+            where.setdefault(key, i)
+        record["each_row"] = [where[key] for key in zip(map(tuple, words), map(tuple, labels))]
+
+        def note(batch_words, batch_labels):
+            record["batches"].append([
+                where[tuple(w.decode() for w in row if w), tuple(int(y) for y in tags[:n])]
+                for row, tags in zip(batch_words.numpy(), batch_labels.numpy())
+                for n in [sum(1 for w in row if w)]])
+            return batch_words
+
+        def passing(batch_words, batch_labels):
+            same = tf.py_function(note, [batch_words, batch_labels], tf.string)
+            same.set_shape(batch_words.shape)
+            return same, batch_labels
+
+        return dataset.map(passing)
+
+    tagger.tagging_dataset = recording
+
+
+def _check_batch_order(record: dict[str, list], epochs: int) -> None:
+    """Every epoch's batches hold each training row once, or the record is not the order."""
+    every = sorted(record["each_row"])
+    steps = -(-len(every) // RECIPE["batch_size"])
+    if len(record["batches"]) != epochs * steps:
+        sys.exit(f"recorded {len(record['batches'])} batches, expected {epochs} x {steps}")
+    for epoch in range(epochs):
+        seen = sorted(i for batch in record["batches"][epoch * steps:(epoch + 1) * steps]
+                      for i in batch)
+        if seen != every:
+            sys.exit(f"epoch {epoch + 1}'s recorded batches are not each training row once")
+
+
+def run_ours(seed: int, settings: argparse.Namespace) -> dict:
     from bert_layer.inference.formats import read_graph_def
     from bert_layer.inference.tagger_graphs import freeze_tagger
     from bert_layer.inference.tagging import (
@@ -98,18 +160,30 @@ def run_ours(seed: int, epochs: int, work: str) -> dict:
 
     train, test = _split("train"), _split("test")
     with benchlib.module_folder(None, benchlib.DEFAULT_CHECKPOINT, 128) as module:
-        spec = TaggerSpec(module, tuple(_tag_set()), fine_tune_layers=-1, max_seq_length=128)
-        config = TrainConfig(epochs=epochs, batch_size=16, learning_rate=5e-5,
+        spec = TaggerSpec(module, tuple(_tag_set()), fine_tune_layers=-1, max_seq_length=128,
+                          precision=settings.precision)
+        config = TrainConfig(epochs=settings.epochs, batch_size=16, learning_rate=5e-5,
                              warmup_fraction=0.1, weight_decay=0.01, seed=seed)
-        out = os.path.join(work, f"ours-{seed}")
+        out = os.path.join(settings.work, f"ours-{seed}")
+        record: dict[str, list] = {"batches": [], "each_row": []}
+        if settings.batch_order == "ours":
+            _record_batch_order(record)
         report = train_tagger(spec, train, None, out, config, verbose=2)
+        if settings.batch_order == "ours":
+            if len(record["each_row"]) != len(train):
+                sys.exit("a training tweet became several windows: the batches name rows, "
+                         "not tweets, and PyTorch could not be fed the same ones")
+            _check_batch_order(record, settings.epochs)
+            with open(_order_file(settings.work, seed), "w", encoding="utf-8") as f:
+                json.dump(record["batches"], f)
         tagger = KerasTagger(os.path.join(out, "model.keras"))
         predicted = [tags_of(p, tagger.tag_names)
                      for p in tag_probabilities(tagger, test.words, batch_size=TAG_BATCH)]
         result = {"engine": "ours", "seed": seed, **_scores(test.tags, predicted),
                   "train_examples_per_second": statistics.median(
-                      e["examples_per_second"] for e in report["epochs"])}
-        frozen = os.path.join(work, f"ours-{seed}.pb")
+                      e["examples_per_second"] for e in report["epochs"]),
+                  "batch_order": "tf.data"}
+        frozen = os.path.join(settings.work, f"ours-{seed}.pb")
         freeze_tagger(tagger.model, frozen)
         runner = FrozenTagger(read_graph_def(frozen), frozen)
         texts = [" ".join(words) for words in test.words]
@@ -120,11 +194,22 @@ def run_ours(seed: int, epochs: int, work: str) -> dict:
 
 # === PyTorch ===
 
-def _torch_batches(words, labels, batch_size, rng):
-    order = rng.permutation(len(words))
-    for start in range(0, len(order), batch_size):
-        picked = order[start:start + batch_size]
-        yield [words[i] for i in picked], [labels[i] for i in picked]
+def _torch_epochs(n: int, epochs: int, seed: int, order_file: str | None) -> tuple[list, str]:
+    """The batches of each epoch (lists of tweet indices) and where they come from: the ones
+    our tagger consumed for this seed (`order_file`, written by its worker), else a numpy
+    shuffle."""
+    import numpy as np
+
+    if order_file is not None:
+        if not os.path.exists(order_file):
+            sys.exit(f"{order_file} not found: with --batch-order ours, run ours first.")
+        with open(order_file, encoding="utf-8") as f:
+            consumed = json.load(f)
+        steps = len(consumed) // epochs
+        return [consumed[e * steps:(e + 1) * steps] for e in range(epochs)], "ours"
+    rng = np.random.default_rng(seed)
+    return [[list(order[s:s + 16]) for s in range(0, n, 16)]
+            for order in (rng.permutation(n) for _ in range(epochs))], "numpy"
 
 
 def _encode_labels(encoded, labels):
@@ -141,7 +226,18 @@ def _encode_labels(encoded, labels):
     return torch.tensor(rows)
 
 
-def run_pytorch(seed: int, epochs: int, work: str) -> dict:
+def _autocast(precision: str):
+    """PyTorch's mixed bfloat16 on CPU for "bf16" (weights and updates stay float32)."""
+    import contextlib
+
+    import torch
+
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def run_pytorch(seed: int, settings: argparse.Namespace) -> dict:
     import numpy as np
     import torch
     from seqeval.metrics.sequence_labeling import get_entities
@@ -167,18 +263,23 @@ def run_pytorch(seed: int, epochs: int, work: str) -> dict:
               {"params": [p for n, p in model.named_parameters()
                           if any(k in n for k in no_decay)], "weight_decay": 0.0}]
     optimizer = torch.optim.AdamW(groups, lr=5e-5, eps=1e-6)
+    epochs = settings.epochs
     steps = epochs * -(-len(train) // 16)
     schedule = get_linear_schedule_with_warmup(optimizer, int(0.1 * steps), steps)
     labels = [[index[t] for t in tags_] for tags_ in train.tags]
-    rng = np.random.default_rng(seed)
+    batches, source = _torch_epochs(
+        len(train), epochs, seed,
+        _order_file(settings.work, seed) if settings.batch_order == "ours" else None)
     rates = []
     model.train()
-    for _ in range(epochs):
+    for epoch_batches in batches:
         start = time.perf_counter()
-        for words, word_labels in _torch_batches(train.words, labels, 16, rng):
+        for picked in epoch_batches:
+            words, word_labels = [train.words[i] for i in picked], [labels[i] for i in picked]
             encoded = tokenizer(words, is_split_into_words=True, truncation=True,
                                 max_length=128, padding=True, return_tensors="pt")
-            loss = model(**encoded, labels=_encode_labels(encoded, word_labels)).loss
+            with _autocast(settings.precision):
+                loss = model(**encoded, labels=_encode_labels(encoded, word_labels)).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -190,8 +291,8 @@ def run_pytorch(seed: int, epochs: int, work: str) -> dict:
     def word_tags(words_batch):
         encoded = tokenizer(words_batch, is_split_into_words=True, truncation=True,
                             max_length=128, padding=True, return_tensors="pt")
-        with torch.inference_mode():
-            logits = model(**encoded).logits.argmax(-1).numpy()
+        with torch.inference_mode(), _autocast(settings.precision):
+            logits = model(**encoded).logits.float().argmax(-1).numpy()
         out = []
         for b, words in enumerate(words_batch):
             found = {}
@@ -205,7 +306,7 @@ def run_pytorch(seed: int, epochs: int, work: str) -> dict:
     for start in range(0, len(test), TAG_BATCH):
         predicted += word_tags(test.words[start:start + TAG_BATCH])
     result = {"engine": "pytorch", "seed": seed, **_scores(test.tags, predicted),
-              "train_examples_per_second": statistics.median(rates)}
+              "train_examples_per_second": statistics.median(rates), "batch_order": source}
 
     def pipeline(texts):
         """Raw texts -> entity spans: fast tokenizer, model, first-piece word labels."""
@@ -216,8 +317,8 @@ def run_pytorch(seed: int, epochs: int, work: str) -> dict:
             encoded = tokenizer(batch, truncation=True, max_length=128, padding=True,
                                 return_offsets_mapping=True, return_tensors="pt")
             offsets = encoded.pop("offset_mapping").numpy()
-            with torch.inference_mode():
-                probabilities = model(**encoded).logits.softmax(-1).numpy()
+            with torch.inference_mode(), _autocast(settings.precision):
+                probabilities = model(**encoded).logits.float().softmax(-1).numpy()
             for b, text in enumerate(batch):
                 first, spans = {}, {}
                 for position, word in enumerate(encoded.word_ids(b)):
@@ -258,8 +359,8 @@ def write_split(folder: Path) -> None:
         print(f"{folder / name}.conll: {len(sentences)} tweets")
 
 
-def worker(engine: str, seed: int, epochs: int, work: str) -> None:
-    result = ENGINES[engine](seed, epochs, work)
+def worker(engine: str, seed: int, settings: argparse.Namespace) -> None:
+    result = {**ENGINES[engine](seed, settings), "precision": settings.precision}
     print(RESULT + json.dumps(result), flush=True)
 
 
@@ -291,11 +392,15 @@ def print_table(results: list[dict], engines: list[str]) -> None:
               f"{tag:>21.2f}x")
 
 
-def _kept_results(path: Path, epochs: int, machine: dict, seeds: list[int]) -> list[dict]:
+def _kept_results(path: Path, epochs: int, machine: dict, seeds: list[int],
+                  batch_order: str, precision: str) -> list[dict]:
     """The rows of an earlier run in `path` for the seeds not run now; they must come from the
     same split, epochs, recipe and CPU model, since the table compares them as one run."""
     earlier = json.loads(path.read_text(encoding="utf-8"))
-    same = {"split": {k: list(v) for k, v in SPLIT.items()}, "epochs": epochs, "recipe": RECIPE}
+    same = {"split": {k: list(v) for k, v in SPLIT.items()}, "epochs": epochs, "recipe": RECIPE,
+            "batch_order": batch_order, "precision": precision}
+    earlier.setdefault("batch_order", "own")  # Runs before --batch-order shuffled apart.
+    earlier.setdefault("precision", "fp32")  # Runs before --precision were float32.
     differs = [k for k, v in same.items() if earlier.get(k) != v]
     if earlier["machine"]["cpu"] != machine["cpu"]:
         differs.append(f"cpu ({earlier['machine']['cpu']})")
@@ -312,6 +417,12 @@ def main() -> None:
     parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=list(ENGINES))
     parser.add_argument("--out", type=Path,
                         default=benchlib.PROJECT_ROOT / "scripts" / "results" / "bench_ner.json")
+    parser.add_argument("--batch-order", choices=["ours", "own"], default="ours",
+                        help="ours: PyTorch trains on the batches our tagger consumed, in its "
+                             "order (the default); own: each engine shuffles its own way")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="bf16: ours in mixed bfloat16 (training and the frozen graph), "
+                             "PyTorch under CPU autocast to bfloat16")
     parser.add_argument("--keep", action="store_true",
                         help="keep the other seeds' rows of --out (see the module docstring)")
     parser.add_argument("--table", action="store_true",
@@ -323,7 +434,7 @@ def main() -> None:
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.seed, args.epochs, args.work)
+        worker(args.worker, args.seed, args)
         return
     if args.write_split:
         write_split(args.write_split)
@@ -334,9 +445,15 @@ def main() -> None:
         print_table(earlier["results"], args.engines)
         return
     machine = benchlib.machine_info()
-    kept = _kept_results(args.out, args.epochs, machine, args.seeds) if args.keep else []
+    if args.batch_order == "ours" and args.engines[0] != "ours":
+        sys.exit("--batch-order ours needs --engines ours pytorch (ours first: PyTorch "
+                 "trains on the batches ours consumed).")
+    kept = (_kept_results(args.out, args.epochs, machine, args.seeds, args.batch_order,
+                          args.precision)
+            if args.keep else [])
     print(benchlib.format_machine(machine), flush=True)
-    print(f"WNUT-16 split (file order): {SPLIT}; {args.epochs} epochs, seeds {args.seeds}"
+    print(f"WNUT-16 split (file order): {SPLIT}; {args.epochs} epochs, seeds {args.seeds}, "
+          f"batch order: {args.batch_order}, precision: {args.precision}"
           + (f"; kept from {args.out}: seeds {sorted({r['seed'] for r in kept})}"
              if kept else ""), flush=True)
     results = []
@@ -346,7 +463,8 @@ def main() -> None:
                 start = time.perf_counter()
                 process = subprocess.run(
                     [sys.executable, __file__, "--worker", engine, "--seed", str(seed),
-                     "--epochs", str(args.epochs), "--work", work],
+                     "--epochs", str(args.epochs), "--work", work,
+                     "--batch-order", args.batch_order, "--precision", args.precision],
                     stdout=subprocess.PIPE, text=True, check=True)
                 line = next(x for x in process.stdout.splitlines() if x.startswith(RESULT))
                 result = json.loads(line[len(RESULT):])
@@ -356,13 +474,15 @@ def main() -> None:
                       f"train {result['train_examples_per_second']:.1f} tweets/s, tagging "
                       f"{result['tag_texts_per_second']:.1f} texts/s "
                       f"({result['wall_seconds']:.0f}s)", flush=True)
-    results = kept + results
-    seeds = sorted({r["seed"] for r in results})
-    print_table(results, args.engines)
-    benchlib.write_json(args.out, {"machine": machine, "split": SPLIT, "epochs": args.epochs,
-                                   "seeds": seeds, "recipe": RECIPE, "results": results,
-                                   **({"kept_from_earlier_runs": sorted({r["seed"] for r in kept})}
-                                      if kept else {})})
+                # After every run, so that a stopped benchmark keeps what it finished.
+                benchlib.write_json(args.out, {
+                    "machine": machine, "split": SPLIT, "epochs": args.epochs,
+                    "seeds": sorted({r["seed"] for r in kept + results}), "recipe": RECIPE,
+                    "batch_order": args.batch_order, "precision": args.precision,
+                    "results": kept + results,
+                    **({"kept_from_earlier_runs": sorted({r["seed"] for r in kept})}
+                       if kept else {})})
+    print_table(kept + results, args.engines)
     print(f"Results in {args.out}")
 
 

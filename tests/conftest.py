@@ -12,13 +12,11 @@ Fixtures (session-scoped, each writes its folder once):
 Tests marked `integration` use the real default model or ../shared/data; tests marked `large`
 (real-model parity and accuracy, multi-worker mechanics, Beam, tiny-model tests over ~5 s;
 comparisons that take minutes are benchmarks in scripts/) are left out of the
-default tier: `pytest -n 2 --dist loadfile -m "not large" tests` (3:35 in a fresh clone on
-2 cores, 2026-12-03, 3:00 after the tokenizers were traced once; earlier runs of a similar
-tier, on the same machine when it ran slower, 4:58 to 6:50; the target is 5 minutes),
-`pytest -n 2 --dist loadfile tests` runs everything (fresh clones: 20:12, then 19:16 and
-19:53 with the traced tokenizers and the families' CLI tests; 24:35 on 2026-12-04, when the
-same tests took 1.26x the worker-seconds and `import tensorflow` 7.7-10.7 s: the machine's
-speed varies; the target is 20 minutes).
+default tier: `pytest -n 2 --dist loadfile -m "not large" tests` (1:58 in a fresh clone on
+2 cores, 2026-12-04, an AMD EPYC with AVX512; 3:35 on 2026-12-03 on an AVX2 EPYC; the
+target is 5 minutes), `pytest -n 2 --dist loadfile tests` runs everything (fresh clones:
+14:15 on 2026-12-04, same machine; 19:16 to 24:35 on the AVX2 EPYC, whose speed varied
+through the day; the target is 20 minutes).
 """
 
 from __future__ import annotations

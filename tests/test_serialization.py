@@ -28,8 +28,8 @@ from bert_layer.training.classifier import (
     PositiveWeightedBinaryCrossentropy,
 )
 from bert_layer.training.regressor import RegressionHead
-from bert_layer.training.tagger import TaggerHead
-from bert_layer.training.train import WarmupLinearDecay
+from bert_layer.training.tagger import TagCrossentropy, TaggerHead
+from bert_layer.training.train import RowSummingAdamW, WarmupLinearDecay
 
 
 @dataclasses.dataclass
@@ -80,8 +80,12 @@ CASES: dict[str, Case] = {
     "bert_layer>WordBertLayer": Case(
         lambda module: WordBertLayer(module, max_seq_length=16), _words),
     "bert_layer>TaggerHead": Case(lambda module: TaggerHead(["O", "B-x", "I-x"]), _word_states),
+    "bert_layer>TagCrossentropy": Case(lambda module: TagCrossentropy()),
     "bert_layer>WarmupLinearDecay": Case(lambda module: WarmupLinearDecay(1e-3, 10, 100),
                                          lambda: tf.constant(5), old_module="bert_layer.train"),
+    "bert_layer>RowSummingAdamW": Case(
+        lambda module: RowSummingAdamW(learning_rate=WarmupLinearDecay(1e-3, 10, 100),
+                                       weight_decay=0.01, global_clipnorm=1.0)),
 }
 
 

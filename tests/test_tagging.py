@@ -468,3 +468,36 @@ def test_killed_tagger_training_resumes(tiny_module_dir, conll_files, tmp_path, 
     assert report["resumed_from_epoch"] == 2
     assert [e["epoch"] for e in report["epochs"]] == [1, 2]
     assert all("val_entity_f1" in e for e in report["epochs"])
+
+
+def test_tag_loss_and_its_gradient_equal_pytorch_cross_entropy_even_for_unlikely_tags():
+    """TagCrossentropy = torch's cross_entropy(ignore_index) over labelled words, value and
+    gradient, also for a word whose right tag has p ~ 1e-12, which Keras's
+    SparseCategoricalCrossentropy(ignore_class) cuts off (its log of probabilities clipped
+    at 1e-7 gives that word no gradient)."""
+    import keras
+    import tensorflow as tf
+    import torch
+
+    from bert_layer.training.tagger import IGNORED, TagCrossentropy
+
+    logits = np.random.default_rng(0).normal(size=(2, 5, 4)).astype(np.float32)
+    logits[0, 1] = [28.0, 0.0, 0.0, 0.0]  # its label, tag 3, has p ~ 7e-13
+    labels = np.array([[0, 3, IGNORED, 1, 2], [IGNORED, 1, 1, IGNORED, IGNORED]])
+
+    def keras_loss(loss):
+        z = tf.Variable(logits)
+        with tf.GradientTape() as tape:
+            value = loss(tf.constant(labels), tf.nn.softmax(z))
+        return float(value), tape.gradient(value, z).numpy()
+
+    z = torch.tensor(logits, requires_grad=True)
+    expected = torch.nn.functional.cross_entropy(
+        z.reshape(-1, 4), torch.tensor(labels).reshape(-1), ignore_index=IGNORED)
+    expected.backward()
+    value, gradient = keras_loss(TagCrossentropy())
+    assert value == pytest.approx(expected.item(), rel=1e-5)
+    np.testing.assert_allclose(gradient, z.grad.numpy(), atol=1e-6)
+    assert abs(gradient[0, 1, 3]) > 0.1  # (p - 1) / 6 labelled words
+    _, clipped = keras_loss(keras.losses.SparseCategoricalCrossentropy(ignore_class=IGNORED))
+    assert clipped[0, 1, 3] == 0.0  # Why TagCrossentropy exists.

@@ -21,6 +21,7 @@ from bert_layer.training.train import (
     TrainConfig,
     WarmupLinearDecay,
     compile_classifier,
+    make_optimizer,
     train_classifier,
 )
 
@@ -318,6 +319,43 @@ def test_weight_decay_skips_layer_norm_and_biases():
     moved = sorted(w.path for w in model.trainable_weights
                    if not np.array_equal(w.numpy(), before[w.path]))
     assert moved == ["dense/kernel"]
+
+def test_embedding_updates_equal_pytorch_adamw_when_a_token_repeats():
+    """Sparse embedding gradients (a row per occurrence, as tf.gather gives them) update as
+    PyTorch's AdamW updates the dense gradient, clipping included; Keras's own AdamW squares
+    the repeated rows apart and moves the repeated token's row further."""
+    import torch
+
+    table = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
+    steps = [(np.array([1, 1, 1, 4]), np.random.default_rng(s).normal(size=(4, 3)))
+             for s in range(5)]  # Token 1 three times in each batch.
+    config = TrainConfig(learning_rate=1e-2, warmup_fraction=0.0, weight_decay=0.01)
+
+    def keras_rows(optimizer):
+        variable = keras.Variable(table.copy(), name="word_embeddings")
+        for ids, rows in steps:
+            optimizer.apply([tf.IndexedSlices(tf.constant(rows, tf.float32), tf.constant(ids),
+                                              tf.constant(table.shape))], [variable])
+        return variable.numpy()
+
+    weight = torch.nn.Parameter(torch.tensor(table))
+    optimizer = torch.optim.AdamW([weight], lr=1e-2, eps=1e-6, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / len(steps))
+    for ids, rows in steps:
+        dense = np.zeros_like(table)
+        np.add.at(dense, ids, rows)
+        weight.grad = torch.tensor(dense)
+        torch.nn.utils.clip_grad_norm_([weight], 1.0)
+        optimizer.step()
+        schedule.step()
+    expected = weight.detach().numpy()
+    ours = keras_rows(make_optimizer(config, len(steps)))
+    # 1e-4: Keras adds epsilon before Adam's bias correction, PyTorch after (~2e-5 here).
+    np.testing.assert_allclose(ours, expected, atol=1e-4)
+    plain = keras.optimizers.AdamW(learning_rate=WarmupLinearDecay(1e-2, 0, len(steps)),
+                                   weight_decay=0.01, epsilon=1e-6, global_clipnorm=1.0)
+    assert np.abs(keras_rows(plain)[1] - expected[1]).max() > 1e-3  # Why RowSummingAdamW.
+
 
 # === F1 ===
 

@@ -324,3 +324,25 @@ def test_the_report_and_summary_state_the_options(tiny_module_dir, sentiment_fil
 def test_read_examples_unchanged_for_classes(sentiment_files):
     examples = read_examples(sentiment_files[0], text_column="sentence", label_column="label")
     assert not examples.scores and examples.labels.dtype == np.int32
+
+
+def test_positive_weighted_loss_from_the_heads_logits_equals_pytorch_even_when_saturated():
+    """From a sigmoid head's output (which keeps its logits), the loss and its gradient equal
+    torch's BCEWithLogitsLoss(pos_weight) averaged over classes, also at logits of +-30 where
+    the clipped probabilities Keras would use give no gradient."""
+    import tensorflow as tf
+    import torch
+
+    y = np.array([[1, 0, 1], [0, 1, 0]], np.float32)
+    logits = np.array([[2.0, -1.0, -30.0], [30.0, 0.5, -2.0]], np.float32)
+    w = np.array([1.0, 3.0, 0.5], np.float32)
+    z = tf.Variable(logits)
+    with tf.GradientTape() as tape:
+        value = PositiveWeightedBinaryCrossentropy(list(w))(y, keras.activations.sigmoid(z))
+    t = torch.tensor(logits, requires_grad=True)
+    expected = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(w))(t, torch.tensor(y))
+    expected.backward()
+    assert float(value) == pytest.approx(expected.item(), rel=1e-6)
+    gradient = tape.gradient(value, z).numpy()
+    np.testing.assert_allclose(gradient, t.grad.numpy(), rtol=1e-5, atol=1e-7)
+    assert abs(gradient[0, 2]) > 0.01 and abs(gradient[1, 0]) > 0.1  # the saturated ones

@@ -64,11 +64,13 @@ class F1Score(keras.metrics.F1Score):
 
 @keras.saving.register_keras_serializable(package="bert_layer")
 class PositiveWeightedBinaryCrossentropy(keras.losses.Loss):
-    """Keras's binary cross-entropy on probabilities with each class's positive term scaled:
-    mean over classes c of -(w_c y log p + (1 - y) log(1 - p)), p clipped to [eps, 1 - eps]
-    as Keras clips it. Written here because Keras's BinaryCrossentropy has no per-class
-    positive weight, and tf.nn.weighted_cross_entropy_with_logits takes logits, not the
-    sigmoid outputs the head gives.
+    """Binary cross-entropy with each class's positive term scaled: mean over classes c of
+    -(w_c y log p + (1 - y) log(1 - p)). Written here because Keras's BinaryCrossentropy has
+    no per-class positive weight. From the logits the head's sigmoid keeps on its output
+    (`_keras_logits`, as Keras's own losses read them) in the stable form of
+    tf.nn.weighted_cross_entropy_with_logits; on probabilities without them (a window-pooled
+    mean), p clipped to [eps, 1 - eps] as Keras clips it, which gives no gradient to a class
+    whose p is within eps of the wrong end.
 
     Args:
       positive_weights: one weight per class [C].
@@ -80,10 +82,16 @@ class PositiveWeightedBinaryCrossentropy(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         ops = keras.ops
+        logits = getattr(y_pred, "_keras_logits", None)
+        y = ops.cast(y_true, "float32")
+        weights = ops.convert_to_tensor(self.positive_weights, dtype="float32")
+        if logits is not None:  # (1 - y) z + (1 + (w - 1) y) log(1 + exp(-z)), stably.
+            z = ops.cast(logits, "float32")
+            softplus_minus_z = ops.log1p(ops.exp(-ops.abs(z))) + ops.relu(-z)
+            return ops.mean((1.0 - y) * z + (1.0 + (weights - 1.0) * y) * softplus_minus_z,
+                            axis=-1)
         epsilon = keras.config.epsilon()
-        p = ops.clip(y_pred, epsilon, 1.0 - epsilon)
-        y = ops.cast(y_true, p.dtype)
-        weights = ops.convert_to_tensor(self.positive_weights, dtype=p.dtype)
+        p = ops.clip(ops.cast(y_pred, "float32"), epsilon, 1.0 - epsilon)
         terms = weights * y * ops.log(p) + (1.0 - y) * ops.log(1.0 - p)  # [b, C]
         return -ops.mean(terms, axis=-1)
 

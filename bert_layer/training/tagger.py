@@ -72,6 +72,36 @@ class TaggerHead(keras.layers.Dense):
         return config
 
 
+@keras.saving.register_keras_serializable(package="bert_layer")
+class TagCrossentropy(keras.losses.Loss):
+    """Cross-entropy of each labelled word's tag, averaged over the labelled words of the
+    batch (IGNORED labels have none): Hugging Face's CrossEntropyLoss(ignore_index=-100) on
+    first wordpieces.
+
+    Written here because Keras's SparseCategoricalCrossentropy(ignore_class=...) takes the
+    log of probabilities clipped to [1e-7, 1 - 1e-7] (its masking drops the logits Keras
+    would otherwise use), so a word whose right tag is less likely than 1e-7 gets no gradient
+    at all; here the floor is float32's smallest normal number, ~1e-38, which a softmax
+    output never reaches in practice (a logit gap of ~87).
+
+    Call: labels int [B, W] (IGNORED: no loss), probabilities float [B, W, K] -> per-word
+    losses [B, W] that Keras sums ("sum" reduction) into the mean over labelled words.
+    """
+
+    def __init__(self, name: str = "tag_crossentropy", **kwargs):
+        kwargs["reduction"] = "sum"  # call() divides by the labelled words itself.
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        labels = tf.cast(y_true, tf.int32)
+        labelled = tf.not_equal(labels, IGNORED)
+        right = tf.gather(tf.cast(y_pred, tf.float32), tf.where(labelled, labels, 0),
+                          batch_dims=2)  # [B, W]: the probability of each word's tag
+        losses = -tf.math.log(tf.maximum(right, np.finfo(np.float32).tiny))
+        count = tf.maximum(tf.reduce_sum(tf.cast(labelled, tf.float32)), 1.0)
+        return tf.where(labelled, losses, 0.0) / count
+
+
 def find_tagger_head(model: keras.Model) -> TaggerHead | None:
     heads = [layer for layer in model.layers if isinstance(layer, TaggerHead)]
     return heads[0] if len(heads) == 1 else None
@@ -189,9 +219,8 @@ class EntityF1(keras.callbacks.Callback):
 
 
 def compile_tagger(model: keras.Model, config: TrainConfig, steps: int) -> None:
-    # ignore_class: padding and the words without a wordpiece carry IGNORED labels.
-    model.compile(optimizer=make_optimizer(config, steps),
-                  loss=keras.losses.SparseCategoricalCrossentropy(ignore_class=IGNORED))
+    # Padding and the words without a wordpiece carry IGNORED labels: no loss.
+    model.compile(optimizer=make_optimizer(config, steps), loss=TagCrossentropy())
 
 
 def train_tagger(spec: TaggerSpec, train: TaggedSentences, dev: TaggedSentences | None,

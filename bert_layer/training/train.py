@@ -156,13 +156,45 @@ def _one_hot(examples: Examples) -> Examples:
     return dataclasses.replace(examples, labels=labels)
 
 
+def summed_rows(gradient):
+    """A sparse gradient (tf.IndexedSlices) with each row once, its repeats summed: the rows a
+    dense gradient has. Other gradients unchanged."""
+    if not isinstance(gradient, tf.IndexedSlices):
+        return gradient
+    rows, position = tf.unique(gradient.indices)
+    values = tf.math.unsorted_segment_sum(gradient.values, position, tf.shape(rows)[0])
+    return tf.IndexedSlices(values, rows, gradient.dense_shape)
+
+
+@keras.saving.register_keras_serializable(package="bert_layer")
+class RowSummingAdamW(keras.optimizers.AdamW):
+    """Keras's AdamW, given sparse gradients with their repeated rows summed first.
+
+    An embedding lookup's gradient is tf.IndexedSlices with a row per token occurrence (a
+    token 20 times in a batch: 20 rows). Keras 3's Adam squares those rows one by one
+    (`ops.square` on the slices) before they are added up, so its second moment gets
+    sum(g_i^2) where Adam, and PyTorch's dense gradient, has (sum g_i)^2, and its global
+    norm for clipping is taken over the unsummed rows: the embeddings of frequent tokens
+    ([CLS] and [SEP] come once per text) moved up to sqrt(repeats) times too far. tf.keras 2
+    summed them first (`_deduplicate_indexed_slices`); Keras 3 does not, hence this class.
+    """
+
+    def apply(self, grads, trainable_variables=None):
+        # Before clipping (the global norm) and, via update_step, after any cross-replica
+        # sum (which concatenates the replicas' rows).
+        return super().apply([summed_rows(g) for g in grads], trainable_variables)
+
+    def update_step(self, gradient, variable, learning_rate):
+        return super().update_step(summed_rows(gradient), variable, learning_rate)
+
+
 def make_optimizer(config: TrainConfig, steps: int) -> keras.optimizers.Optimizer:
     """BERT's fine-tuning optimizer: AdamW, linear warm-up then decay over `steps` optimizer
     updates (with `config.gradient_accumulation` batches each)."""
     accumulation = config.gradient_accumulation
     schedule = WarmupLinearDecay(config.learning_rate, int(config.warmup_fraction * steps),
                                  steps, batches_per_update=accumulation)
-    optimizer = keras.optimizers.AdamW(
+    optimizer = RowSummingAdamW(
         learning_rate=schedule, weight_decay=config.weight_decay, epsilon=1e-6,
         global_clipnorm=1.0, gradient_accumulation_steps=accumulation if accumulation > 1
         else None)
