@@ -15,6 +15,8 @@ runs in a process of its own, one after the other; Pearson and Spearman are scip
 Usage (minutes on 2 shared cores: several per engine and seed at full size):
   python scripts/bench_regression.py                      # seeds 0 1 2, the full data
   python scripts/bench_regression.py --seeds 0 --max-train-rows 3000 --epochs 2
+  python scripts/bench_regression.py --engines ours --keep-from OLD.json --json NEW.json
+                                 # ours again, Hugging Face's runs taken from OLD.json
 """
 
 from __future__ import annotations
@@ -228,6 +230,17 @@ def _verdict_line(summary: dict) -> str:
             f"{'met' if summary['target_met'] else 'NOT met'}")
 
 
+def _kept_runs(path: Path, settings: dict, engines: list[str]) -> list[dict]:
+    """The runs in `path` of the engines not run now, for this run's seeds; the file must
+    come from the same settings, or the comparison would not be one benchmark."""
+    earlier = json.loads(path.read_text(encoding="utf-8"))
+    differs = [k for k, v in settings.items() if earlier["settings"].get(k) != v]
+    if differs:
+        sys.exit(f"{path}: its settings differ from this run's in {', '.join(differs)}.")
+    return [r for r in earlier["runs"]
+            if r["engine"] not in engines and r["seed"] in settings["seeds"]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -242,6 +255,10 @@ def main() -> None:
                         "checkpoints/all-minilm-l6-v2)")
     parser.add_argument("--json", type=Path, default=RESULTS, help="written after every run, "
                         "so a stopped benchmark keeps the seeds it finished")
+    parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
+    parser.add_argument("--keep-from", type=Path, metavar="JSON", help="take the runs of the "
+                        "engines not run now from this earlier results file (same settings), "
+                        "e.g. Hugging Face's after a change to ours alone")
     parser.add_argument("--table", action="store_true", help="run nothing: print the table "
                         "and verdict of the runs in --json and write its summary anew")
     parser.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
@@ -264,20 +281,23 @@ def main() -> None:
     info = machine_info()
     print(format_machine(info), flush=True)
     settings = {k: v for k, v in vars(args).items()
-                if k not in ("json", "table", "worker", "seed", "train_file")}
-    runs: list[dict] = []
+                if k not in ("json", "table", "worker", "seed", "train_file", "engines",
+                             "keep_from")}
+    runs = _kept_runs(args.keep_from, settings, args.engines) if args.keep_from else []
     with module_folder(Path(args.module) if args.module else None, DEFAULT_CHECKPOINT,
                        args.max_seq_length) as module, \
             tempfile.TemporaryDirectory(prefix="bench_regression_") as folder:
         train_file = spread_rows(args.max_train_rows, folder)
         for seed in args.seeds:
-            for engine in ENGINES:
+            for engine in args.engines:
                 result = _run_worker(engine, seed, args, module, train_file)
                 runs.append({"engine": engine, "seed": seed, **result})
                 print(f"{engine} seed {seed}: Pearson {result['pearson']:.4f}", flush=True)
                 write_json(args.json, {"machine": info, "settings": settings,
                                        "train_rows": args.max_train_rows or 9000, "runs": runs,
                                        "complete": len(runs) == len(args.seeds) * len(ENGINES),
+                                       **({"kept_from": str(args.keep_from)}
+                                          if args.keep_from else {}),
                                        **summarize(runs)})
     print(_table(runs))
     print(_verdict_line(summarize(runs)))
