@@ -7,7 +7,10 @@ biases), 10% linear warm-up then linear decay, gradient norm clipped at 1.0, bat
 order: ours shuffles with tf.data and records, step by step, which tweets each batch held
 (`--batch-order ours`, the default); PyTorch then trains on exactly those batches, so that
 a seed gives both engines the same data and the difference is the engines' own
-(`--batch-order own`: PyTorch shuffles with numpy, as an earlier version did). Then:
+(`--batch-order own`: PyTorch shuffles with numpy, as an earlier version did). PyTorch also
+starts from the head (tag layer) our tagger drew (`--head ours`, the default): on this short
+recipe the first head alone moves the test F1 by several points (README, NER), so a seed draws
+it once for both; `--head own` keeps PyTorch's own draw. Then:
   - entity F1 (seqeval, micro over entities) on the test split, per seed;
   - training examples (tweets) per second, the fit loop alone;
   - tagging raw text: the test tweets joined by spaces, to entity spans with character
@@ -50,6 +53,7 @@ WNUT = benchlib.DATA_DIR / "wnut16" / "train.conll"
 SPLIT = {"train": (0, 1915), "dev": (1915, 2155), "test": (2155, 2394)}
 RECIPE = dict(learning_rate=5e-5, batch_size=16, warmup_fraction=0.1, weight_decay=0.01,
               max_seq_length=128)
+MAX_LENGTH = RECIPE["max_seq_length"]  # Wordpieces, both engines.
 TAG_BATCH = 32
 RESULT = benchlib.RESULT_PREFIX
 
@@ -132,6 +136,28 @@ def _record_batch_order(record: dict[str, list]) -> None:
     tagger.tagging_dataset = recording
 
 
+def _head_file(work: str, seed: int) -> str:
+    return os.path.join(work, f"head-{seed}.npz")
+
+
+def _record_first_head(path: str) -> None:
+    """Makes our tagger's builder save the tag layer's first kernel and bias to `path`
+    (numpy, kernel [H, K]), for PyTorch to start from."""
+    import numpy as np
+
+    from bert_layer.training import tagger
+
+    build = tagger.build_tagger
+
+    def building(spec):
+        model = build(spec)
+        head = model.get_layer("tags")
+        np.savez(path, kernel=np.asarray(head.kernel), bias=np.asarray(head.bias))
+        return model
+
+    tagger.build_tagger = building
+
+
 def _check_batch_order(record: dict[str, list], epochs: int) -> None:
     """Every epoch's batches hold each training row once, or the record is not the order."""
     every = sorted(record["each_row"])
@@ -160,14 +186,16 @@ def run_ours(seed: int, settings: argparse.Namespace) -> dict:
 
     train, test = _split("train"), _split("test")
     with benchlib.module_folder(None, benchlib.DEFAULT_CHECKPOINT, 128) as module:
-        spec = TaggerSpec(module, tuple(_tag_set()), fine_tune_layers=-1, max_seq_length=128,
-                          precision=settings.precision)
-        config = TrainConfig(epochs=settings.epochs, batch_size=16, learning_rate=5e-5,
-                             warmup_fraction=0.1, weight_decay=0.01, seed=seed)
+        spec = TaggerSpec(module, tuple(_tag_set()), fine_tune_layers=-1,
+                          max_seq_length=MAX_LENGTH, precision=settings.precision)
+        config = TrainConfig(epochs=settings.epochs, seed=seed, **{
+            k: RECIPE[k] for k in ("batch_size", "learning_rate", "warmup_fraction",
+                                   "weight_decay")})
         out = os.path.join(settings.work, f"ours-{seed}")
         record: dict[str, list] = {"batches": [], "each_row": []}
         if settings.batch_order == "ours":
             _record_batch_order(record)
+        _record_first_head(_head_file(settings.work, seed))
         report = train_tagger(spec, train, None, out, config, verbose=2)
         if settings.batch_order == "ours":
             if len(record["each_row"]) != len(train):
@@ -182,7 +210,7 @@ def run_ours(seed: int, settings: argparse.Namespace) -> dict:
         result = {"engine": "ours", "seed": seed, **_scores(test.tags, predicted),
                   "train_examples_per_second": statistics.median(
                       e["examples_per_second"] for e in report["epochs"]),
-                  "batch_order": "tf.data"}
+                  "batch_order": "tf.data", "head": "ours"}
         frozen = os.path.join(settings.work, f"ours-{seed}.pb")
         freeze_tagger(tagger.model, frozen)
         runner = FrozenTagger(read_graph_def(frozen), frozen)
@@ -208,7 +236,8 @@ def _torch_epochs(n: int, epochs: int, seed: int, order_file: str | None) -> tup
         steps = len(consumed) // epochs
         return [consumed[e * steps:(e + 1) * steps] for e in range(epochs)], "ours"
     rng = np.random.default_rng(seed)
-    return [[list(order[s:s + 16]) for s in range(0, n, 16)]
+    size = RECIPE["batch_size"]
+    return [[list(order[s:s + size]) for s in range(0, n, size)]
             for order in (rng.permutation(n) for _ in range(epochs))], "numpy"
 
 
@@ -257,15 +286,25 @@ def run_pytorch(seed: int, settings: argparse.Namespace) -> dict:
     tokenizer = BertTokenizerFast.from_pretrained(folder)
     model = BertForTokenClassification.from_pretrained(
         folder, num_labels=len(tags), id2label=dict(enumerate(tags)), label2id=index)
+    if settings.head == "ours":
+        path = _head_file(settings.work, seed)
+        if not os.path.exists(path):
+            sys.exit(f"{path} not found: with --head ours, run ours first.")
+        head = np.load(path)
+        with torch.no_grad():
+            model.classifier.weight.copy_(torch.from_numpy(head["kernel"].T.copy()))  # [K, H]
+            model.classifier.bias.copy_(torch.from_numpy(head["bias"]))
     no_decay = ("bias", "LayerNorm.weight")
     groups = [{"params": [p for n, p in model.named_parameters()
-                          if not any(k in n for k in no_decay)], "weight_decay": 0.01},
+                          if not any(k in n for k in no_decay)],
+               "weight_decay": RECIPE["weight_decay"]},
               {"params": [p for n, p in model.named_parameters()
                           if any(k in n for k in no_decay)], "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=5e-5, eps=1e-6)
+    optimizer = torch.optim.AdamW(groups, lr=RECIPE["learning_rate"], eps=1e-6)
     epochs = settings.epochs
-    steps = epochs * -(-len(train) // 16)
-    schedule = get_linear_schedule_with_warmup(optimizer, int(0.1 * steps), steps)
+    steps = epochs * -(-len(train) // RECIPE["batch_size"])
+    schedule = get_linear_schedule_with_warmup(
+        optimizer, int(RECIPE["warmup_fraction"] * steps), steps)
     labels = [[index[t] for t in tags_] for tags_ in train.tags]
     batches, source = _torch_epochs(
         len(train), epochs, seed,
@@ -277,7 +316,7 @@ def run_pytorch(seed: int, settings: argparse.Namespace) -> dict:
         for picked in epoch_batches:
             words, word_labels = [train.words[i] for i in picked], [labels[i] for i in picked]
             encoded = tokenizer(words, is_split_into_words=True, truncation=True,
-                                max_length=128, padding=True, return_tensors="pt")
+                                max_length=MAX_LENGTH, padding=True, return_tensors="pt")
             with _autocast(settings.precision):
                 loss = model(**encoded, labels=_encode_labels(encoded, word_labels)).loss
             loss.backward()
@@ -290,7 +329,7 @@ def run_pytorch(seed: int, settings: argparse.Namespace) -> dict:
 
     def word_tags(words_batch):
         encoded = tokenizer(words_batch, is_split_into_words=True, truncation=True,
-                            max_length=128, padding=True, return_tensors="pt")
+                            max_length=MAX_LENGTH, padding=True, return_tensors="pt")
         with torch.inference_mode(), _autocast(settings.precision):
             logits = model(**encoded).logits.float().argmax(-1).numpy()
         out = []
@@ -306,7 +345,8 @@ def run_pytorch(seed: int, settings: argparse.Namespace) -> dict:
     for start in range(0, len(test), TAG_BATCH):
         predicted += word_tags(test.words[start:start + TAG_BATCH])
     result = {"engine": "pytorch", "seed": seed, **_scores(test.tags, predicted),
-              "train_examples_per_second": statistics.median(rates), "batch_order": source}
+              "train_examples_per_second": statistics.median(rates), "batch_order": source,
+              "head": settings.head}
 
     def pipeline(texts):
         """Raw texts -> entity spans: fast tokenizer, model, first-piece word labels."""
@@ -314,7 +354,7 @@ def run_pytorch(seed: int, settings: argparse.Namespace) -> dict:
         results = [None] * len(texts)
         for start in range(0, len(order), TAG_BATCH):
             batch = [texts[i] for i in order[start:start + TAG_BATCH]]
-            encoded = tokenizer(batch, truncation=True, max_length=128, padding=True,
+            encoded = tokenizer(batch, truncation=True, max_length=MAX_LENGTH, padding=True,
                                 return_offsets_mapping=True, return_tensors="pt")
             offsets = encoded.pop("offset_mapping").numpy()
             with torch.inference_mode(), _autocast(settings.precision):
@@ -393,14 +433,15 @@ def print_table(results: list[dict], engines: list[str]) -> None:
 
 
 def _kept_results(path: Path, epochs: int, machine: dict, seeds: list[int],
-                  batch_order: str, precision: str) -> list[dict]:
+                  batch_order: str, precision: str, head: str) -> list[dict]:
     """The rows of an earlier run in `path` for the seeds not run now; they must come from the
     same split, epochs, recipe and CPU model, since the table compares them as one run."""
     earlier = json.loads(path.read_text(encoding="utf-8"))
     same = {"split": {k: list(v) for k, v in SPLIT.items()}, "epochs": epochs, "recipe": RECIPE,
-            "batch_order": batch_order, "precision": precision}
+            "batch_order": batch_order, "precision": precision, "head": head}
     earlier.setdefault("batch_order", "own")  # Runs before --batch-order shuffled apart.
     earlier.setdefault("precision", "fp32")  # Runs before --precision were float32.
+    earlier.setdefault("head", "own")  # Runs before --head drew PyTorch's head apart.
     differs = [k for k, v in same.items() if earlier.get(k) != v]
     if earlier["machine"]["cpu"] != machine["cpu"]:
         differs.append(f"cpu ({earlier['machine']['cpu']})")
@@ -420,6 +461,9 @@ def main() -> None:
     parser.add_argument("--batch-order", choices=["ours", "own"], default="ours",
                         help="ours: PyTorch trains on the batches our tagger consumed, in its "
                              "order (the default); own: each engine shuffles its own way")
+    parser.add_argument("--head", choices=["ours", "own"], default="ours",
+                        help="ours: PyTorch starts from the tag layer our tagger drew (the "
+                             "default); own: from its own draw")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                         help="bf16: ours in mixed bfloat16 (training and the frozen graph), "
                              "PyTorch under CPU autocast to bfloat16")
@@ -445,15 +489,15 @@ def main() -> None:
         print_table(earlier["results"], args.engines)
         return
     machine = benchlib.machine_info()
-    if args.batch_order == "ours" and args.engines[0] != "ours":
-        sys.exit("--batch-order ours needs --engines ours pytorch (ours first: PyTorch "
-                 "trains on the batches ours consumed).")
+    if "ours" in (args.batch_order, args.head) and args.engines[0] != "ours":
+        sys.exit("--batch-order ours and --head ours need --engines ours pytorch (ours "
+                 "first: PyTorch trains on the batches ours consumed, from the head it drew).")
     kept = (_kept_results(args.out, args.epochs, machine, args.seeds, args.batch_order,
-                          args.precision)
+                          args.precision, args.head)
             if args.keep else [])
     print(benchlib.format_machine(machine), flush=True)
     print(f"WNUT-16 split (file order): {SPLIT}; {args.epochs} epochs, seeds {args.seeds}, "
-          f"batch order: {args.batch_order}, precision: {args.precision}"
+          f"batch order: {args.batch_order}, head: {args.head}, precision: {args.precision}"
           + (f"; kept from {args.out}: seeds {sorted({r['seed'] for r in kept})}"
              if kept else ""), flush=True)
     results = []
@@ -464,7 +508,8 @@ def main() -> None:
                 process = subprocess.run(
                     [sys.executable, __file__, "--worker", engine, "--seed", str(seed),
                      "--epochs", str(args.epochs), "--work", work,
-                     "--batch-order", args.batch_order, "--precision", args.precision],
+                     "--batch-order", args.batch_order, "--head", args.head,
+                     "--precision", args.precision],
                     stdout=subprocess.PIPE, text=True, check=True)
                 line = next(x for x in process.stdout.splitlines() if x.startswith(RESULT))
                 result = json.loads(line[len(RESULT):])
@@ -478,7 +523,8 @@ def main() -> None:
                 benchlib.write_json(args.out, {
                     "machine": machine, "split": SPLIT, "epochs": args.epochs,
                     "seeds": sorted({r["seed"] for r in kept + results}), "recipe": RECIPE,
-                    "batch_order": args.batch_order, "precision": args.precision,
+                    "batch_order": args.batch_order, "head": args.head,
+                    "precision": args.precision,
                     "results": kept + results,
                     **({"kept_from_earlier_runs": sorted({r["seed"] for r in kept})}
                        if kept else {})})
