@@ -114,10 +114,11 @@ def _record_batch_order(record: dict[str, list]) -> None:
         dataset = product(words, labels, batch_size=batch_size, shuffle=shuffle, seed=seed)
         if not shuffle:
             return dataset
+        keys = list(zip(map(tuple, words), map(tuple, labels)))
         where: dict[tuple, int] = {}
-        for i, key in enumerate(zip(map(tuple, words), map(tuple, labels))):
+        for i, key in enumerate(keys):
             where.setdefault(key, i)
-        record["each_row"] = [where[key] for key in zip(map(tuple, words), map(tuple, labels))]
+        record["each_row"] = [where[key] for key in keys]
 
         def note(batch_words, batch_labels):
             record["batches"].append([
@@ -185,7 +186,7 @@ def run_ours(seed: int, settings: argparse.Namespace) -> dict:
     from bert_layer.training.tagger import train_tagger
 
     train, test = _split("train"), _split("test")
-    with benchlib.module_folder(None, benchlib.DEFAULT_CHECKPOINT, 128) as module:
+    with benchlib.module_folder(None, benchlib.DEFAULT_CHECKPOINT, MAX_LENGTH) as module:
         spec = TaggerSpec(module, tuple(_tag_set()), fine_tune_layers=-1,
                           max_seq_length=MAX_LENGTH, precision=settings.precision)
         config = TrainConfig(epochs=settings.epochs, seed=seed, **{
@@ -195,7 +196,8 @@ def run_ours(seed: int, settings: argparse.Namespace) -> dict:
         record: dict[str, list] = {"batches": [], "each_row": []}
         if settings.batch_order == "ours":
             _record_batch_order(record)
-        _record_first_head(_head_file(settings.work, seed))
+        if settings.head == "ours":
+            _record_first_head(_head_file(settings.work, seed))
         report = train_tagger(spec, train, None, out, config, verbose=2)
         if settings.batch_order == "ours":
             if len(record["each_row"]) != len(train):

@@ -320,6 +320,7 @@ def test_weight_decay_skips_layer_norm_and_biases():
                    if not np.array_equal(w.numpy(), before[w.path]))
     assert moved == ["dense/kernel"]
 
+
 def test_embedding_updates_equal_pytorch_adamw_when_a_token_repeats():
     """Sparse embedding gradients (a row per occurrence, as tf.gather gives them) update as
     PyTorch's AdamW updates the dense gradient, clipping included; Keras's own AdamW squares
