@@ -270,7 +270,9 @@ def terminate_raises() -> Iterator[Callable[[], None]]:
     Python's default for these kills the process outright (SIGQUIT dumps core); SIGINT
     already raises. A signal whose handler someone else set is left alone. A SystemExit
     that something swallowed (a signal landing in a `__del__` or a callback whose errors
-    are only printed) is raised again by the yielded check, and when the block ends.
+    are only printed) is raised again by the yielded check, and when the block ends; any
+    other error that leaves the block after a signal (what the swallowed exit broke) ends
+    it with the signal's status too, not as a crash.
     """
     if threading.current_thread() is not threading.main_thread():
         yield lambda: None
@@ -289,7 +291,12 @@ def terminate_raises() -> Iterator[Callable[[], None]]:
     for number in ours:
         signal.signal(number, terminate)
     try:
-        yield check
+        try:
+            yield check
+        except BaseException as error:
+            if received and not isinstance(error, SystemExit):
+                raise SystemExit(128 + received[0]) from error
+            raise
         check()
     finally:
         for number in ours:

@@ -420,6 +420,27 @@ def test_a_terminating_signal_whose_exit_was_swallowed_still_ends_the_output(tmp
     assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
 
 
+def test_an_error_after_a_swallowed_signal_still_exits_with_the_signals_status(tmp_path):
+    """What a swallowed exit leaves half done can fail later with another error (a graph
+    stack out of order): the process still ends as the signal asked, not as a crash (1)."""
+    from bert_layer.outputs import atomic_output
+
+    with pytest.raises(SystemExit) as ended:
+        with atomic_output(tmp_path / "out") as tmp:
+            try:
+                os.kill(os.getpid(), signal.SIGHUP)
+                time.sleep(1)
+            except SystemExit:
+                pass  # Swallowed, as a __del__ would.
+            with open(os.path.join(tmp, "file.txt"), "w", encoding="utf-8") as f:
+                f.write("half")
+            raise AssertionError("Nesting violated for default stack")
+    assert ended.value.code == 128 + signal.SIGHUP
+    assert isinstance(ended.value.__cause__, AssertionError)
+    assert os.listdir(tmp_path) == []
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
+
+
 @pytest.mark.large
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGQUIT], ids=["SIGHUP", "SIGQUIT"])
 def test_export_killed_by_a_terminal_signal_leaves_nothing(tiny_checkpoint_dir, tmp_path, sig):
@@ -431,7 +452,7 @@ def test_export_killed_by_a_terminal_signal_leaves_nothing(tiny_checkpoint_dir, 
         assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     process.send_signal(sig)
-    assert process.wait(timeout=60) == 128 + sig
+    assert process.wait(timeout=60) == 128 + sig, process.stderr.read().decode()[-3000:]
     assert os.listdir(tmp_path) == []
 
 
