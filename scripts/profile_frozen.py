@@ -1,9 +1,9 @@
 """Where a frozen graph spends its time: run time per op type, over a file's texts.
 
-Runs the graph written by `bert-layer freeze` in a TF1 session with full tracing, on
-length-grouped batches, and prints each op type's share of the traced op time (after
-Grappler's runtime rewrites, so fused ops show as such). Tracing slows small ops more than
-large ones: read the shares, not the absolute times.
+Runs the graph written by `bert-layer freeze` in a TF1 session configured as
+`FrozenClassifier`'s, with full tracing, on length-grouped batches, and prints each op
+type's share of the traced op time (after the runtime's rewrites, so fused ops show as such).
+Tracing slows small ops more than large ones: read the shares, not the absolute times.
 
 Usage:
   python scripts/profile_frozen.py MODEL.pb [--data ../shared/data/sst2/glue_dev.tsv]
@@ -24,7 +24,7 @@ import tensorflow as tf  # noqa: E402
 from bert_layer.data.batching import length_grouped_batches  # noqa: E402
 from bert_layer.data.examples import read_examples  # noqa: E402
 from bert_layer.inference.formats import OUTPUT, TEXT_INPUT, read_graph_def  # noqa: E402
-from bert_layer.inference.runtimes import FrozenClassifier  # noqa: E402
+from bert_layer.inference.runtimes import FrozenClassifier, session_config  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared/data/sst2/glue_dev.tsv"
 
@@ -40,7 +40,8 @@ def op_seconds(graph_path: str, batches: list[list[str]], threads: int) -> colle
     if TEXT_INPUT not in names:
         raise ValueError(f"{graph_path} takes ids, not text (a numpy-tokenizer graph); this "
                          f"profile feeds raw strings to `{TEXT_INPUT}`.")
-    config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads)
+    config = session_config()  # What FrozenClassifier runs: its Grappler passes, no more.
+    config.intra_op_parallelism_threads = threads
     inputs, output = graph.get_tensor_by_name(f"{TEXT_INPUT}:0"), f"{OUTPUT}:0"
     options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
     seconds: collections.Counter = collections.Counter()

@@ -45,6 +45,11 @@ from bert_layer.inference.formats import (
 )
 from bert_layer.outputs import REPORT_FILE
 
+# Of Grappler's passes, the one a frozen graph still needs where it runs: `bert-layer freeze`
+# ran the others and left the remapper's fusions out of the file (they are build-specific
+# ops, such as oneDNN's _MklLayerNorm and fused matmuls); this build applies the ones it has.
+RUNTIME_GRAPPLER_PASSES = ("remap",)
+
 
 class Classifier(Protocol):
     """What batch prediction needs of a trained model."""
@@ -77,11 +82,12 @@ class FrozenClassifier:
     A graph frozen with the numpy tokenizer takes ids: its vocabulary travels in the graph,
     and FullTokenizer runs here, outside it.
 
-    The graph is imported once and run by a TF1 `Session` with Grappler off: `bert-layer
-    freeze` applied Grappler's inference passes already, and a second pass over the constants
-    at the first call costs seconds and a copy of every weight. (The graph wrapped as TF2
-    functions, one per entry point, held up to four copies of the weights and took 12 s to
-    the first prediction with all-MiniLM-L6-v2; see scripts/bench_cold_start.py.)
+    The graph is imported once and run by a TF1 `Session` with Grappler's remapper alone:
+    `bert-layer freeze` applied the other inference passes already, and a second pass over
+    the constants at the first call costs seconds and a copy of every weight; the remapper's
+    fusions (LayerNorm in one op, fused matmuls) are this build's and run here. (The graph
+    wrapped as TF2 functions, one per entry point, held up to four copies of the weights and
+    took 12 s to the first prediction with all-MiniLM-L6-v2; see scripts/bench_cold_start.py.)
 
     Args:
       path: the `.pb` file.
@@ -120,7 +126,7 @@ class FrozenClassifier:
         self._graph = tf.Graph()
         with self._graph.as_default():
             tf.compat.v1.import_graph_def(graph_def, name="")
-        self._session = tf.compat.v1.Session(graph=self._graph, config=_session_config())
+        self._session = tf.compat.v1.Session(graph=self._graph, config=session_config())
 
     def _tensor(self, name: str) -> tf.Tensor:
         return self._graph.get_tensor_by_name(f"{name}:0")
@@ -323,11 +329,11 @@ def _without_session_preamble(message: str) -> str:
     return message
 
 
-def _session_config():
-    """Grappler off (the graph was optimized when frozen), as is the classic optimizer's
-    constant folding, which would copy the weights at the first run."""
+def session_config() -> tf.compat.v1.ConfigProto:
+    """Grappler's remapper alone (see RUNTIME_GRAPPLER_PASSES); constant folding off, Grappler's
+    and the classic optimizer's, which would copy the weights at the first run."""
     config = tf.compat.v1.ConfigProto()
-    config.graph_options.rewrite_options.disable_meta_optimizer = True
+    config.graph_options.rewrite_options.optimizers.extend(RUNTIME_GRAPPLER_PASSES)
     config.graph_options.optimizer_options.opt_level = tf.compat.v1.OptimizerOptions.L0
     # The graph is complete before the first run: the session may drop its copy of the
     # GraphDef once it has built its own.
