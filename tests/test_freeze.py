@@ -115,7 +115,7 @@ def test_frozen_graph_holds_only_public_ops(frozen):
 def test_the_runtime_applies_this_builds_fusions_to_the_frozen_graph(frozen):
     """What freeze leaves out, FrozenClassifier's session puts in where it runs: on a oneDNN
     build every LayerNorm runs as one op and the dense layers' matmuls with their bias (the
-    session ran without them, 1.6x slower in bf16, until this was checked)."""
+    session ran without them, ~1.4x slower in bf16, until this was checked)."""
     from tensorflow.python.util import _pywrap_util_port
 
     if not _pywrap_util_port.IsMklEnabled():
