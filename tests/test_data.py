@@ -475,6 +475,33 @@ def test_make_dataset_multi_hot_and_unlabelled():
     assert [t.decode() for t in batch.numpy()] == ["a", "b"]
 
 
+@pytest.mark.parametrize("bucket", [False, True])
+def test_make_dataset_with_windows_holds_at_most_batch_size_windows_a_batch(bucket):
+    """Texts read as windows (each window a training example): a batch of long documents
+    must not hold batch_size times the longest (20 Newsgroups ran out of 24 GB so)."""
+    windows = np.array([1, 7, 2, 1, 3, 1, 12, 2, 1, 1, 5, 1, 2, 4, 1, 1, 1, 9, 1, 1, 2, 1, 1])
+    dataset = make_dataset(labelled(SCRAMBLED), batch_size=6, shuffle=True, seed=3,
+                           bucket=bucket, windows=windows)
+    for batches in (epoch(dataset), epoch(dataset)):
+        assert sorted(texts_of(batches)) == sorted(SCRAMBLED)
+        for texts, labels in batches:
+            assert [SCRAMBLED[label] for label in labels] == texts
+            assert sum(windows[labels]) <= 6 or len(labels) == 1, (labels, windows[labels])
+        # Texts of w <= 6 windows go 6 // w to a batch: 13 of 1 window in 3 batches, 4 of 2
+        # in 2, the one of 3, 4 and 5 windows in one each, those of 7, 9 and 12 alone.
+        assert len(batches) == int(dataset.cardinality()) == 3 + 2 + 1 + 1 + 1 + 3
+        assert len(batches) == batching.count_window_budget_batches(windows, 6)
+
+
+def test_make_dataset_rejects_window_counts_that_do_not_fit():
+    with pytest.raises(ValueError, match=r"one count >= 1 per example \(2\), found shape \(1,\)"):
+        make_dataset(labelled(["a", "b"]), batch_size=2, shuffle=False, seed=0, bucket=False,
+                     windows=np.array([1]))
+    with pytest.raises(ValueError, match=r"one count >= 1 per example"):
+        make_dataset(labelled(["a", "b"]), batch_size=2, shuffle=False, seed=0, bucket=False,
+                     windows=np.array([1, 0]))
+
+
 def test_make_dataset_rejects_bad_batch_size():
     with pytest.raises(ValueError, match=r"batch_size must be a positive int, found 0"):
         make_dataset(labelled(["a"]), batch_size=0, shuffle=False, seed=0, bucket=False)

@@ -5,6 +5,7 @@ window a training example, and bad flags refused before any work."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 
 import numpy as np
@@ -266,6 +267,25 @@ def test_training_gives_each_window_its_documents_label(windowed):
     document = model.get_layer("bert").preprocess(batch_texts)[WINDOW_DOCUMENT].numpy()
     np.testing.assert_array_equal(batch_labels.numpy(), labels[document])
     assert len(document) > len(texts)
+
+
+def test_training_batches_hold_at_most_batch_size_windows(windowed):
+    """`train --stride` sizes its batches by windows, not documents: the run's optimizer
+    updates are the window-budget batches of its training texts (8 windows a batch), more
+    than 24 documents / 8 gives when documents span several windows."""
+    import keras
+
+    from bert_layer.data.batching import count_window_budget_batches
+    from bert_layer.training.train import _windows_per_text
+
+    model = keras.models.load_model(windowed["keras"], compile=False)
+    texts = [text for text, _ in _labelled_documents(24, seed=3)]
+    windows = _windows_per_text(model, texts, chunk=5)
+    document = model.get_layer("bert").preprocess(tf.constant(texts))[WINDOW_DOCUMENT].numpy()
+    np.testing.assert_array_equal(windows, np.bincount(document, minlength=len(texts)))
+    with open(os.path.join(windowed["run"], "report.json"), encoding="utf-8") as f:
+        updates = json.load(f)["training_options"]["optimizer_updates"]
+    assert updates == count_window_budget_batches(windows, 8) > 24 // 8
 
 
 def test_max_window_pooling_takes_each_class_maximum(tiny_module_dir):

@@ -89,7 +89,7 @@ def restore_order(batched_results: Sequence[np.ndarray],
 
 
 def make_dataset(examples: Examples, *, batch_size: int, shuffle: bool, seed: int,
-                 bucket: bool) -> tf.data.Dataset:
+                 bucket: bool, windows: np.ndarray | None = None) -> tf.data.Dataset:
     """Batches of (texts, labels) for `keras.Model.fit`, or of texts alone when unlabelled.
 
     Each element is (tf.string [b], int32 [b] or float32 [b, C]). Every example appears exactly
@@ -105,6 +105,12 @@ def make_dataset(examples: Examples, *, batch_size: int, shuffle: bool, seed: in
         examples are (shuffled, then) sorted by `estimate_length` within windows of
         `WINDOW_BATCHES` batches, cut into batches, (and the batches shuffled). False keeps
         the (shuffled) file order.
+      windows: int [n] or None. How many windows each text becomes, when long texts are read
+        as windows and each window is a training example: a batch then holds at most
+        `batch_size` windows (texts of equal window counts together; a text of more
+        windows is a batch alone), so that a batch of long documents cannot hold
+        `batch_size` times the longest one. Batches are then at least n / batch_size, more
+        where texts span several windows.
 
     Note: lengths are estimated once, here, and travel as a dataset column.
     """
@@ -117,25 +123,56 @@ def make_dataset(examples: Examples, *, batch_size: int, shuffle: bool, seed: in
     columns = {"text": np.array(examples.texts, dtype=object), "length": lengths}
     if examples.labels is not None:
         columns["label"] = examples.labels
+    if windows is not None:
+        columns["windows"] = _check_windows(windows, len(examples))
     ds = tf.data.Dataset.from_tensor_slices(columns)
     if shuffle:
         ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
     if bucket:
-        ds = ds.batch(batch_size * WINDOW_BATCHES).map(_sort_window)
-        # Windows hold whole batches, so only the very last batch can be short.
-        ds = ds.unbatch().batch(batch_size)
-        if shuffle:
-            n_batches = math.ceil(len(examples) / batch_size)
-            ds = ds.shuffle(n_batches, seed=seed + 1, reshuffle_each_iteration=True)
-    else:
+        ds = ds.batch(batch_size * WINDOW_BATCHES).map(_sort_window).unbatch()
+    if windows is None:
+        # Sorted windows hold whole batches, so only the very last batch can be short.
         ds = ds.batch(batch_size)
-    # Unbatching loses the count; Keras's progress bar and epoch end need it.
-    ds = ds.apply(tf.data.experimental.assert_cardinality(math.ceil(len(examples) / batch_size)))
+        n_batches = math.ceil(len(examples) / batch_size)
+    else:
+        bounds, sizes = window_budget_buckets(batch_size)
+        ds = ds.bucket_by_sequence_length(lambda example: example["windows"], bounds, sizes)
+        n_batches = count_window_budget_batches(columns["windows"], batch_size)
+    if shuffle and (bucket or windows is not None):
+        ds = ds.shuffle(n_batches, seed=seed + 1, reshuffle_each_iteration=True)
+    # Unbatching and bucketing lose the count; Keras's progress bar and epoch end need it.
+    ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))
     if examples.labels is None:
         ds = ds.map(lambda batch: batch["text"])
     else:
         ds = ds.map(lambda batch: (batch["text"], batch["label"]))
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def window_budget_buckets(batch_size: int) -> tuple[list[int], list[int]]:
+    """`bucket_by_sequence_length`'s boundaries and batch sizes for batches of at most
+    `batch_size` windows: texts of w windows (w <= batch_size) are batched `batch_size // w`
+    at a time, texts of more windows alone."""
+    counts = range(1, batch_size + 1)
+    return [w + 1 for w in counts], [batch_size // w for w in counts] + [1]
+
+
+def count_window_budget_batches(windows: np.ndarray, batch_size: int) -> int:
+    """How many batches `window_budget_buckets` makes of texts of `windows` windows each, in
+    any order: each bucket's texts fill batches of its size, the last one partly."""
+    bounds, sizes = window_budget_buckets(batch_size)
+    bucket = np.searchsorted(bounds, windows, side="right")
+    counts = np.bincount(bucket, minlength=len(sizes))
+    return int(sum(math.ceil(c / size) for c, size in zip(counts, sizes)))
+
+
+def _check_windows(windows: np.ndarray, n: int) -> np.ndarray:
+    windows = np.asarray(windows)
+    if windows.shape != (n,) or not np.issubdtype(windows.dtype, np.integer) or (
+            n and windows.min() < 1):
+        raise ValueError(f"windows must hold one count >= 1 per example ({n}), found shape "
+                         f"{windows.shape}, dtype {windows.dtype}.")
+    return windows.astype(np.int32)
 
 
 def _sort_window(window: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:

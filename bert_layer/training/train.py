@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import platform
 import shutil
@@ -274,18 +273,20 @@ def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None
     distribution = describe(strategy, config.distribute, config.batch_size)
     # The strategy splits each batch of the dataset between the replicas.
     global_batch = distribution["global_batch_size"]
+    with strategy.scope():
+        model = BUILDERS[spec.task](spec)
     train_ds = shard_by_examples(make_dataset(
         _one_hot(train), batch_size=global_batch, shuffle=True, seed=config.seed,
-        bucket=config.bucket))
+        bucket=config.bucket,
+        windows=None if spec.stride is None else _windows_per_text(model, train.texts)))
     dev_ds = None if dev is None else shard_by_examples(make_dataset(
         _one_hot(dev), batch_size=global_batch, shuffle=False, seed=config.seed,
         bucket=config.bucket))
     # Keras's accumulation carries a partial group of batches over into the next epoch.
-    updates = config.epochs * math.ceil(len(train) / global_batch) // config.gradient_accumulation
+    updates = config.epochs * _steps_per_epoch(train_ds) // config.gradient_accumulation
     class_weights = (None if config.class_weight is None
                      else resolve_class_weights(config.class_weight, train))
     with strategy.scope():
-        model = BUILDERS[spec.task](spec)
         compile_classifier(model, config, len(spec.class_names), spec.multi_label, max(updates, 1),
                            task=spec.task, positive_weights=None if not spec.multi_label or
                            class_weights is None else list(class_weights.values()))
@@ -321,6 +322,21 @@ def _default_options(config: TrainConfig, distribution: dict, monitor: str) -> d
             * config.gradient_accumulation, "best_epoch_by": monitor}
 
 
+def _windows_per_text(model: keras.Model, texts: list[str], chunk: int = 256) -> np.ndarray:
+    """int32 [n]: how many windows each training text becomes (batches are sized by them)."""
+    count = model.get_layer("bert").preprocessor.windows_per_text
+    return np.concatenate([count(tf.constant(texts[i:i + chunk])).numpy()
+                           for i in range(0, len(texts), chunk)])
+
+
+def _steps_per_epoch(dataset: tf.data.Dataset) -> int:
+    """The batches of one pass (every training dataset here asserts its count)."""
+    steps = int(dataset.cardinality())
+    if steps < 0:
+        raise ValueError(f"the training dataset's length is unknown ({steps}).")
+    return steps
+
+
 def _label_per_window(dataset: tf.data.Dataset, model: keras.Model) -> tf.data.Dataset:
     """(texts [b], labels [b, C]) -> (texts, labels [windows, C]): each window of a long text
     is a training example carrying the text's label (the model's WindowPooling passes the
@@ -346,7 +362,7 @@ def _fit_and_write(model: keras.Model, train_ds, dev_ds, out_dir: str, spec: Cla
     finished_before = backup.start(resume=resume, overwrite=overwrite)
     monitor = monitor or MONITORS[spec.task]
     options = options or _default_options(config, distribution, monitor)
-    steps = math.ceil(len(train) / distribution["global_batch_size"])
+    steps = _steps_per_epoch(train_ds)
     logger = ThroughputLogger(len(train), steps, config.epochs,
                               out=sys.stdout if verbose else None)
     callbacks = [*extra_callbacks, logger,

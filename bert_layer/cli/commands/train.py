@@ -207,7 +207,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"peak learning rate, > 0 (default {_CONFIG.learning_rate})")
     p.add_argument("--warmup-fraction", type=float, default=_CONFIG.warmup_fraction)
     p.add_argument("--max-seq-length", type=int, default=spec["max_seq_length"])
-    add_window_arguments(p, "Each window is a training example carrying its text's label; "
+    add_window_arguments(p, "Each window is a training example carrying its text's label "
+                         "(a batch holds at most --batch-size windows; a text of more, alone); "
                          "a text's prediction combines its windows' probabilities. With --task "
                          "tag, long sentences are always windows (default stride 32, at most "
                          "half a window).")
