@@ -448,6 +448,29 @@ def test_predict_cli_text_lines_and_conll(tagger_dir, keras_tagger, conll_files,
         assert best[f"val_{name}_f1"] == pytest.approx(scores[f"{name}_f1"], abs=1e-6)
 
 
+def test_train_prints_one_short_line_an_epoch_and_keeps_the_per_type_scores(
+        tiny_module_dir, conll_files, tmp_path, capsys):
+    """Each epoch line has the losses and the entity-level scores, not four scores for every
+    entity type (WNUT-16's lines were ~1,500 characters); report.json keeps them all."""
+    from bert_layer.cli.main import main
+
+    train, dev = conll_files
+    out = str(tmp_path / "run")
+    assert main(["train", "--task", "tag", "--module", tiny_module_dir, "--train", train,
+                 "--dev", dev, "--out", out, "--epochs", "1", "--batch-size", "8",
+                 "--fine-tune-layers", "1", "--max-seq-length", "32"]) == 0
+    line, = [line for line in capsys.readouterr().out.splitlines()
+             if line.startswith("epoch 1/1:")]
+    names = line.split(": ", 1)[1].split("  (")[0].split()[::2]
+    assert names == ["loss", "val_loss", "val_entity_f1", "val_entity_precision",
+                     "val_entity_recall"], line
+    with open(os.path.join(out, "report.json"), encoding="utf-8") as f:
+        epoch, = json.load(f)["epochs"]
+    for name in TYPES:
+        for score in ("f1", "precision", "recall", "support"):
+            assert f"val_{name}_{score}" in epoch
+
+
 # === Resuming a killed training ===
 
 @pytest.mark.large

@@ -209,6 +209,13 @@ def entity_scores(gold: list[list[str]], predicted: list[list[str]]) -> dict[str
     return scores
 
 
+def is_summary_score(name: str) -> bool:
+    """The scores a tagger's epoch line prints: the losses and the entity-level (micro) ones.
+    The per-type scores (four for each entity type: 40 for WNUT-16) go to the logs, the
+    report and the table after training."""
+    return not name.startswith("val_") or name == "val_loss" or name.startswith("val_entity_")
+
+
 class EntityF1(keras.callbacks.Callback):
     """Tags the dev sentences after each epoch and adds seqeval's scores to the logs as
     `val_entity_f1`, `val_{type}_f1`, ... (the best epoch is chosen on `val_entity_f1`)."""
@@ -286,4 +293,4 @@ def train_tagger(spec: TaggerSpec, train: TaggedSentences, dev: TaggedSentences 
         return _fit_and_write(model, train_ds, dev_ds, run_dir, spec, config, train, dev,
                               distribution, overwrite=overwrite or not chief, resume=resume,
                               inputs=inputs, verbose=verbose, monitor="val_entity_f1",
-                              extra_callbacks=callbacks)
+                              extra_callbacks=callbacks, shown_scores=is_summary_score)

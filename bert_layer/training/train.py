@@ -11,7 +11,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import keras
 import numpy as np
@@ -94,11 +94,14 @@ class ThroughputLogger(keras.callbacks.Callback):
       steps: training steps per epoch.
       epochs: epochs in all (for "epoch 2/3").
       out: where the lines go; None prints nothing.
+      shown: which scores the line prints, by name (default: all; the logs keep every one).
     """
 
-    def __init__(self, examples: int, steps: int, epochs: int, out=None):
+    def __init__(self, examples: int, steps: int, epochs: int, out=None,
+                 shown: Callable[[str], bool] | None = None):
         super().__init__()
         self.examples, self.steps, self.epochs, self.out = examples, steps, epochs, out
+        self.shown = shown
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start, self._first_step_end, self._train_end = time.perf_counter(), None, None
@@ -122,7 +125,8 @@ class ThroughputLogger(keras.callbacks.Callback):
             logs["epoch_seconds"] = seconds
             logs["examples_per_second"] = rate
         if self.out is not None:
-            print(epoch_line(epoch + 1, self.epochs, logs or {}), file=self.out, flush=True)
+            print(epoch_line(epoch + 1, self.epochs, logs or {}, self.shown), file=self.out,
+                  flush=True)
 
 
 # Logged values that are no score (the schedule's rate, the timings).
@@ -137,9 +141,12 @@ def scores(logs: dict) -> dict[str, float]:
     return {k: float(logs[k]) for k in sorted(names, key=order)}
 
 
-def epoch_line(epoch: int, epochs: int, logs: dict) -> str:
-    """'epoch 1/3: loss 0.6931  accuracy 0.5000  ...  (29.9 examples/s, 12s)'."""
-    values = "  ".join(f"{k} {v:.4f}" for k, v in scores(logs).items())
+def epoch_line(epoch: int, epochs: int, logs: dict,
+               shown: Callable[[str], bool] | None = None) -> str:
+    """'epoch 1/3: loss 0.6931  accuracy 0.5000  ...  (29.9 examples/s, 12s)'; `shown` picks
+    the scores by name (default: all)."""
+    values = "  ".join(f"{k} {v:.4f}" for k, v in scores(logs).items()
+                       if shown is None or shown(k))
     timing = ""
     if "examples_per_second" in logs:
         timing = (f"  ({logs['examples_per_second']:.1f} examples/s, "
@@ -351,12 +358,13 @@ def _fit_and_write(model: keras.Model, train_ds, dev_ds, out_dir: str, spec: Cla
                    config: TrainConfig, train: Examples, dev: Examples | None,
                    distribution: dict, *, overwrite: bool, resume: bool, inputs: list[str],
                    verbose: int, monitor: str | None = None, options: dict | None = None,
-                   extra_callbacks=()) -> dict:
+                   extra_callbacks=(), shown_scores: Callable[[str], bool] | None = None) -> dict:
     """`fit` with each finished epoch backed up, then `model.keras` and `report.json`.
 
     `monitor`: the dev metric that picks the best epoch (default: the task's, MONITORS);
     `options`: the training options the report records; `extra_callbacks` run first, so
-    that metrics they add to the logs are printed and saved with the epoch."""
+    that metrics they add to the logs are printed and saved with the epoch; `shown_scores`:
+    which of them the epoch lines print (ThroughputLogger)."""
     start = time.perf_counter()
     backup = backups.TrainingBackup(out_dir, _settings(spec, config, train, dev))
     finished_before = backup.start(resume=resume, overwrite=overwrite)
@@ -364,7 +372,7 @@ def _fit_and_write(model: keras.Model, train_ds, dev_ds, out_dir: str, spec: Cla
     options = options or _default_options(config, distribution, monitor)
     steps = _steps_per_epoch(train_ds)
     logger = ThroughputLogger(len(train), steps, config.epochs,
-                              out=sys.stdout if verbose else None)
+                              out=sys.stdout if verbose else None, shown=shown_scores)
     callbacks = [*extra_callbacks, logger,
                  *backup.callbacks(keep_best_by=None if dev is None else monitor)]
     stopping = None
