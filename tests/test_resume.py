@@ -110,6 +110,37 @@ def test_resume_needs_the_same_settings(spec, files, tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["run"]
 
 
+@pytest.mark.large
+def test_a_windowed_backup_resumes_only_with_the_same_batches_per_epoch(spec, files, tmp_path,
+                                                                        monkeypatch):
+    """Texts read as windows: the batches of an epoch depend on the windows (and on the
+    version: a batch holds at most batch_size windows since 2026-12-05), and the schedule
+    counts them, so a backup that counted otherwise is refused, naming the count."""
+    import dataclasses
+
+    from bert_layer.training.backup import backup_dir
+
+    windowed = dataclasses.replace(spec, max_seq_length=8, stride=2)
+    train, _ = _read(files)
+    out = str(tmp_path / "run")
+    _interrupt_in_epoch(monkeypatch, 1, windowed, train, None, out)
+    run_file = os.path.join(backup_dir(out), "run.json")
+    with open(run_file, encoding="utf-8") as f:
+        saved = json.load(f)
+    batches = saved.pop("batches_per_epoch")
+    assert batches > len(train) // CONFIG.batch_size  # Windows, not texts, fill the batches.
+    with open(run_file, "w", encoding="utf-8") as f:
+        json.dump(saved, f)  # As a backup of the earlier version has it.
+    with pytest.raises(ValueError, match=rf"other settings \(batches_per_epoch: None then, "
+                       rf"{batches} now\)"):
+        train_classifier(windowed, train, None, out, CONFIG, resume=True, verbose=0)
+    with open(run_file, "w", encoding="utf-8") as f:
+        json.dump({**saved, "batches_per_epoch": batches}, f)
+    report = train_classifier(windowed, train, None, out, CONFIG, resume=True, verbose=0)
+    assert report["resumed_from_epoch"] == 2
+    assert report["training_options"]["optimizer_updates"] == CONFIG.epochs * batches
+
+
 def test_an_interruption_before_any_epoch_finished_keeps_nothing(spec, files, tmp_path,
                                                                  monkeypatch):
     train, _ = _read(files)

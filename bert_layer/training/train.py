@@ -318,7 +318,8 @@ def train_classifier(spec: ClassifierSpec, train: Examples, dev: Examples | None
         return _fit_and_write(model, train_ds, dev_ds, run_dir, spec, config, train, dev,
                               distribution, overwrite=overwrite or not chief, resume=resume,
                               inputs=inputs, verbose=verbose, options=options,
-                              extra_callbacks=extra_callbacks)
+                              extra_callbacks=extra_callbacks,
+                              record_batches=spec.stride is not None)
 
 
 def _default_options(config: TrainConfig, distribution: dict, monitor: str) -> dict:
@@ -358,19 +359,22 @@ def _fit_and_write(model: keras.Model, train_ds, dev_ds, out_dir: str, spec: Cla
                    config: TrainConfig, train: Examples, dev: Examples | None,
                    distribution: dict, *, overwrite: bool, resume: bool, inputs: list[str],
                    verbose: int, monitor: str | None = None, options: dict | None = None,
-                   extra_callbacks=(), shown_scores: Callable[[str], bool] | None = None) -> dict:
+                   extra_callbacks=(), shown_scores: Callable[[str], bool] | None = None,
+                   record_batches: bool = False) -> dict:
     """`fit` with each finished epoch backed up, then `model.keras` and `report.json`.
 
     `monitor`: the dev metric that picks the best epoch (default: the task's, MONITORS);
     `options`: the training options the report records; `extra_callbacks` run first, so
     that metrics they add to the logs are printed and saved with the epoch; `shown_scores`:
-    which of them the epoch lines print (ThroughputLogger)."""
+    which of them the epoch lines print (ThroughputLogger); `record_batches`: a resume must
+    find the same number of batches an epoch (see `_settings`)."""
     start = time.perf_counter()
-    backup = backups.TrainingBackup(out_dir, _settings(spec, config, train, dev))
+    steps = _steps_per_epoch(train_ds)
+    backup = backups.TrainingBackup(out_dir, _settings(
+        spec, config, train, dev, batches=steps if record_batches else None))
     finished_before = backup.start(resume=resume, overwrite=overwrite)
     monitor = monitor or MONITORS[spec.task]
     options = options or _default_options(config, distribution, monitor)
-    steps = _steps_per_epoch(train_ds)
     logger = ThroughputLogger(len(train), steps, config.epochs,
                               out=sys.stdout if verbose else None, shown=shown_scores)
     callbacks = [*extra_callbacks, logger,
@@ -419,10 +423,16 @@ def _spec_key(spec) -> str:
 
 
 def _settings(spec: ClassifierSpec, config: TrainConfig, train: Examples,
-              dev: Examples | None) -> dict:
-    """What a resumed run must share with the interrupted one."""
-    return {_spec_key(spec): dataclasses.asdict(spec), "train_config": dataclasses.asdict(config),
-            "train": [train.source, len(train)], "dev": [dev.source, len(dev)] if dev else None}
+              dev: Examples | None, batches: int | None = None) -> dict:
+    """What a resumed run must share with the interrupted one. `batches`: the batches of an
+    epoch, kept where they depend on more than these settings (texts read as windows; their
+    batching changed on 2026-12-05), since the learning-rate schedule counts them."""
+    settings = {_spec_key(spec): dataclasses.asdict(spec),
+                "train_config": dataclasses.asdict(config), "train": [train.source, len(train)],
+                "dev": [dev.source, len(dev)] if dev else None}
+    if batches is not None:
+        settings["batches_per_epoch"] = batches
+    return settings
 
 
 @contextlib.contextmanager
