@@ -32,7 +32,7 @@ tf1 = tf.compat.v1
 
 # Google's modeling.py adds this to the attention logits of padding positions.
 _MASK_ADDER = -10000.0
-# The epsilon TensorFlow's fused _MklLayerNorm uses whatever the graph says (see _layer_norm).
+# The epsilon of every LayerNorm in the graph; its input is scaled to match (see _layer_norm).
 _FUSED_LAYER_NORM_EPSILON = 1e-3
 
 
@@ -68,14 +68,18 @@ def _layer_norm(scaled_x: tf.Tensor, output_scale: float = 1.0,
     """LN(x, eps) * output_scale over the last axis with Google's `gamma` and `beta`, given
     `scaled_x` = x * _layer_norm_scale(eps).
 
-    Written so that TensorFlow's oneDNN remapper fuses it into one `_MklLayerNorm` op at run
-    time wherever gamma and beta are constants (a frozen graph): 2-3x faster than the seven
-    ops it replaces. That fusion (TF 2.21) matches this moments/batch_normalization pattern
-    on a positive axis, but drops the graph's epsilon for its default 1e-3. So the graph
-    computes LN(s*x, s^2*eps) with s^2*eps = 1e-3, which equals LN(x, eps) (the mean and
-    the deviation scale by s): fused or not, the result is LN(x, eps). Callers fold s into
-    weights; a Mul that feeds this pattern directly would stop the fusion. That is why the
-    encoder carries its residual stream times s (see `_encoder_layer`).
+    Written as Keras 2's fused LayerNormalization was (a batch norm in training mode over
+    rows reshaped to NCHW channels, then gamma and beta), the pattern TensorFlow's oneDNN
+    remapper fuses into one `_MklLayerNorm` op at run time whether gamma and beta are
+    variables (the module in Keras, fine-tuning's forward pass) or constants (a frozen
+    graph): 2-3x faster than the ops it replaces. (The moments/batch_normalization form
+    fuses only with constant gamma and beta, so the module ran unfused in Keras.)
+    FusedBatchNorm raises any epsilon under 1.001e-5 to that, and BERT's is 1e-12; so the
+    graph computes LN(s*x, s^2*eps) with s^2*eps = 1e-3, which equals LN(x, eps) (the mean
+    and the deviation scale by s). Callers fold s into weights, which is why the encoder
+    carries its residual stream times s (see `_encoder_layer`).
+
+    Shapes: scaled_x [..., H] (rank 2 or 3 for the fusion); returns the same shape.
     """
     size = scaled_x.shape[-1]
     with tf1.variable_scope(name):
@@ -83,10 +87,14 @@ def _layer_norm(scaled_x: tf.Tensor, output_scale: float = 1.0,
         beta = tf1.get_variable("beta", [size], dtype=tf.float32)
     if output_scale != 1.0:
         gamma, beta = gamma * output_scale, beta * output_scale
-    axis = scaled_x.shape.rank - 1  # Positive: the remapper's pattern checks the axis value.
-    mean, variance = tf.nn.moments(scaled_x, axes=[axis], keepdims=True)
-    return tf.nn.batch_normalization(scaled_x, mean, variance, beta, gamma,
-                                     _FUSED_LAYER_NORM_EPSILON)
+    shape = tf.shape(scaled_x)
+    rows = tf.reduce_prod(shape[:-1])
+    # Each row one channel of an NCHW batch in training mode: its statistics are the row's.
+    channels = tf.reshape(scaled_x, tf.stack([1, rows, size, 1]))
+    normalized, _, _ = tf1.nn.fused_batch_norm(
+        channels, tf.ones([rows]), tf.zeros([rows]), epsilon=_FUSED_LAYER_NORM_EPSILON,
+        data_format="NCHW")
+    return tf.reshape(normalized, shape) * gamma + beta
 
 
 def _activation(x: tf.Tensor, name: str) -> tf.Tensor:

@@ -313,6 +313,34 @@ def test_every_execution_path_gives_the_eager_outputs(make_layer, pooling):
                                                       "tf_data_rebatched", "frozen"), atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+def test_layer_norms_run_as_one_op_each_in_a_keras_function(tiny_module_dir, dtype):
+    """On a oneDNN build, Grappler fuses every LayerNorm of the module into one op in a
+    tf.function too, where gamma and beta are variables (not only in frozen graphs, where
+    they are constants). Before the module wrote its LayerNorms for that pattern, none fused
+    here: the module in Keras ran ~1.4x slower than the frozen graph in bf16."""
+    import collections
+
+    from tensorflow.python.eager import context
+    from tensorflow.python.util import _pywrap_util_port
+
+    if not _pywrap_util_port.IsMklEnabled():
+        pytest.skip("this TensorFlow build has no oneDNN fusions")
+    layer = BertLayer(tiny_module_dir, max_seq_length=MAX_LEN, n_fine_tune_layers=-1,
+                      pooling=None, dtype=dtype)
+    forward = tf.function(lambda texts: layer(texts, training=False))
+    ctx = context.context()
+    ctx.enable_run_metadata()  # Before the first call: the graphs are optimized there.
+    try:
+        forward(tf.constant(TEXTS))
+        metadata = ctx.export_run_metadata()
+    finally:
+        ctx.disable_run_metadata()
+    ran = collections.Counter(node.op for function in metadata.function_graphs
+                              for graph in function.partition_graphs for node in graph.node)
+    assert ran["_MklLayerNorm"] == 1 + 2 * NUM_LAYERS, ran
+
+
 # === The real default model ===
 
 
