@@ -36,20 +36,18 @@ _MASK_ADDER = -10000.0
 _FUSED_LAYER_NORM_EPSILON = 1e-3
 
 
-def _dense(x: tf.Tensor, units: int, name: str, scale: float = 1.0,
-           input_scale: float = 1.0) -> tf.Tensor:
-    """((x / input_scale) @ kernel + bias) * scale with Google's `<name>/kernel` [in, out]
-    and `<name>/bias`.
+def _dense(x: tf.Tensor, units: int, name: str, scale: float = 1.0) -> tf.Tensor:
+    """(x @ kernel + bias) * scale with Google's `<name>/kernel` [in, out] and `<name>/bias`.
 
     Computes in x's dtype: the float32 variables are cast to it (bfloat16 matmuls; the
-    variables, and so training's updates, stay float32). The scales are folded into the
-    weights (constants in a frozen graph, so they cost nothing there).
+    variables, and so training's updates, stay float32). The scale is folded into the
+    weights (constants in a frozen graph, so it costs nothing there).
     """
     with tf1.variable_scope(name):
         kernel = tf1.get_variable("kernel", [x.shape[-1], units], dtype=tf.float32)
         bias = tf1.get_variable("bias", [units], dtype=tf.float32)
-    if scale != 1.0 or input_scale != 1.0:
-        kernel, bias = kernel * (scale / input_scale), bias * scale
+    if scale != 1.0:
+        kernel, bias = kernel * scale, bias * scale
     return tf.nn.bias_add(tf.matmul(x, tf.cast(kernel, x.dtype)), tf.cast(bias, x.dtype))
 
 
@@ -58,15 +56,8 @@ def _to(x: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
     return x if x.dtype == dtype else tf.cast(x, dtype)
 
 
-def _layer_norm_scale(epsilon: float) -> float:
-    """The factor `_layer_norm`'s input must be multiplied by, for a LayerNorm of `epsilon`."""
-    return math.sqrt(_FUSED_LAYER_NORM_EPSILON / epsilon)
-
-
-def _layer_norm(scaled_x: tf.Tensor, output_scale: float = 1.0,
-                name: str = "LayerNorm") -> tf.Tensor:
-    """LN(x, eps) * output_scale over the last axis with Google's `gamma` and `beta`, given
-    `scaled_x` = x * _layer_norm_scale(eps).
+def _layer_norm(x: tf.Tensor, epsilon: float, name: str = "LayerNorm") -> tf.Tensor:
+    """LN(x, epsilon) over the last axis with Google's `gamma` and `beta`.
 
     Written as Keras 2's fused LayerNormalization was (a batch norm in training mode over
     rows reshaped to NCHW channels, then gamma and beta), the pattern TensorFlow's oneDNN
@@ -75,19 +66,20 @@ def _layer_norm(scaled_x: tf.Tensor, output_scale: float = 1.0,
     graph): 2-3x faster than the ops it replaces. (The moments/batch_normalization form
     fuses only with constant gamma and beta, so the module ran unfused in Keras.)
     FusedBatchNorm raises any epsilon under 1.001e-5 to that, and BERT's is 1e-12; so the
-    graph computes LN(s*x, s^2*eps) with s^2*eps = 1e-3, which equals LN(x, eps) (the mean
-    and the deviation scale by s). Callers fold s into weights, which is why the encoder
-    carries its residual stream times s (see `_encoder_layer`).
+    graph computes LN(s*x, s^2*epsilon) with s^2*epsilon = 1e-3, which equals LN(x, epsilon)
+    (the mean and the deviation scale by s). The Mul by s is on x, not folded into the
+    weights around: in Keras the weights are variables, and scaling them cost a Mul over
+    every weight at every call (~10% of a bf16 pass), more than this Mul over the rows.
 
-    Shapes: scaled_x [..., H] (rank 2 or 3 for the fusion); returns the same shape.
+    Shapes: x [..., H] (rank 2 or 3 for the fusion); returns the same shape.
     """
-    size = scaled_x.shape[-1]
+    size = x.shape[-1]
     with tf1.variable_scope(name):
         gamma = tf1.get_variable("gamma", [size], dtype=tf.float32)
         beta = tf1.get_variable("beta", [size], dtype=tf.float32)
-    if output_scale != 1.0:
-        gamma, beta = gamma * output_scale, beta * output_scale
-    shape = tf.shape(scaled_x)
+    scale = math.sqrt(_FUSED_LAYER_NORM_EPSILON / epsilon)
+    scaled_x = x * scale if scale != 1.0 else x
+    shape = tf.shape(x)
     rows = tf.reduce_prod(shape[:-1])
     # Each row one channel of an NCHW batch in training mode: its statistics are the row's.
     channels = tf.reshape(scaled_x, tf.stack([1, rows, size, 1]))
@@ -155,13 +147,12 @@ BERT = Architecture()
 
 def _embeddings(config: BertConfig, input_ids: tf.Tensor, segment_ids: tf.Tensor,
                 is_training: bool, architecture: Architecture = BERT) -> tf.Tensor:
-    """Word + segment + position embeddings, normalised, times _layer_norm_scale (the
-    encoder's residual stream, see `_encoder_layer`): [B, T, H].
+    """Word + segment + position embeddings, normalised (the encoder's residual stream):
+    [B, T, H].
 
     Embeddings narrower than the hidden size (E != H) are normalised at their width E, then
     projected to H by `architecture.embedding_projection`.
     """
-    s = _layer_norm_scale(config.layer_norm_eps)
     project = config.embedding_width != config.hidden_size
     if project and architecture.embedding_projection is None:
         raise ValueError(f"embedding_size {config.embedding_width} differs from hidden_size "
@@ -177,13 +168,13 @@ def _embeddings(config: BertConfig, input_ids: tf.Tensor, segment_ids: tf.Tensor
         seq_length = tf.shape(input_ids)[1]
         # Gathering from the read value (not the resource) keeps the graph freezable.
         word, token_type = tf.convert_to_tensor(word), tf.convert_to_tensor(token_type)
-        output = _layer_norm(tf.gather(word, input_ids) * s                     # [B, T, E]
-                             + (tf.gather(token_type * s, segment_ids)          # [B, T, E]
-                                + position[tf.newaxis, :seq_length] * s),       # [1, T, E]
-                             output_scale=1.0 if project else s)
+        output = _layer_norm(tf.gather(word, input_ids)                         # [B, T, E]
+                             + (tf.gather(token_type, segment_ids)              # [B, T, E]
+                                + position[tf.newaxis, :seq_length]),           # [1, T, E]
+                             config.layer_norm_eps)
     output = _dropout(output, config.hidden_dropout_prob, is_training)
-    if project:  # Into the residual stream (times s) in the projection's weights: [B, T, H].
-        output = _dense(output, config.hidden_size, architecture.embedding_projection, scale=s)
+    if project:  # Into the residual stream: [B, T, H].
+        output = _dense(output, config.hidden_size, architecture.embedding_projection)
     return output
 
 
@@ -218,9 +209,8 @@ def _first_rows(x: tf.Tensor, batch: tf.Tensor, seq: tf.Tensor) -> tf.Tensor:
 
 
 def _attention(config: BertConfig, x: tf.Tensor, mask_adder: tf.Tensor, batch: tf.Tensor,
-               seq: tf.Tensor, is_training: bool, first_only: bool = False,
-               input_scale: float = 1.0) -> tf.Tensor:
-    """Multi-head self-attention on x / input_scale, x [B*T, H], with `mask_adder` added to
+               seq: tf.Tensor, is_training: bool, first_only: bool = False) -> tf.Tensor:
+    """Multi-head self-attention on x [B*T, H], with `mask_adder` added to
     the logits ([B, 1, 1, T]; MPNet's [B, N, T, T] holds the position bias); returns the context
     [B*T, H] in x's dtype, or with `first_only` the first token's context [B, H] (keys and
     values still read every token; only the queries are cut to the first row).
@@ -233,12 +223,12 @@ def _attention(config: BertConfig, x: tf.Tensor, mask_adder: tf.Tensor, batch: t
         mask_adder = mask_adder[:, :, :1]  # [B, N, 1, T]: the first query's biases.
     with tf1.variable_scope("self"):
         # The query is scaled (in its weights) rather than the logits: no op at all.
-        query = _split_heads(_dense(rows, config.hidden_size, "query", input_scale=input_scale,
+        query = _split_heads(_dense(rows, config.hidden_size, "query",
                                     scale=1.0 / math.sqrt(config.size_per_head)),
                              batch, query_len, config)       # [B, N, T or 1, D]
-        key = _split_heads(_dense(x, config.hidden_size, "key", input_scale=input_scale),
+        key = _split_heads(_dense(x, config.hidden_size, "key"),
                            batch, seq, config)
-        value = _split_heads(_dense(x, config.hidden_size, "value", input_scale=input_scale),
+        value = _split_heads(_dense(x, config.hidden_size, "value"),
                              batch, seq, config)
         logits = _to(tf.matmul(query, key, transpose_b=True), tf.float32) + mask_adder
         probs = _dropout(tf.nn.softmax(logits), config.attention_probs_dropout_prob,
@@ -248,35 +238,30 @@ def _attention(config: BertConfig, x: tf.Tensor, mask_adder: tf.Tensor, batch: t
     return tf.reshape(context, [batch * query_len, config.hidden_size])  # [B*T or B, H]
 
 
-def _encoder_layer(config: BertConfig, xs: tf.Tensor, mask_adder: tf.Tensor,
+def _encoder_layer(config: BertConfig, x: tf.Tensor, mask_adder: tf.Tensor,
                    batch: tf.Tensor, seq: tf.Tensor, is_training: bool, compute_dtype: tf.DType,
-                   first_only: bool = False, last: bool = False,
-                   names: LayerScopes = LayerScopes()) -> tf.Tensor:
-    """One transformer block on the residual stream xs = x * s [B*T, H] float32, with
-    s = _layer_norm_scale(eps); returns the next xs [B*T, H], or with `last` the block's
-    output x itself. With `first_only`, only the first token's row [B, H] is computed
-    (attending to every token).
+                   first_only: bool = False, names: LayerScopes = LayerScopes()) -> tf.Tensor:
+    """One transformer block on the residual stream x [B*T, H] float32; returns the next
+    [B*T, H]. With `first_only`, only the first token's row [B, H] is computed (attending to
+    every token).
 
-    The stream carries s so that every LayerNorm input is a sum of scaled terms with no Mul
-    of its own (see `_layer_norm`): s and 1/s are folded into the weights around it. The
-    residual stream and LayerNorm stay float32; each sub-block computes in `compute_dtype`
-    (its input cast down, its output cast back up).
+    The residual stream and LayerNorm stay float32; each sub-block computes in
+    `compute_dtype` (its input cast down, its output cast back up).
     """
-    s, drop = _layer_norm_scale(config.layer_norm_eps), config.hidden_dropout_prob
-    low = _to(xs, compute_dtype)
+    drop = config.hidden_dropout_prob
     with tf1.variable_scope(names.attention):
-        context = _attention(config, low, mask_adder, batch, seq, is_training, first_only,
-                             input_scale=s)
+        context = _attention(config, _to(x, compute_dtype), mask_adder, batch, seq,
+                             is_training, first_only)
     if first_only:
-        xs = _first_rows(xs, batch, seq)  # The residual stream of the rows computed.
-    attended = _dropout(_dense(context, config.hidden_size, names.attention_output, scale=s),
-                        drop, is_training)
-    xs = _layer_norm(_to(attended, tf.float32) + xs, output_scale=s, name=names.attention_norm)
-    hidden = _activation(_dense(_to(xs, compute_dtype), config.intermediate_size,
-                                names.intermediate, input_scale=s), config.hidden_act)
-    out = _dropout(_dense(hidden, config.hidden_size, names.output, scale=s), drop, is_training)
-    return _layer_norm(_to(out, tf.float32) + xs, output_scale=1.0 if last else s,
-                       name=names.output_norm)
+        x = _first_rows(x, batch, seq)  # The residual stream of the rows computed.
+    attended = _dropout(_dense(context, config.hidden_size, names.attention_output), drop,
+                        is_training)
+    x = _layer_norm(_to(attended, tf.float32) + x, config.layer_norm_eps,
+                    name=names.attention_norm)
+    hidden = _activation(_dense(_to(x, compute_dtype), config.intermediate_size,
+                                names.intermediate), config.hidden_act)
+    out = _dropout(_dense(hidden, config.hidden_size, names.output), drop, is_training)
+    return _layer_norm(_to(out, tf.float32) + x, config.layer_norm_eps, name=names.output_norm)
 
 
 def bert_model(config: BertConfig, input_ids: tf.Tensor, input_mask: tf.Tensor,
@@ -303,7 +288,7 @@ def bert_model(config: BertConfig, input_ids: tf.Tensor, input_mask: tf.Tensor,
     """
     batch, seq = tf.shape(input_ids)[0], tf.shape(input_ids)[1]
     with tf1.variable_scope(architecture.scope, reuse=tf1.AUTO_REUSE):
-        # The residual stream, times _layer_norm_scale (see _encoder_layer): [B*T, H].
+        # The residual stream: [B*T, H].
         xs = tf.reshape(_embeddings(config, input_ids, segment_ids, is_training, architecture),
                         [batch * seq, config.hidden_size])
         # A reshape, not input_mask[:, tf.newaxis, tf.newaxis, :]: TFLite's builtin
@@ -325,8 +310,8 @@ def bert_model(config: BertConfig, input_ids: tf.Tensor, input_mask: tf.Tensor,
             # own that computes that row alone (the same weights and maths; its keys and
             # values are the full layer's, merged by Grappler). A graph that needs only
             # pooled_output (a classifier on [CLS]) skips ~5/6 of the last layer's work.
-            first_token = layer(xs, first_only=True, last=True)  # [B, H]
-            x = layer(xs, last=True)  # [B*T, H]
+            first_token = layer(xs, first_only=True)  # [B, H]
+            x = layer(xs)  # [B*T, H]
         sequence_output = tf.reshape(x, [batch, seq, config.hidden_size])  # [B, T, H]
         if has_pooler:
             with tf1.variable_scope("pooler"):
