@@ -3,10 +3,14 @@
 Runs the graph written by `bert-layer freeze` in a TF1 session configured as
 `FrozenClassifier`'s, with full tracing, on length-grouped batches, and prints each op
 type's share of the traced op time (after the runtime's rewrites, so fused ops show as such).
-Tracing slows small ops more than large ones: read the shares, not the absolute times.
+With `--keras MODULE`, also a classifier on that hub module in a Keras tf.function (its
+weights variables, as fine-tuning and `embed` run it), in the graph's precision, traced with
+TensorFlow's profiler on the same batches, side by side: where the module in Keras loses to
+the frozen graph. Tracing slows small ops more than large ones: read the shares, not the
+absolute times.
 
 Usage:
-  python scripts/profile_frozen.py MODEL.pb [--data ../shared/data/sst2/glue_dev.tsv]
+  python scripts/profile_frozen.py MODEL.pb [--keras MODULE] [--data FILE]
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow reads it once, 
 
 import argparse  # noqa: E402
 import collections  # noqa: E402
+import glob  # noqa: E402
+import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
@@ -24,7 +30,11 @@ import tensorflow as tf  # noqa: E402
 from bert_layer.data.batching import length_grouped_batches  # noqa: E402
 from bert_layer.data.examples import read_examples  # noqa: E402
 from bert_layer.inference.formats import OUTPUT, TEXT_INPUT, read_graph_def  # noqa: E402
-from bert_layer.inference.runtimes import FrozenClassifier, session_config  # noqa: E402
+from bert_layer.inference.runtimes import (  # noqa: E402
+    FrozenClassifier,
+    graph_precision,
+    session_config,
+)
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared/data/sst2/glue_dev.tsv"
 
@@ -58,6 +68,45 @@ def op_seconds(graph_path: str, batches: list[list[str]], threads: int) -> colle
     return seconds
 
 
+def keras_op_seconds(module: str, precision: str, batches: list[list[str]],
+                     threads: int) -> collections.Counter:
+    """op type -> traced seconds of a classifier on `module` in a Keras tf.function over
+    `batches` (after one untraced warm-up pass), from TensorFlow's profiler: the time of each
+    op event on the executor's threads, after Grappler's rewrites."""
+    import keras
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    from bert_layer.training.classifier import ClassifierSpec, build_classifier
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    keras.utils.set_random_seed(0)
+    model = build_classifier(ClassifierSpec(module=module, class_names=("a", "b"),
+                                            fine_tune_layers=0, precision=precision))
+    forward = tf.function(lambda texts: model(texts, training=False),
+                          input_signature=[tf.TensorSpec([None], tf.string)])
+    tensors = [tf.constant(batch) for batch in batches]
+    for batch in tensors:
+        forward(batch).numpy()
+    seconds: collections.Counter = collections.Counter()
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        for batch in tensors:
+            forward(batch).numpy()
+        tf.profiler.experimental.stop()
+        for path in glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True):
+            space = xplane_pb2.XSpace.FromString(Path(path).read_bytes())
+            for plane in space.planes:
+                names = {key: meta.name for key, meta in plane.event_metadata.items()}
+                for line in plane.lines:
+                    if not line.name.startswith("tf_Compute"):  # The executor's threads.
+                        continue
+                    for event in line.events:
+                        name = names.get(event.metadata_id, "")
+                        if "/" in name and ":" in name:  # "<node name>:<op type>"
+                            seconds[name.rsplit(":", 1)[1]] += event.duration_ps / 1e12
+    return seconds
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("graph", help="a .pb written by `bert-layer freeze` (graph tokenizer)")
@@ -67,6 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
                         help="intra-op threads (default: usable CPUs, %(default)s)")
+    parser.add_argument("--keras", metavar="MODULE",
+                        help="also profile a classifier on this hub module in Keras")
     parser.add_argument("--top", type=int, default=15, help="op types shown (default: 15)")
     args = parser.parse_args(argv)
     texts = read_examples(os.fspath(args.data), text_column=args.text_column).texts
@@ -78,9 +129,19 @@ def main(argv: list[str] | None = None) -> None:
     total = sum(seconds.values())
     print(f"{len(texts)} texts of {args.data}, {len(batches)} length-grouped batches; "
           f"traced op time {total:.2f}s")
-    print(f"{'op type':<40}{'seconds':>9}{'share':>8}")
-    for op, s in seconds.most_common(args.top):
-        print(f"{op:<40}{s:>9.3f}{s / total:>8.1%}")
+    if not args.keras:
+        print(f"{'op type':<40}{'seconds':>9}{'share':>8}")
+        for op, s in seconds.most_common(args.top):
+            print(f"{op:<40}{s:>9.3f}{s / total:>8.1%}")
+        return
+    precision = graph_precision(read_graph_def(args.graph))
+    keras_seconds = keras_op_seconds(args.keras, precision, batches, args.threads)
+    keras_total = sum(keras_seconds.values())
+    print(f"{args.keras} in Keras ({precision}): traced op time {keras_total:.2f}s")
+    print(f"{'op type':<40}{'frozen s':>9}{'share':>8}{'Keras s':>9}{'share':>8}")
+    for op, _ in (seconds + keras_seconds).most_common(args.top):
+        print(f"{op:<40}{seconds[op]:>9.3f}{seconds[op] / total:>8.1%}"
+              f"{keras_seconds[op]:>9.3f}{keras_seconds[op] / keras_total:>8.1%}")
 
 
 if __name__ == "__main__":
