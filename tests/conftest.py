@@ -15,8 +15,8 @@ comparisons that take minutes are benchmarks in scripts/) are left out of the
 default tier: `pytest -n 2 --dist loadfile -m "not large" tests` (1:58 in a fresh clone on
 2 cores, 2026-12-04, an AMD EPYC with AVX512; 3:35 on 2026-12-03 on an AVX2 EPYC; the
 target is 5 minutes), `pytest -n 2 --dist loadfile tests` runs everything (fresh clones:
-14:15 on 2026-12-04, same machine; 19:16 to 24:35 on the AVX2 EPYC, whose speed varied
-through the day; the target is 20 minutes).
+14:15 on 2026-12-04, same machine; 9:49 on 2026-12-05 on a Zen 5 EPYC; 19:16 to 24:35 on
+the AVX2 EPYC, whose speed varied through the day; the target is 20 minutes).
 """
 
 from __future__ import annotations
